@@ -1,0 +1,1 @@
+//! The ww host library.

@@ -1,0 +1,1 @@
+//! queue: the replicated multi-topic work queue and KV state machine.
