@@ -1,0 +1,63 @@
+# The project's entry points. See README.md and docs/.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+ROM_TARGET := wasm32-wasip2
+ROM_DIR := target/rom
+# ROMs in build order: an outer ROM embeds the inner ROMs listed before it
+# (include_bytes!), so each ROM is copied to $(ROM_DIR) before the next builds.
+ROMS := hello-inner hello
+
+# Simulator (`make sim`): seeds START..START+SEEDS-1.
+START ?= 1
+SEEDS ?= 100
+NODES ?= 3
+WORKLOAD ?= kv
+# `make sim SIM_PROFILE=release` for long runs (see docs/simulation.md).
+SIM_PROFILE ?= dev
+
+.PHONY: setup host roms build test sim demo bench bench-raft-core bench-queue fmt clippy
+
+setup:
+	@./scripts/setup.sh
+
+host: setup
+	$(CARGO) build -p ww
+
+roms: setup
+	@mkdir -p $(ROM_DIR)
+	@for rom in $(ROMS); do \
+	  $(CARGO) build --profile rom --target $(ROM_TARGET) -p $$rom || exit 1; \
+	  cp target/$(ROM_TARGET)/rom/$$rom.wasm $(ROM_DIR)/$$rom.wasm || exit 1; \
+	done
+
+build: host roms
+
+# Everything CI runs (.ci/run calls this).
+test: build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) test --workspace --exclude hello --exclude hello-inner --exclude ww-guest
+	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=3 WORKLOAD=kv
+	$(MAKE) --no-print-directory sim START=1 SEEDS=50 NODES=5 WORKLOAD=kv
+
+sim:
+	$(CARGO) run --profile $(SIM_PROFILE) -q -p ww-tests --bin sim -- \
+	  --start $(START) --seeds $(SEEDS) --nodes $(NODES) --workload $(WORKLOAD)
+
+demo: build
+	./scripts/demo.sh
+
+bench: build bench-raft-core bench-queue
+
+bench-raft-core:
+	$(CARGO) bench -q -p raft-core --bench driver | ./scripts/bench-record.sh raft-core
+
+bench-queue:
+	$(CARGO) bench -q -p queue --bench apply | ./scripts/bench-record.sh queue-apply
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(ROM_TARGET) $(addprefix -p ,$(ROMS)) -- -D warnings
