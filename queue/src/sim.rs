@@ -1,0 +1,1 @@
+//! The queue workload for raft-core's simulator (not written yet).

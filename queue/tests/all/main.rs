@@ -1,0 +1,11 @@
+//! The queue crate's integration tests: one binary, one module per feature.
+
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used)]
+
+mod decode;
+mod harness;
+mod kv;
+mod model;
+mod snapshot;
+mod topic;
