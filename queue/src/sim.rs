@@ -1,1 +1,0 @@
-//! The queue workload for raft-core's simulator (not written yet).
