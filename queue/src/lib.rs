@@ -21,6 +21,36 @@
 //! A lease with deadline `d` expires for the first command stamped at or
 //! after `d`; [`Command::Tick`] moves time when nothing else does.
 //!
+//! # Example
+//!
+//! A producer and a consumer on a local state machine (a real program
+//! uses a transport that reaches the Raft group instead):
+//!
+//! ```
+//! use queue::{poll_once, Client, MemoryTransport};
+//!
+//! // Each call is a future; the memory transport's are ready at once.
+//! fn run<F: std::future::Future>(future: F) -> F::Output {
+//!     poll_once(future).expect("memory transport futures are ready")
+//! }
+//!
+//! # fn main() -> Result<(), queue::ClientError> {
+//! let client = Client::new(MemoryTransport::new(1_700_000_000_000));
+//! run(client.enqueue("urls", "https://example.org/"))?;
+//!
+//! let leased = run(client.lease("urls", "worker-1", 10, Some(30_000)))?;
+//! assert_eq!(leased[0].body, b"https://example.org/");
+//!
+//! // Not acked in time: the lease expires and the message comes back.
+//! client.transport().advance(30_000);
+//! let again = run(client.lease("urls", "worker-2", 10, None))?;
+//! assert_eq!((again[0].acquired, again[0].failed), (2, 1));
+//! run(client.ack("urls", again[0].receipt()))?;
+//! assert_eq!(run(client.stats("urls"))?.counters.acked, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! See docs/queue.md for the design and the feature comparison.
 
 mod client;

@@ -290,7 +290,7 @@ impl Topic {
         let deadline_ms = now_ms.saturating_add(lease_ms);
         let mut deliveries = Vec::with_capacity(chosen.len());
         for (slot, id) in chosen.into_iter().enumerate() {
-            let token = token_base + slot as u64;
+            let token = token_base.saturating_add(slot as u64);
             let state = State::Leased {
                 consumer: consumer.to_owned(),
                 token,
