@@ -11,9 +11,11 @@
 //! [`run_local`] drives it against one [`QueueMachine`] with lost replies
 //! injected (no Raft), which tests the workload and the checker themselves.
 
+mod adapter;
 mod history;
 mod workload;
 
+pub use adapter::{QueueSim, CHAOS_MS};
 pub use history::{History, Report};
 pub use workload::{Outcome, QueueWorkload, Request, Settings, TOPIC};
 
@@ -94,5 +96,36 @@ mod tests {
                 "{report}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod raft_tests {
+    use raft_core::sim::{run, SimOptions};
+
+    use super::QueueSim;
+
+    /// The queue workload under raft-core's fault simulator, a few seeds on
+    /// 3 and 5 nodes (`make sim WORKLOAD=queue` runs many;
+    /// `QUEUE_SIM_SEEDS=N` runs N here).
+    #[test]
+    fn queue_workload_passes_under_faults() {
+        let seeds: u64 = std::env::var("QUEUE_SIM_SEEDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(4);
+        let mut failures = Vec::new();
+        for nodes in [3, 5] {
+            for seed in 1..=seeds {
+                let options = SimOptions::new(seed, nodes, "queue");
+                match run::<QueueSim>(&options) {
+                    Ok(report) => {
+                        eprintln!("nodes={nodes} seed={seed}: {}", report.workload_summary)
+                    }
+                    Err(failure) => failures.push(failure.to_string()),
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     }
 }

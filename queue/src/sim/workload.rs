@@ -73,6 +73,7 @@ enum Role {
         index: usize,
         generation: u64,
         holding: VecDeque<(String, Delivery)>,
+        turn: u64,
     },
     /// Creates the topic, then (in the drain) watches the counts.
     Admin { created: bool },
@@ -119,10 +120,9 @@ pub struct QueueWorkload {
 }
 
 impl QueueWorkload {
-    /// A workload for `clients` clients (at least 3: an admin, then
-    /// producers and consumers alternating).
+    /// A workload for `clients` clients: client 0 is the admin, then
+    /// producers and consumers alternate (so it needs 3 to do anything).
     pub fn new(seed: u64, clients: usize, settings: Settings) -> Self {
-        assert!(clients >= 3, "the queue workload needs at least 3 clients");
         let roles = (0..clients)
             .map(|client| match client {
                 0 => Role::Admin { created: false },
@@ -135,6 +135,7 @@ impl QueueWorkload {
                     index: c / 2,
                     generation: 0,
                     holding: VecDeque::new(),
+                    turn: 0,
                 },
             })
             .collect();
@@ -161,6 +162,24 @@ impl QueueWorkload {
         self.drained
     }
 
+    /// True once the drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// True once every producer has had every value acknowledged.
+    pub fn produced_all(&self) -> bool {
+        self.roles.iter().all(|role| match role {
+            Role::Producer { next, pending, .. } => {
+                *next >= self.settings.values_per_producer && pending.is_none()
+            }
+            _ => true,
+        }) && self
+            .waiting
+            .iter()
+            .all(|w| !matches!(w, Some(Waiting::Enqueue(_))))
+    }
+
     /// The checker's report.
     pub fn check(&self) -> Report {
         self.history.check()
@@ -182,15 +201,7 @@ impl QueueWorkload {
                 };
                 (Waiting::Create, Request::Submit(encode_command(&command)))
             }
-            Role::Admin { created: true } => {
-                if !self.draining || self.drained {
-                    return None;
-                }
-                let query = Query::Stats {
-                    topic: TOPIC.to_owned(),
-                };
-                (Waiting::Stats, Request::Query(encode_query(&query)))
-            }
+            Role::Admin { created: true } => return None,
             Role::Producer {
                 index,
                 next,
@@ -234,6 +245,7 @@ impl QueueWorkload {
                 index,
                 generation,
                 holding,
+                turn,
             } => {
                 // A crash forgets every lease held; a new generation is a new
                 // consumer id, as after a process restart.
@@ -242,9 +254,18 @@ impl QueueWorkload {
                     *generation += 1;
                 }
                 let consumer = format!("c{index}.{generation}");
+                *turn += 1;
                 match holding.pop_front() {
+                    // Draining consumers also watch the counts, so the drain
+                    // ends once the queue is empty.
+                    None if self.draining && *turn % 3 == 0 => stats_request(),
                     None => {
-                        let topic = if self.rng.chance(1, 5) {
+                        let dlq = if self.draining {
+                            *turn % 3 == 1
+                        } else {
+                            self.rng.chance(1, 5)
+                        };
+                        let topic = if dlq {
                             dlq_name(TOPIC)
                         } else {
                             TOPIC.to_owned()
@@ -392,6 +413,7 @@ impl QueueWorkload {
                     holding,
                     generation,
                     index,
+                    ..
                 },
             ) => {
                 if let Some(Ok(Reply::Leased(deliveries))) = reply {
@@ -437,6 +459,14 @@ impl QueueWorkload {
             (waiting, _) => panic!("client {client}: reply to {waiting:?} for the wrong role"),
         }
     }
+}
+
+/// A stats read of the topic (its `dead` count covers the dead-letter topic).
+fn stats_request() -> (Waiting, Request) {
+    let query = Query::Stats {
+        topic: TOPIC.to_owned(),
+    };
+    (Waiting::Stats, Request::Query(encode_query(&query)))
 }
 
 /// The value producer `producer` enqueues as its `sequence`th.
