@@ -13,14 +13,14 @@ use crate::QueueMachine;
 pub const CHAOS_MS: u64 = 5_000;
 
 /// Sized for a 6 s safety phase and a 10 s liveness bound: 1 s leases
-/// expire several times within a run, and 3 producers × 30 values finish
+/// expire several times within a run, and 3 producers × 60 values finish
 /// early in the safety phase even under faults.
 fn settings() -> Settings {
     Settings {
         lease_ms: 1_000,
         batch_max: 4,
         max_deliveries: 4,
-        values_per_producer: 30,
+        values_per_producer: 60,
     }
 }
 
