@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod decode;
+mod extremes;
 mod harness;
 mod kv;
 mod model;
