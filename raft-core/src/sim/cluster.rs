@@ -1,0 +1,1275 @@
+//! The simulated world: replicas on simulated disks, the network, the
+//! clients, the nemesis, and the invariant checks.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use prost::Message as _;
+use raft::eraftpb::{Message, MessageType};
+
+use crate::config::Config;
+use crate::envelope::Envelope;
+use crate::error::RequestError;
+use crate::node::{Bootstrap, Join, Node, Options};
+use crate::output::{ChangeId, Event, Output, ReadId, Role};
+use crate::rng::Rng;
+use crate::sim::disk::SimDisk;
+use crate::sim::network::{Network, NetworkFaults, SimTransport};
+use crate::sim::recorder::{Recorder, SharedAppliedLog};
+use crate::sim::workload::{Request, Workload};
+use crate::sim::{SimFailure, SimOptions, SimReport};
+use crate::state_machine::StateMachine;
+
+/// Client ids start here (0 opts out of sessions).
+const CLIENT_ID_BASE: u64 = 1_000;
+/// A client gives up on a node after this long and retries elsewhere.
+const ATTEMPT_TIMEOUT_MS: u64 = 1_000;
+/// Events kept for failure reports.
+const TRACE_TAIL_MAX_COUNT: usize = 60;
+/// Packets held for a paused node at most (a bounded inbox).
+const HELD_PACKETS_MAX_COUNT: usize = 10_000;
+/// Membership replacements per run at most.
+const REPLACEMENTS_MAX_COUNT: u64 = 2;
+/// Wall-clock epoch of virtual time 0, so that stamped times look real.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+type SimNodeHandle<W> = Node<Recorder<<W as Workload>::Machine>, SimDisk>;
+
+struct SimNode<W: Workload> {
+    raft_id: u64,
+    disk: SimDisk,
+    node: Option<SimNodeHandle<W>>,
+    /// Bumped at every crash, so stale client attempts are recognized.
+    incarnation: u64,
+    restart_at_ms: Option<u64>,
+    paused_until_ms: Option<u64>,
+    held: Vec<Vec<u8>>,
+    next_tick_ms: u64,
+    tick_period_ms: u64,
+    clock_skew_ms: u64,
+    /// Removed from the group for good.
+    retired: bool,
+    /// Has input since its last `process`.
+    dirty: bool,
+}
+
+impl<W: Workload> SimNode<W> {
+    fn is_up(&self) -> bool {
+        self.node.is_some() && self.paused_until_ms.is_none()
+    }
+}
+
+struct Attempt {
+    node: usize,
+    incarnation: u64,
+    read_id: Option<ReadId>,
+    deadline_ms: u64,
+}
+
+struct PendingRequest {
+    request: Request,
+    seq: u64,
+    invoked_ms: u64,
+    attempt: Option<Attempt>,
+    retry_at_ms: u64,
+}
+
+struct Client {
+    client_id: u64,
+    seq: u64,
+    pending: Option<PendingRequest>,
+    idle_until_ms: u64,
+    target: usize,
+    /// Completed a request since faults healed, or had none to make.
+    completed_in_liveness: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness,
+    /// No new requests: wait for the outstanding ones and convergence.
+    Drain,
+}
+
+/// The replacement of a voter by a fresh node, in steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replacement {
+    Idle,
+    Removing { victim: usize },
+    Adding { joiner: usize },
+    Promoting { joiner: usize },
+}
+
+struct MembershipDriver {
+    step: Replacement,
+    /// The change in flight: on which node (and incarnation), which id.
+    change: Option<(usize, u64, ChangeId)>,
+    retry_at_ms: u64,
+}
+
+/// One simulation run. See the module docs of [`crate::sim`].
+pub struct Simulation<W: Workload> {
+    options: SimOptions,
+    now_ms: u64,
+    phase: Phase,
+    liveness_start_ms: u64,
+    /// Some request completed since faults healed.
+    served_since_heal: bool,
+    rng_nemesis: Rng,
+    rng_clients: Rng,
+    rng_disk: Rng,
+    rng_nodes: Rng,
+    network: Network,
+    group_id: u128,
+    config: Config,
+    nodes: Vec<SimNode<W>>,
+    index_of: BTreeMap<u64, usize>,
+    next_raft_id: u64,
+    clients: Vec<Client>,
+    workload: W,
+    applied_log: SharedAppliedLog,
+    leaders_by_term: BTreeMap<u64, u64>,
+    heal_at_ms: Option<u64>,
+    membership: MembershipDriver,
+    trace_tail: VecDeque<String>,
+    report: SimReport,
+}
+
+impl<W: Workload> Simulation<W> {
+    /// Builds the world for `options.seed`: configuration, disks, nodes,
+    /// clients. Nothing runs until [`Simulation::run`].
+    pub fn new(options: SimOptions) -> Self {
+        let mut rng = Rng::new(options.seed);
+        let mut rng_config = rng.fork(1);
+        let rng_nemesis = rng.fork(2);
+        let mut rng_clients = rng.fork(3);
+        let rng_disk = rng.fork(4);
+        let rng_nodes = rng.fork(5);
+        let network = Network::new(rng.fork(6));
+        let config = Config {
+            heartbeat_ticks: 2,
+            election_ticks_min: 10,
+            election_ticks_max: 20,
+            // Small intervals so that snapshots, compaction and snapshot
+            // installs happen many times per run.
+            snapshot_interval_entries: rng_config.range(10, 200),
+            catch_up_entries: rng_config.range(0, 50),
+            segment_max_bytes: rng_config.range(4096, 64 * 1024),
+            request_timeout_ticks: 50,
+            ..Config::default()
+        };
+        let workload = W::new(options.client_count, &mut rng_clients);
+        let clients = (0..options.client_count)
+            .map(|c| Client {
+                client_id: CLIENT_ID_BASE + c as u64,
+                seq: 0,
+                pending: None,
+                idle_until_ms: 0,
+                target: rng_clients.below(options.node_count as u64) as usize,
+                completed_in_liveness: false,
+            })
+            .collect();
+        let mut group_bytes = [0u8; 16];
+        rng_config.fill(&mut group_bytes);
+        let mut simulation = Self {
+            now_ms: 0,
+            phase: Phase::Safety,
+            liveness_start_ms: 0,
+            served_since_heal: false,
+            rng_nemesis,
+            rng_clients,
+            rng_disk,
+            rng_nodes,
+            network,
+            group_id: u128::from_le_bytes(group_bytes),
+            config,
+            nodes: Vec::new(),
+            index_of: BTreeMap::new(),
+            next_raft_id: 1,
+            clients,
+            workload,
+            applied_log: SharedAppliedLog::default(),
+            leaders_by_term: BTreeMap::new(),
+            heal_at_ms: None,
+            membership: MembershipDriver {
+                step: Replacement::Idle,
+                change: None,
+                retry_at_ms: 0,
+            },
+            trace_tail: VecDeque::new(),
+            report: SimReport {
+                seed: options.seed,
+                ..SimReport::default()
+            },
+            options,
+        };
+        for _ in 0..simulation.options.node_count {
+            simulation.add_slot();
+        }
+        simulation
+    }
+
+    /// Adds a node slot with a fresh disk and a new raft id; returns its
+    /// index.
+    fn add_slot(&mut self) -> usize {
+        let raft_id = self.next_raft_id;
+        self.next_raft_id += 1;
+        let index = self.nodes.len();
+        let tick_period_ms = self.rng_nodes.range(9, 12);
+        self.nodes.push(SimNode {
+            raft_id,
+            disk: SimDisk::new(self.options.disk_faults),
+            node: None,
+            incarnation: 0,
+            restart_at_ms: None,
+            paused_until_ms: None,
+            held: Vec::new(),
+            next_tick_ms: self.rng_nodes.range(0, tick_period_ms),
+            tick_period_ms,
+            clock_skew_ms: self.rng_nodes.range(0, 1_000),
+            retired: false,
+            dirty: false,
+        });
+        self.index_of.insert(raft_id, index);
+        index
+    }
+
+    fn machine(&self, index: usize) -> Recorder<W::Machine> {
+        Recorder::new(
+            self.workload.state_machine(),
+            index,
+            self.applied_log.clone(),
+        )
+    }
+
+    fn trace(&mut self, line: String) {
+        let line = format!("[{} ms] {line}", self.now_ms);
+        if self.options.trace {
+            eprintln!("{line}");
+        }
+        if self.trace_tail.len() == TRACE_TAIL_MAX_COUNT {
+            self.trace_tail.pop_front();
+        }
+        self.trace_tail.push_back(line);
+    }
+
+    fn fail(&self, reason: String) -> SimFailure {
+        SimFailure {
+            seed: self.options.seed,
+            at_ms: self.now_ms,
+            reason,
+            trace_tail: self.trace_tail.iter().cloned().collect(),
+            reproduce: self.options.reproduce_command(),
+        }
+    }
+
+    /// Runs both phases and the final checks.
+    ///
+    /// # Errors
+    ///
+    /// The first violated invariant, liveness bound, or checker verdict.
+    pub fn run(&mut self) -> Result<SimReport, SimFailure> {
+        self.bootstrap()?;
+        let end_ms = self.options.safety_ms + self.options.liveness_ms;
+        loop {
+            self.now_ms += 1;
+            if self.phase == Phase::Safety && self.now_ms >= self.options.safety_ms {
+                self.start_liveness()?;
+            }
+            if self.phase == Phase::Safety {
+                self.nemesis()?;
+            }
+            self.scheduled()?;
+            self.deliver()?;
+            self.tick_nodes();
+            self.drive_membership()?;
+            self.drive_clients()?;
+            self.process_nodes()?;
+            if self.phase == Phase::Liveness
+                && self.served_since_heal
+                && self.clients.iter().all(|c| c.completed_in_liveness)
+                && self.workload.is_done()
+            {
+                self.trace("every client served again; draining".into());
+                self.phase = Phase::Drain;
+            }
+            if self.phase == Phase::Drain && self.converged() {
+                break;
+            }
+            if self.now_ms > end_ms {
+                return Err(self.fail(format!(
+                    "liveness: the group did not serve every client and converge within {} ms after healing ({} ticks); {}",
+                    self.options.liveness_ms,
+                    self.options.liveness_ms / 10,
+                    self.describe_nodes()
+                )));
+            }
+        }
+        self.final_checks()?;
+        self.report.elapsed_ms = self.now_ms;
+        Ok(self.report.clone())
+    }
+
+    fn bootstrap(&mut self) -> Result<(), SimFailure> {
+        let voters: Vec<(u64, Vec<u8>)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.raft_id, format!("node-{}", n.raft_id).into_bytes()))
+            .collect();
+        for index in 0..self.nodes.len() {
+            let bootstrap = Bootstrap {
+                group_id: self.group_id,
+                id: self.nodes[index].raft_id,
+                voters: voters.clone(),
+                max_sessions_count: 1_000,
+            };
+            let machine = self.machine(index);
+            let options = Options::with_seed(self.rng_nodes.next_u64());
+            let node = Node::bootstrap(
+                self.nodes[index].disk.clone(),
+                self.config.clone(),
+                machine,
+                bootstrap,
+                options,
+            )
+            .map_err(|e| self.fail(format!("bootstrap of node {index} failed: {e}")))?;
+            self.nodes[index].node = Some(node);
+        }
+        Ok(())
+    }
+
+    fn describe_nodes(&self) -> String {
+        let mut parts = Vec::new();
+        for (index, slot) in self.nodes.iter().enumerate() {
+            let text = match &slot.node {
+                None if slot.retired => "retired".to_owned(),
+                None => "down".to_owned(),
+                Some(node) => {
+                    let s = node.status();
+                    format!(
+                        "{:?} term {} commit {} applied {} last {} voters {:?}",
+                        s.role, s.term, s.commit, s.applied, s.last_index, s.membership.voters
+                    )
+                }
+            };
+            parts.push(format!("node {index} (id {}): {text}", slot.raft_id));
+        }
+        for (c, client) in self.clients.iter().enumerate() {
+            if let Some(p) = &client.pending {
+                let kind = if matches!(p.request, Request::Write(_)) {
+                    "write"
+                } else {
+                    "read"
+                };
+                let attempt = p
+                    .attempt
+                    .as_ref()
+                    .map(|a| (a.node, a.read_id, a.deadline_ms));
+                parts.push(format!(
+                    "client {c}: {kind} seq {} since {} ms, attempt {attempt:?}, retry at {}",
+                    p.seq, p.invoked_ms, p.retry_at_ms
+                ));
+            }
+        }
+        format!(
+            "{}; membership step {:?}; phase {:?}",
+            parts.join("; "),
+            self.membership.step,
+            self.phase
+        )
+    }
+
+    // ---- faults -------------------------------------------------------
+
+    fn nemesis(&mut self) -> Result<(), SimFailure> {
+        // About one action every 300 ms: storms and calm both happen.
+        if !self.rng_nemesis.chance(1, 300) {
+            return Ok(());
+        }
+        match self.rng_nemesis.below(100) {
+            0..=19 => {
+                let up: Vec<usize> = self.live_indexes();
+                if let Some(&victim) =
+                    up.get(self.rng_nemesis.below(up.len().max(1) as u64) as usize)
+                {
+                    let down_ms = self.rng_nemesis.range(20, 1_500);
+                    self.crash(victim);
+                    self.nodes[victim].restart_at_ms = Some(self.now_ms + down_ms);
+                }
+            }
+            20..=34 => {
+                let up: Vec<usize> = self.live_indexes();
+                if let Some(&index) =
+                    up.get(self.rng_nemesis.below(up.len().max(1) as u64) as usize)
+                {
+                    if self.nodes[index].paused_until_ms.is_none() {
+                        let pause_ms = self.rng_nemesis.range(20, 1_500);
+                        self.nodes[index].paused_until_ms = Some(self.now_ms + pause_ms);
+                        self.trace(format!("pause node {index} for {pause_ms} ms"));
+                    }
+                }
+            }
+            35..=54 => {
+                if self.heal_at_ms.is_none() {
+                    self.partition();
+                }
+            }
+            55..=69 => {
+                let faults = NetworkFaults::random(&mut self.rng_nemesis);
+                self.trace(format!("network faults {faults:?}"));
+                self.network.set_faults(faults);
+            }
+            70..=84 => self.inject_forged()?,
+            85..=92 => self.transfer_leadership(),
+            _ => self.start_replacement(),
+        }
+        Ok(())
+    }
+
+    fn live_indexes(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].node.is_some())
+            .collect()
+    }
+
+    fn current_leader(&self) -> Option<usize> {
+        // The highest-term live leader (an old, partitioned one may linger).
+        (0..self.nodes.len())
+            .filter_map(|i| {
+                self.nodes[i]
+                    .node
+                    .as_ref()
+                    .filter(|n| n.is_leader())
+                    .map(|n| (n.status().term, i))
+            })
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    fn crash(&mut self, index: usize) {
+        let slot = &mut self.nodes[index];
+        slot.node = None;
+        slot.disk.crash(&mut self.rng_disk);
+        slot.incarnation += 1;
+        slot.held.clear();
+        slot.paused_until_ms = None;
+        self.report.crash_count += 1;
+        // Clients connected to it notice the connection drop and retry.
+        for client in &mut self.clients {
+            if let Some(pending) = &mut client.pending {
+                if pending.attempt.as_ref().is_some_and(|a| a.node == index) {
+                    pending.attempt = None;
+                    pending.retry_at_ms = self.now_ms + 1;
+                }
+            }
+        }
+        self.trace(format!("crash node {index}"));
+    }
+
+    fn restart(&mut self, index: usize) -> Result<(), SimFailure> {
+        let machine = self.machine(index);
+        let options = Options::with_seed(self.rng_nodes.next_u64());
+        let disk = self.nodes[index].disk.clone();
+        let node = Node::open(disk, self.config.clone(), machine, options)
+            .map_err(|e| self.fail(format!("node {index} refused to restart: {e}")))?;
+        if node.counters().storage.torn_tail_bytes > 0 {
+            self.report.torn_tail_count += 1;
+        }
+        let slot = &mut self.nodes[index];
+        slot.node = Some(node);
+        slot.restart_at_ms = None;
+        slot.next_tick_ms = self.now_ms + slot.tick_period_ms;
+        slot.dirty = true;
+        self.trace(format!("restart node {index}"));
+        Ok(())
+    }
+
+    fn partition(&mut self) {
+        let count = self.nodes.len();
+        let mut order: Vec<usize> = (0..count).filter(|i| !self.nodes[*i].retired).collect();
+        self.rng_nemesis.shuffle(&mut order);
+        let heal_ms = self.rng_nemesis.range(50, 3_000);
+        let description = match self.rng_nemesis.below(5) {
+            0 => match self.current_leader() {
+                Some(leader) => {
+                    self.network.isolate(&[leader], count);
+                    format!("isolate leader {leader}")
+                }
+                None => return,
+            },
+            1 => {
+                let minority = &order[..(order.len() - 1) / 2];
+                self.network.isolate(minority, count);
+                format!("isolate minority {minority:?}")
+            }
+            2 => {
+                let majority = &order[..order.len() / 2 + 1];
+                self.network.isolate(majority, count);
+                format!("isolate majority {majority:?} from the rest")
+            }
+            3 => {
+                // A bridge: two halves that only one node connects.
+                let bridge = order[0];
+                let rest = &order[1..];
+                let (left, right) = rest.split_at(rest.len() / 2);
+                for a in left {
+                    for b in right {
+                        self.network.cut_link(*a, *b);
+                    }
+                }
+                format!("bridge through {bridge}: {left:?} | {right:?}")
+            }
+            _ => {
+                let (a, b) = (order[0], order[1 % order.len()]);
+                self.network.cut_link(a, b);
+                format!("cut link {a} - {b}")
+            }
+        };
+        self.report.partition_count += 1;
+        self.heal_at_ms = Some(self.now_ms + heal_ms);
+        self.trace(format!("partition: {description} for {heal_ms} ms"));
+    }
+
+    /// Sends messages no member would send: garbage, the wrong group, a
+    /// sender outside the group, the wrong recipient, local message types,
+    /// unknown enum values. Every one must be dropped without a panic.
+    fn inject_forged(&mut self) -> Result<(), SimFailure> {
+        let up = self.live_indexes();
+        if up.is_empty() {
+            return Ok(());
+        }
+        let target = up[self.rng_nemesis.below(up.len() as u64) as usize];
+        let to = self.nodes[target].raft_id;
+        let member = self.nodes[(target + 1) % self.nodes.len()].raft_id;
+        let heartbeat = |from: u64, to: u64, msg_type: i32| Message {
+            msg_type,
+            from,
+            to,
+            term: 1_000_000,
+            commit: 1 << 40,
+            ..Default::default()
+        };
+        let kind = self.rng_nemesis.below(6);
+        let bytes = match kind {
+            0 => {
+                let mut bytes = vec![0u8; self.rng_nemesis.range(0, 300) as usize];
+                self.rng_nemesis.fill(&mut bytes);
+                bytes
+            }
+            1 => Envelope {
+                group_id: self.group_id ^ 1,
+                from: member,
+                to,
+                msgs: vec![heartbeat(member, to, MessageType::MsgHeartbeat as i32)],
+            }
+            .encode(),
+            2 => Envelope {
+                group_id: self.group_id,
+                from: 999_999,
+                to,
+                msgs: vec![heartbeat(999_999, to, MessageType::MsgHeartbeat as i32)],
+            }
+            .encode(),
+            3 => Envelope {
+                group_id: self.group_id,
+                from: member,
+                to: to + 77,
+                msgs: vec![heartbeat(member, to + 77, MessageType::MsgHeartbeat as i32)],
+            }
+            .encode(),
+            4 => Envelope {
+                group_id: self.group_id,
+                from: member,
+                to,
+                msgs: vec![heartbeat(member, to, MessageType::MsgHup as i32)],
+            }
+            .encode(),
+            _ => {
+                let mut msg = heartbeat(member, to, 1_000);
+                msg.entries.push(raft::eraftpb::Entry {
+                    entry_type: 77,
+                    ..Default::default()
+                });
+                let mut bytes = Envelope {
+                    group_id: self.group_id,
+                    from: member,
+                    to,
+                    msgs: Vec::new(),
+                }
+                .encode();
+                // Hand-made body: one message with an unknown type.
+                let body = msg.encode_to_vec();
+                let count_at = bytes.len() - 4;
+                bytes[count_at..].copy_from_slice(&1u32.to_le_bytes());
+                bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(&body);
+                bytes
+            }
+        };
+        self.report.forged_count += 1;
+        let Some(node) = self.nodes[target].node.as_mut() else {
+            return Ok(());
+        };
+        let report = node.step(&bytes);
+        if report.accepted_count > 0 {
+            return Err(self.fail(format!(
+                "node {target} accepted a forged message of kind {kind}: {report:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn transfer_leadership(&mut self) {
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let Some(node) = self.nodes[leader].node.as_mut() else {
+            return;
+        };
+        let voters: Vec<u64> = node
+            .membership()
+            .voters
+            .into_iter()
+            .filter(|id| *id != node.id())
+            .collect();
+        if voters.is_empty() {
+            return;
+        }
+        let to = voters[self.rng_nemesis.below(voters.len() as u64) as usize];
+        let result = node.transfer_leader(to);
+        self.nodes[leader].dirty = true;
+        self.trace(format!(
+            "transfer leadership {leader} -> id {to}: {result:?}"
+        ));
+    }
+
+    fn start_replacement(&mut self) {
+        if self.membership.step != Replacement::Idle
+            || self.report.membership_change_count >= REPLACEMENTS_MAX_COUNT * 2
+        {
+            return;
+        }
+        let Some(leader) = self.current_leader() else {
+            return;
+        };
+        let Some(node) = self.nodes[leader].node.as_ref() else {
+            return;
+        };
+        let voters: Vec<u64> = node
+            .membership()
+            .voters
+            .into_iter()
+            .filter(|id| *id != node.id())
+            .collect();
+        if voters.is_empty() {
+            return;
+        }
+        let victim_id = voters[self.rng_nemesis.below(voters.len() as u64) as usize];
+        let Some(&victim) = self.index_of.get(&victim_id) else {
+            return;
+        };
+        self.membership.step = Replacement::Removing { victim };
+        self.membership.change = None;
+        self.trace(format!("replace: remove node {victim} (id {victim_id})"));
+    }
+
+    fn start_liveness(&mut self) -> Result<(), SimFailure> {
+        self.trace("liveness phase: healing every fault".into());
+        self.phase = Phase::Liveness;
+        self.liveness_start_ms = self.now_ms;
+        self.network.heal();
+        self.network.set_faults(NetworkFaults::healthy());
+        self.heal_at_ms = None;
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].retired {
+                continue;
+            }
+            if self.nodes[index].node.is_none() {
+                self.restart(index)?;
+            }
+            self.resume(index)?;
+        }
+        Ok(())
+    }
+
+    fn resume(&mut self, index: usize) -> Result<(), SimFailure> {
+        let slot = &mut self.nodes[index];
+        if slot.paused_until_ms.take().is_none() {
+            return Ok(());
+        }
+        slot.next_tick_ms = self.now_ms + slot.tick_period_ms;
+        slot.dirty = true;
+        for bytes in std::mem::take(&mut slot.held) {
+            self.step_packet(index, &bytes)?;
+        }
+        Ok(())
+    }
+
+    fn scheduled(&mut self) -> Result<(), SimFailure> {
+        if self.heal_at_ms.is_some_and(|at| at <= self.now_ms) {
+            self.heal_at_ms = None;
+            self.network.heal();
+            self.trace("heal partition".into());
+        }
+        for index in 0..self.nodes.len() {
+            if self.nodes[index]
+                .restart_at_ms
+                .is_some_and(|at| at <= self.now_ms)
+                && !self.nodes[index].retired
+            {
+                self.restart(index)?;
+            }
+            if self.nodes[index]
+                .paused_until_ms
+                .is_some_and(|at| at <= self.now_ms)
+            {
+                self.resume(index)?;
+                self.trace(format!("resume node {index}"));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- the world moving ----------------------------------------------
+
+    fn deliver(&mut self) -> Result<(), SimFailure> {
+        for packet in self.network.take_due(self.now_ms) {
+            let slot = &mut self.nodes[packet.to];
+            if slot.node.is_none() {
+                continue;
+            }
+            if slot.paused_until_ms.is_some() {
+                if slot.held.len() < HELD_PACKETS_MAX_COUNT {
+                    slot.held.push(packet.bytes);
+                }
+                continue;
+            }
+            slot.dirty = true;
+            self.step_packet(packet.to, &packet.bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Steps a packet sent by a replica. A commit index beyond the
+    /// receiver's log, from a real member, means the receiver lost entries
+    /// it had acknowledged.
+    fn step_packet(&mut self, index: usize, bytes: &[u8]) -> Result<(), SimFailure> {
+        let Some(node) = self.nodes[index].node.as_mut() else {
+            return Ok(());
+        };
+        let report = node.step(bytes);
+        if self.options.trace {
+            if let Some(reason) = &report.first_drop {
+                let line = format!(
+                    "node {index} dropped {} message(s): {reason}",
+                    report.dropped_count
+                );
+                self.trace(line);
+            }
+        }
+        let Some(node) = self.nodes[index].node.as_ref() else {
+            return Ok(());
+        };
+        if let Some(reason @ crate::error::DropReason::CommitBeyondLog { .. }) = report.first_drop {
+            let s = node.status();
+            return Err(self.fail(format!(
+                "node {index} (id {}) was told a commit index beyond its log ({reason}): it lost entries it had acknowledged (a lost fsync); its state: term {} commit {} applied {} first {} last {} snapshot {}",
+                s.id, s.term, s.commit, s.applied, s.first_index, s.last_index, s.snapshot_index
+            )));
+        }
+        Ok(())
+    }
+
+    fn tick_nodes(&mut self) {
+        for slot in &mut self.nodes {
+            if !slot.is_up() {
+                continue;
+            }
+            while slot.next_tick_ms <= self.now_ms {
+                if let Some(node) = slot.node.as_mut() {
+                    node.tick();
+                }
+                slot.next_tick_ms += slot.tick_period_ms;
+                slot.dirty = true;
+            }
+        }
+    }
+
+    fn process_nodes(&mut self) -> Result<(), SimFailure> {
+        for index in 0..self.nodes.len() {
+            let slot = &mut self.nodes[index];
+            if !slot.is_up() {
+                continue;
+            }
+            let Some(node) = slot.node.as_mut() else {
+                continue;
+            };
+            if !slot.dirty && !node.has_ready() {
+                continue;
+            }
+            slot.dirty = false;
+            let mut transport = SimTransport {
+                from: index,
+                now_ms: self.now_ms,
+                network: &mut self.network,
+                index_of: &self.index_of,
+            };
+            let outputs = match node.process(&mut transport) {
+                Ok(outputs) => outputs,
+                Err(error) => return Err(self.fail(format!("node {index} failed: {error}"))),
+            };
+            for output in outputs {
+                self.route(index, output)?;
+            }
+            if let Some(violation) = self.applied_log.borrow().violation.clone() {
+                return Err(self.fail(violation));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- clients --------------------------------------------------------
+
+    fn drive_clients(&mut self) -> Result<(), SimFailure> {
+        for c in 0..self.clients.len() {
+            if self.clients[c].pending.is_none() {
+                if self.phase == Phase::Drain || self.now_ms < self.clients[c].idle_until_ms {
+                    continue;
+                }
+                let Some(request) =
+                    self.workload
+                        .next_request(c, self.now_ms, &mut self.rng_clients)
+                else {
+                    let client = &mut self.clients[c];
+                    client.idle_until_ms = self.now_ms + 5;
+                    if self.phase == Phase::Liveness {
+                        client.completed_in_liveness = true;
+                    }
+                    continue;
+                };
+                let client = &mut self.clients[c];
+                if matches!(request, Request::Write(_)) {
+                    client.seq += 1;
+                }
+                client.pending = Some(PendingRequest {
+                    request,
+                    seq: client.seq,
+                    invoked_ms: self.now_ms,
+                    attempt: None,
+                    retry_at_ms: self.now_ms,
+                });
+            }
+            let now = self.now_ms;
+            let Some(pending) = self.clients[c].pending.as_mut() else {
+                continue;
+            };
+            if pending
+                .attempt
+                .as_ref()
+                .is_some_and(|a| a.deadline_ms <= now)
+            {
+                pending.attempt = None;
+                pending.retry_at_ms = now;
+                let target = self.rng_clients.below(self.nodes.len() as u64) as usize;
+                self.clients[c].target = target;
+            }
+            let Some(pending) = self.clients[c].pending.as_ref() else {
+                continue;
+            };
+            if pending.attempt.is_none() && pending.retry_at_ms <= now {
+                self.attempt(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn attempt(&mut self, c: usize) -> Result<(), SimFailure> {
+        let mut target = self.clients[c].target;
+        if target >= self.nodes.len() || self.nodes[target].node.is_none() {
+            let live = self.live_indexes();
+            if live.is_empty() {
+                if let Some(p) = self.clients[c].pending.as_mut() {
+                    p.retry_at_ms = self.now_ms + 10;
+                }
+                return Ok(());
+            }
+            target = live[self.rng_clients.below(live.len() as u64) as usize];
+            self.clients[c].target = target;
+        }
+        let now = self.now_ms;
+        let time_ms = EPOCH_MS + now + self.nodes[target].clock_skew_ms;
+        let incarnation = self.nodes[target].incarnation;
+        let client_id = self.clients[c].client_id;
+        let Some(pending) = self.clients[c].pending.as_ref() else {
+            return Ok(());
+        };
+        let (request, seq) = (pending.request.clone(), pending.seq);
+        let Some(node) = self.nodes[target].node.as_mut() else {
+            return Ok(());
+        };
+        let result = match &request {
+            Request::Write(command) => node
+                .propose(client_id, seq, time_ms, command.clone())
+                .map(|()| None),
+            Request::Read(query) => node.read_index(query.clone()).map(Some),
+        };
+        self.nodes[target].dirty = true;
+        match result {
+            Ok(read_id) => {
+                if let Some(p) = self.clients[c].pending.as_mut() {
+                    p.attempt = Some(Attempt {
+                        node: target,
+                        incarnation,
+                        read_id,
+                        deadline_ms: now + ATTEMPT_TIMEOUT_MS,
+                    });
+                }
+                Ok(())
+            }
+            Err(error) => self.retry_later(c, &error),
+        }
+    }
+
+    fn retry_later(&mut self, c: usize, error: &RequestError) -> Result<(), SimFailure> {
+        if !error.is_retryable() {
+            return Err(self.fail(format!("client {c} got a non-retryable error: {error}")));
+        }
+        let backoff_ms = self.rng_clients.range(5, 30);
+        let target = match error {
+            RequestError::NotLeader {
+                leader_id: Some(id),
+            } => self.index_of.get(id).copied(),
+            _ => None,
+        };
+        let client = &mut self.clients[c];
+        client.target =
+            target.unwrap_or_else(|| self.rng_clients.below(self.nodes.len() as u64) as usize);
+        if let Some(pending) = client.pending.as_mut() {
+            pending.attempt = None;
+            pending.retry_at_ms = self.now_ms + backoff_ms;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, c: usize, response: &[u8]) {
+        let Some(pending) = self.clients[c].pending.take() else {
+            return;
+        };
+        self.workload.on_complete(
+            c,
+            pending.invoked_ms,
+            self.now_ms,
+            &pending.request,
+            response,
+        );
+        self.report.completed_count += 1;
+        let client = &mut self.clients[c];
+        client.idle_until_ms = self.now_ms + self.rng_clients.range(0, 20);
+        if self.phase != Phase::Safety {
+            client.completed_in_liveness = true;
+            self.served_since_heal = true;
+        }
+    }
+
+    fn route(&mut self, index: usize, output: Output) -> Result<(), SimFailure> {
+        match output {
+            Output::Proposal {
+                client_id,
+                seq,
+                result,
+            } => {
+                let Some(c) = client_id.checked_sub(CLIENT_ID_BASE).map(|c| c as usize) else {
+                    return Ok(());
+                };
+                let Some(pending) = self.clients.get(c).and_then(|cl| cl.pending.as_ref()) else {
+                    return Ok(());
+                };
+                if pending.seq != seq || !matches!(pending.request, Request::Write(_)) {
+                    return Ok(());
+                }
+                let on_this_node = pending.attempt.as_ref().is_some_and(|a| a.node == index);
+                match result {
+                    Ok(response) => self.complete(c, &response),
+                    Err(error) if on_this_node => self.retry_later(c, &error)?,
+                    Err(error) if !error.is_retryable() => {
+                        return Err(
+                            self.fail(format!("client {c} got a non-retryable error: {error}"))
+                        )
+                    }
+                    Err(_) => {}
+                }
+            }
+            Output::Read { read_id, result } => {
+                let incarnation = self.nodes[index].incarnation;
+                let found = self.clients.iter().position(|cl| {
+                    cl.pending
+                        .as_ref()
+                        .and_then(|p| p.attempt.as_ref())
+                        .is_some_and(|a| {
+                            a.node == index
+                                && a.incarnation == incarnation
+                                && a.read_id == Some(read_id)
+                        })
+                });
+                if let Some(c) = found {
+                    match result {
+                        Ok(response) => self.complete(c, &response),
+                        Err(error) => self.retry_later(c, &error)?,
+                    }
+                }
+            }
+            Output::MembershipChange { change_id, result } => {
+                let incarnation = self.nodes[index].incarnation;
+                if self.membership.change == Some((index, incarnation, change_id)) {
+                    self.membership.change = None;
+                    match result {
+                        Ok(membership) => {
+                            self.trace(format!(
+                                "membership change applied: voters {:?} learners {:?}",
+                                membership.voters, membership.learners
+                            ));
+                            self.report.membership_change_count += 1;
+                        }
+                        Err(error) if error.is_retryable() => {
+                            self.membership.retry_at_ms = self.now_ms + 20;
+                        }
+                        Err(error) => self.trace(format!("membership change refused: {error}")),
+                    }
+                }
+            }
+            Output::Event(Event::LeaderChanged {
+                leader_id,
+                role,
+                term,
+            }) => {
+                if role == Role::Leader {
+                    let id = self.nodes[index].raft_id;
+                    if let Some(previous) = self.leaders_by_term.insert(term, id) {
+                        if previous != id {
+                            return Err(self.fail(format!(
+                                "election safety: nodes {previous} and {id} both led term {term}"
+                            )));
+                        }
+                    }
+                    self.report.max_term = self.report.max_term.max(term);
+                    self.trace(format!("node {index} leads term {term}"));
+                } else if self.options.trace {
+                    self.trace(format!(
+                        "node {index}: {role:?}, leader {leader_id:?}, term {term}"
+                    ));
+                }
+            }
+            Output::Event(Event::SnapshotInstalled { index: at }) => {
+                self.report.snapshots_installed_count += 1;
+                self.trace(format!("node {index} installed a snapshot at {at}"));
+            }
+            Output::Event(Event::Removed) => self.trace(format!("node {index} was removed")),
+            Output::Event(Event::MembershipChanged(_)) => {}
+        }
+        Ok(())
+    }
+
+    // ---- membership ------------------------------------------------------
+
+    fn drive_membership(&mut self) -> Result<(), SimFailure> {
+        if self.membership.step == Replacement::Idle
+            || self.membership.retry_at_ms > self.now_ms
+            || self.phase == Phase::Safety
+                && self.heal_at_ms.is_some()
+                && self.membership.change.is_some()
+        {
+            return Ok(());
+        }
+        // A change in flight on a node that crashed will never report back.
+        if let Some((node, incarnation, _)) = self.membership.change {
+            if self.nodes[node].incarnation == incarnation && self.nodes[node].node.is_some() {
+                return Ok(());
+            }
+            self.membership.change = None;
+        }
+        let Some(leader) = self.current_leader() else {
+            return Ok(());
+        };
+        let Some(node) = self.nodes[leader].node.as_ref() else {
+            return Ok(());
+        };
+        let members = node.membership();
+        let status = node.status();
+        let step = self.membership.step;
+        let next = match step {
+            Replacement::Removing { victim } => {
+                let victim_id = self.nodes[victim].raft_id;
+                if !members.contains(victim_id) {
+                    self.retire(victim);
+                    let joiner = self.add_slot();
+                    self.start_joiner(joiner)?;
+                    Some(Replacement::Adding { joiner })
+                } else {
+                    self.propose_change(leader, |n| n.remove_node(victim_id))?;
+                    None
+                }
+            }
+            Replacement::Adding { joiner } => {
+                let joiner_id = self.nodes[joiner].raft_id;
+                if members.contains(joiner_id) {
+                    Some(Replacement::Promoting { joiner })
+                } else {
+                    let metadata = format!("node-{joiner_id}").into_bytes();
+                    self.propose_change(leader, |n| n.add_learner(joiner_id, metadata))?;
+                    None
+                }
+            }
+            Replacement::Promoting { joiner } => {
+                let joiner_id = self.nodes[joiner].raft_id;
+                if members.voters.contains(&joiner_id) {
+                    self.trace(format!(
+                        "replace: node {joiner} (id {joiner_id}) is a voter"
+                    ));
+                    Some(Replacement::Idle)
+                } else {
+                    let caught_up = status
+                        .progress
+                        .iter()
+                        .any(|p| p.id == joiner_id && p.matched + 5 >= status.commit);
+                    if caught_up {
+                        self.propose_change(leader, |n| n.promote_learner(joiner_id))?;
+                    } else {
+                        self.membership.retry_at_ms = self.now_ms + 20;
+                    }
+                    None
+                }
+            }
+            Replacement::Idle => None,
+        };
+        if let Some(next) = next {
+            self.membership.step = next;
+        }
+        Ok(())
+    }
+
+    fn propose_change(
+        &mut self,
+        leader: usize,
+        change: impl FnOnce(&mut SimNodeHandle<W>) -> Result<ChangeId, RequestError>,
+    ) -> Result<(), SimFailure> {
+        let incarnation = self.nodes[leader].incarnation;
+        let Some(node) = self.nodes[leader].node.as_mut() else {
+            return Ok(());
+        };
+        let result = change(node);
+        self.nodes[leader].dirty = true;
+        match result {
+            Ok(change_id) => self.membership.change = Some((leader, incarnation, change_id)),
+            Err(error) if error.is_retryable() => self.membership.retry_at_ms = self.now_ms + 20,
+            Err(error) => {
+                return Err(self.fail(format!(
+                    "membership change refused by leader {leader}: {error}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn retire(&mut self, index: usize) {
+        self.trace(format!("replace: node {index} retired"));
+        let slot = &mut self.nodes[index];
+        slot.node = None;
+        slot.retired = true;
+        slot.restart_at_ms = None;
+        slot.paused_until_ms = None;
+        slot.incarnation += 1;
+        for client in &mut self.clients {
+            if let Some(pending) = &mut client.pending {
+                if pending.attempt.as_ref().is_some_and(|a| a.node == index) {
+                    pending.attempt = None;
+                    pending.retry_at_ms = self.now_ms + 1;
+                }
+            }
+        }
+    }
+
+    fn start_joiner(&mut self, index: usize) -> Result<(), SimFailure> {
+        let join = Join {
+            group_id: self.group_id,
+            id: self.nodes[index].raft_id,
+        };
+        let machine = self.machine(index);
+        let options = Options::with_seed(self.rng_nodes.next_u64());
+        let node = Node::join(
+            self.nodes[index].disk.clone(),
+            self.config.clone(),
+            machine,
+            join,
+            options,
+        )
+        .map_err(|e| self.fail(format!("join of node {index} failed: {e}")))?;
+        self.nodes[index].node = Some(node);
+        self.trace(format!(
+            "replace: node {index} (id {}) joins",
+            self.nodes[index].raft_id
+        ));
+        Ok(())
+    }
+
+    // ---- the end -----------------------------------------------------
+
+    /// Whether every client is idle, no membership change is under way, and
+    /// every replica applied the leader's whole log.
+    fn converged(&self) -> bool {
+        if self.clients.iter().any(|c| c.pending.is_some())
+            || self.membership.step != Replacement::Idle
+        {
+            return false;
+        }
+        let Some(leader) = self.current_leader() else {
+            return false;
+        };
+        let Some(leader_node) = self.nodes[leader].node.as_ref() else {
+            return false;
+        };
+        let leader_status = leader_node.status();
+        if leader_status.commit != leader_status.last_index
+            || leader_status.membership.voters.len() != self.options.node_count
+        {
+            return false;
+        }
+        self.nodes.iter().filter(|s| !s.retired).all(|slot| {
+            slot.node
+                .as_ref()
+                .is_some_and(|n| n.status().applied == leader_status.commit)
+        })
+    }
+
+    fn final_checks(&mut self) -> Result<(), SimFailure> {
+        let mut reference: Option<(usize, Vec<u8>)> = None;
+        for index in 0..self.nodes.len() {
+            let Some(node) = self.nodes[index].node.as_ref() else {
+                continue;
+            };
+            let state = node.state_machine().snapshot();
+            match &reference {
+                None => reference = Some((index, state)),
+                Some((first, expected)) if *expected != state => {
+                    return Err(self.fail(format!(
+                        "replicas diverged: node {index}'s state differs from node {first}'s at the same applied index"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        match self.workload.check() {
+            Ok(summary) => {
+                self.report.workload_summary = summary;
+                Ok(())
+            }
+            Err(violation) => Err(self.fail(format!("{} workload check: {violation}", W::NAME))),
+        }
+    }
+}
+
+impl<W: Workload> Simulation<W> {
+    /// Packets still in flight (for tests of the simulator itself).
+    pub fn in_flight_count(&self) -> usize {
+        self.network.in_flight_count()
+    }
+}

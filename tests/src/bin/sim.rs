@@ -1,0 +1,188 @@
+//! `make sim`: runs raft-core's deterministic simulator over a range of
+//! seeds and exits non-zero if any seed fails.
+//!
+//! ```text
+//! sim --start S --seeds N --nodes 3|5 --workload kv [--jobs J] [--trace]
+//! ```
+//!
+//! Seeds run on `--jobs` threads (default: all cores); each seed is
+//! single-threaded and deterministic, so the thread count never changes a
+//! result. Every failure prints `seed=N` and the command that replays it.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use raft_core::sim::{self, KvWorkload, SimFailure, SimOptions, SimReport};
+
+/// Runs one seed of the named workload. To add a workload, add its arm
+/// here (one line), e.g. `"queue" => sim::run::<queue::sim::QueueSim>(options)`.
+fn run_workload(workload: &str, options: &SimOptions) -> Option<Result<SimReport, SimFailure>> {
+    match workload {
+        "kv" => Some(sim::run::<KvWorkload>(options)),
+        "queue" => Some(sim::run::<queue::sim::QueueSim>(options)),
+        _ => None,
+    }
+}
+
+/// The workloads `run_workload` knows, space-separated.
+const WORKLOADS: &str = "kv queue";
+
+struct Args {
+    start: u64,
+    seeds: u64,
+    nodes: usize,
+    workload: String,
+    jobs: usize,
+    trace: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        start: 1,
+        seeds: 1,
+        nodes: 3,
+        workload: "kv".into(),
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        trace: false,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let mut value = |name: &str| iter.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "--start" => {
+                args.start = value("--start")?
+                    .parse()
+                    .map_err(|e| format!("--start: {e}"))?
+            }
+            "--seeds" => {
+                args.seeds = value("--seeds")?
+                    .parse()
+                    .map_err(|e| format!("--seeds: {e}"))?
+            }
+            "--nodes" => {
+                args.nodes = value("--nodes")?
+                    .parse()
+                    .map_err(|e| format!("--nodes: {e}"))?
+            }
+            "--workload" => args.workload = value("--workload")?,
+            "--jobs" => {
+                args.jobs = value("--jobs")?
+                    .parse()
+                    .map_err(|e| format!("--jobs: {e}"))?
+            }
+            "--trace" => args.trace = true,
+            "--help" | "-h" => return Err(
+                "usage: sim --start S --seeds N --nodes 3|5 --workload NAME [--jobs J] [--trace]"
+                    .into(),
+            ),
+            other => return Err(format!("unknown argument {other}; see --help")),
+        }
+    }
+    if args.nodes == 0 || args.nodes > 9 {
+        return Err(format!("--nodes {} must be between 1 and 9", args.nodes));
+    }
+    if args.jobs == 0 {
+        return Err("--jobs must be at least 1".into());
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("sim: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if !WORKLOADS.split(' ').any(|w| w == args.workload) {
+        eprintln!(
+            "sim: unknown workload {:?}; known: {WORKLOADS}",
+            args.workload
+        );
+        return ExitCode::from(2);
+    }
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(args.start));
+    let end = args.start + args.seeds;
+    let failures: Arc<Mutex<Vec<SimFailure>>> = Arc::default();
+    let totals: Arc<Mutex<SimReport>> = Arc::default();
+    let jobs = args.jobs.min(args.seeds.max(1) as usize);
+    let threads: Vec<_> = (0..jobs)
+        .map(|_| {
+            let (next, failures, totals) = (next.clone(), failures.clone(), totals.clone());
+            let (nodes, workload, trace) = (args.nodes, args.workload.clone(), args.trace);
+            std::thread::spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= end {
+                    break;
+                }
+                let mut options = SimOptions::new(seed, nodes, &workload);
+                options.trace = trace;
+                match run_workload(&workload, &options) {
+                    Some(Ok(report)) => {
+                        if trace {
+                            eprintln!("seed={seed}: ok: {report:?}");
+                        }
+                        let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner());
+                        totals.completed_count += report.completed_count;
+                        totals.crash_count += report.crash_count;
+                        totals.partition_count += report.partition_count;
+                        totals.membership_change_count += report.membership_change_count;
+                        totals.snapshots_installed_count += report.snapshots_installed_count;
+                        totals.torn_tail_count += report.torn_tail_count;
+                        totals.forged_count += report.forged_count;
+                        totals.elapsed_ms += report.elapsed_ms;
+                    }
+                    Some(Err(failure)) => {
+                        eprintln!("{failure}\n");
+                        failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(failure);
+                    }
+                    None => break,
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        if thread.join().is_err() {
+            eprintln!("sim: a worker thread panicked outside a seed");
+            return ExitCode::FAILURE;
+        }
+    }
+    let failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+    let totals = totals.lock().unwrap_or_else(|p| p.into_inner());
+    let wall = started.elapsed();
+    println!(
+        "sim: workload={} nodes={} seeds {}..{}: {} passed, {} failed in {:.1} s ({} jobs); \
+         {} requests, {} crashes, {} partitions, {} membership changes, {} snapshot installs, {} torn tails, {} forged messages, {:.0} s simulated",
+        args.workload,
+        args.nodes,
+        args.start,
+        end.saturating_sub(1),
+        args.seeds - failures.len() as u64,
+        failures.len(),
+        wall.as_secs_f64(),
+        jobs,
+        totals.completed_count,
+        totals.crash_count,
+        totals.partition_count,
+        totals.membership_change_count,
+        totals.snapshots_installed_count,
+        totals.torn_tail_count,
+        totals.forged_count,
+        totals.elapsed_ms as f64 / 1000.0,
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        let mut seeds: Vec<u64> = failures.iter().map(|f| f.seed).collect();
+        seeds.sort_unstable();
+        println!("sim: failing seeds: {seeds:?}");
+        ExitCode::FAILURE
+    }
+}
