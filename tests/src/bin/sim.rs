@@ -36,6 +36,10 @@ struct Args {
     workload: String,
     jobs: usize,
     trace: bool,
+    /// `--disk-fault ignore-log-sync`: the disks lie about fsync on log
+    /// segments, which is what deleting the fsync would do. Runs are then
+    /// expected to fail; this shows that the simulator notices.
+    ignore_log_sync: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         workload: "kv".into(),
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         trace: false,
+        ignore_log_sync: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -73,8 +78,17 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--jobs: {e}"))?
             }
             "--trace" => args.trace = true,
+            "--disk-fault" => match value("--disk-fault")?.as_str() {
+                "ignore-log-sync" => args.ignore_log_sync = true,
+                other => {
+                    return Err(format!(
+                        "unknown disk fault {other}; known: ignore-log-sync"
+                    ))
+                }
+            },
             "--help" | "-h" => return Err(
-                "usage: sim --start S --seeds N --nodes 3|5 --workload NAME [--jobs J] [--trace]"
+                "usage: sim --start S --seeds N --nodes 3|5 --workload NAME [--jobs J] [--trace] \
+                 [--disk-fault ignore-log-sync]"
                     .into(),
             ),
             other => return Err(format!("unknown argument {other}; see --help")),
@@ -114,6 +128,7 @@ fn main() -> ExitCode {
         .map(|_| {
             let (next, failures, totals) = (next.clone(), failures.clone(), totals.clone());
             let (nodes, workload, trace) = (args.nodes, args.workload.clone(), args.trace);
+            let ignore_log_sync = args.ignore_log_sync;
             std::thread::spawn(move || loop {
                 let seed = next.fetch_add(1, Ordering::Relaxed);
                 if seed >= end {
@@ -121,6 +136,7 @@ fn main() -> ExitCode {
                 }
                 let mut options = SimOptions::new(seed, nodes, &workload);
                 options.trace = trace;
+                options.disk_faults.ignore_log_sync = ignore_log_sync;
                 match run_workload(&workload, &options) {
                     Some(Ok(report)) => {
                         if trace {

@@ -1,0 +1,523 @@
+//! Scenario tests of the driver on real files: each opens with its goal,
+//! drives a small group, and checks the outcome.
+
+mod common;
+
+use common::{decode, encode, Group, GROUP_ID};
+use raft::eraftpb::{Message, MessageType};
+use raft_core::sim::kv::{KvMachine, KvOp, KvResult};
+use raft_core::{
+    Bootstrap, DropReason, Envelope, Error, Event, FsDir, Join, Node, Options, Output, RequestError,
+};
+
+#[test]
+fn a_write_commits_and_a_read_sees_it() {
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    let put = KvOp::Put { key: 1, value: 42 };
+    assert_eq!(
+        decode(&group.write(leader, 7, 1, &put).expect("put")),
+        KvResult::Done
+    );
+
+    let read_id = group
+        .node(leader)
+        .read_index(encode(&KvOp::Get { key: 1 }))
+        .expect("read");
+    let mut answer = None;
+    group.run_until(200, "the read", |g| {
+        let outputs = &g.outputs[(leader - 1) as usize];
+        answer = outputs.iter().find_map(|o| match o {
+            Output::Read { read_id: r, result } if *r == read_id => Some(result.clone()),
+            _ => None,
+        });
+        answer.is_some()
+    });
+    assert_eq!(
+        decode(&answer.expect("answer").expect("ok")),
+        KvResult::Value(Some(42))
+    );
+}
+
+#[test]
+fn followers_refuse_requests_and_name_the_leader() {
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    group.run_until(100, "followers know the leader", |g| {
+        g.nodes
+            .iter()
+            .flatten()
+            .all(|n| n.leader_id() == Some(leader))
+    });
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let error = group
+        .node(follower)
+        .propose(1, 1, 0, vec![])
+        .expect_err("not the leader");
+    assert_eq!(
+        error,
+        RequestError::NotLeader {
+            leader_id: Some(leader)
+        }
+    );
+    assert!(error.is_retryable());
+    assert!(group.node(follower).read_index(vec![]).is_err());
+}
+
+#[test]
+fn a_retried_command_applies_once_even_after_restarts() {
+    // Goal: (client_id, seq) deduplication survives restarts (the session
+    // table is replicated and rebuilt from snapshot and log). Method: put,
+    // CAS, restart every replica, retry the CAS with the same seq.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    group
+        .write(leader, 9, 1, &KvOp::Put { key: 0, value: 1 })
+        .expect("put");
+    let cas = KvOp::Cas {
+        key: 0,
+        expected: Some(1),
+        new: 2,
+    };
+    assert_eq!(
+        decode(&group.write(leader, 9, 2, &cas).expect("cas")),
+        KvResult::Swapped(true)
+    );
+    for id in 1..=3 {
+        group.restart(id);
+    }
+    let leader = group.elect();
+    // Applying it again would answer Swapped(false): the value is 2 now.
+    assert_eq!(
+        decode(&group.write(leader, 9, 2, &cas).expect("retry")),
+        KvResult::Swapped(true)
+    );
+    let stale = group
+        .write(leader, 9, 1, &KvOp::Put { key: 0, value: 5 })
+        .expect_err("stale");
+    assert_eq!(
+        stale,
+        RequestError::StaleSequence {
+            client_id: 9,
+            seq: 1,
+            last_seq: 2
+        }
+    );
+    assert!(!stale.is_retryable());
+}
+
+#[test]
+fn apply_time_never_goes_backwards() {
+    // Goal: ApplyContext::time_ms is max(previous, stamped). Method: a
+    // state machine that records it; propose with a clock that jumps back.
+    struct Clocked(Vec<u64>);
+    impl raft_core::StateMachine for Clocked {
+        fn apply(&mut self, ctx: &raft_core::ApplyContext, _: &[u8]) -> Vec<u8> {
+            self.0.push(ctx.time_ms);
+            vec![]
+        }
+        fn query(&self, _: &[u8]) -> Vec<u8> {
+            vec![]
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            vec![]
+        }
+        fn restore(&mut self, _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bootstrap = Bootstrap {
+        group_id: 1,
+        id: 1,
+        voters: vec![(1, vec![])],
+        max_sessions_count: 10,
+    };
+    let mut node = Node::bootstrap(
+        FsDir::open(dir.path()).expect("dir"),
+        common::config(),
+        Clocked(Vec::new()),
+        bootstrap,
+        Options::with_seed(1),
+    )
+    .expect("bootstrap");
+    let mut wire = common::Wire::default();
+    for _ in 0..50 {
+        node.tick();
+        node.process(&mut wire).expect("process");
+        if node.is_leader() {
+            break;
+        }
+    }
+    assert!(node.is_leader(), "a single voter elects itself");
+    for (seq, time_ms) in [(1, 5_000), (2, 3_000), (3, 7_000)] {
+        node.propose(1, seq, time_ms, vec![]).expect("propose");
+        node.process(&mut wire).expect("process");
+    }
+    assert_eq!(node.state_machine().0, vec![5_000, 5_000, 7_000]);
+}
+
+fn envelope(from: u64, to: u64, msg: Message) -> Vec<u8> {
+    Envelope {
+        group_id: GROUP_ID,
+        from,
+        to,
+        msgs: vec![msg],
+    }
+    .encode()
+}
+
+#[test]
+fn forged_and_garbage_messages_are_dropped_without_panic() {
+    // Goal: nothing a peer can send crashes a replica. raft-rs aborts on a
+    // heartbeat whose commit lies beyond the log; the driver drops it.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let term = group.node(follower).status().term;
+
+    let heartbeat = Message {
+        msg_type: MessageType::MsgHeartbeat as i32,
+        from: leader,
+        to: follower,
+        term,
+        commit: 1 << 40,
+        ..Default::default()
+    };
+    let report = group
+        .node(follower)
+        .step(&envelope(leader, follower, heartbeat.clone()));
+    assert_eq!(report.accepted_count, 0);
+    assert!(
+        matches!(report.first_drop, Some(DropReason::CommitBeyondLog { .. })),
+        "{report:?}"
+    );
+
+    let wrong_group = Envelope {
+        group_id: GROUP_ID + 1,
+        from: leader,
+        to: follower,
+        msgs: vec![heartbeat.clone()],
+    };
+    let report = group.node(follower).step(&wrong_group.encode());
+    assert_eq!(report.first_drop, Some(DropReason::WrongGroup));
+
+    let report = group
+        .node(follower)
+        .step(&envelope(leader, follower + 10, heartbeat.clone()));
+    assert!(matches!(
+        report.first_drop,
+        Some(DropReason::WrongRecipient { .. })
+    ));
+
+    let hup = Message {
+        msg_type: MessageType::MsgHup as i32,
+        from: leader,
+        to: follower,
+        ..Default::default()
+    };
+    let report = group.node(follower).step(&envelope(leader, follower, hup));
+    assert!(matches!(
+        report.first_drop,
+        Some(DropReason::ForbiddenType(_))
+    ));
+
+    let unknown = Message {
+        msg_type: 999,
+        from: leader,
+        to: follower,
+        ..Default::default()
+    };
+    let report = group
+        .node(follower)
+        .step(&envelope(leader, follower, unknown));
+    assert_eq!(
+        report.first_drop,
+        Some(DropReason::UnknownEnum("message type"))
+    );
+
+    let mut bad_append = Message {
+        msg_type: MessageType::MsgAppend as i32,
+        from: leader,
+        to: follower,
+        term,
+        index: 3,
+        ..Default::default()
+    };
+    bad_append.entries.push(raft::eraftpb::Entry {
+        index: 9,
+        term,
+        ..Default::default()
+    });
+    let report = group
+        .node(follower)
+        .step(&envelope(leader, follower, bad_append));
+    assert!(matches!(
+        report.first_drop,
+        Some(DropReason::MalformedAppend(_))
+    ));
+
+    for length in [0usize, 1, 37, 38, 500] {
+        let garbage: Vec<u8> = (0..length).map(|i| (i * 31 + 7) as u8).collect();
+        assert_eq!(group.node(follower).step(&garbage).accepted_count, 0);
+    }
+    // The group still works.
+    group
+        .write(leader, 1, 1, &KvOp::Put { key: 2, value: 3 })
+        .expect("the group still serves");
+    assert!(group.node(follower).counters().messages_dropped_count >= 7);
+}
+
+#[test]
+fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
+    // Goal: the membership cycle of a replacement, with metadata that every
+    // replica agrees on. Method: add replica 4 as a learner (it needs a
+    // snapshot: the log starts at 2), promote it, remove replica 1 or 2.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    group
+        .write(leader, 1, 1, &KvOp::Put { key: 0, value: 10 })
+        .expect("put");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joiner = Node::join(
+        FsDir::open(dir.path()).expect("dir"),
+        common::config(),
+        KvMachine::default(),
+        Join {
+            group_id: GROUP_ID,
+            id: 4,
+        },
+        Options::with_seed(4),
+    )
+    .expect("join");
+    group.dirs.push(dir);
+    group.nodes.push(Some(joiner));
+    group.outputs.push(Vec::new());
+    group.isolated.push(false);
+
+    let change = group
+        .node(leader)
+        .add_learner(4, b"12D3KooWjoiner".to_vec())
+        .expect("add learner");
+    let again = group.node(leader).add_learner(5, vec![]);
+    assert_eq!(
+        again.expect_err("one change at a time"),
+        RequestError::MembershipChangeIgnored
+    );
+    group.run_until(300, "learner added and caught up", |g| {
+        let status = g.node(4).status();
+        status.applied > 0 && status.membership.learners == vec![4]
+    });
+    let applied = group.outputs[(leader - 1) as usize].iter().any(|o| {
+        matches!(o, Output::MembershipChange { change_id, result: Ok(m) } if *change_id == change && m.learners == vec![4])
+    });
+    assert!(applied, "the leader reports the change");
+    for id in 1..=4 {
+        let membership = group.node(id).membership();
+        assert_eq!(
+            membership.metadata_of(4),
+            Some(&b"12D3KooWjoiner"[..]),
+            "replica {id}"
+        );
+        assert_eq!(membership.metadata_of(1), Some(&b"peer-1"[..]));
+    }
+    assert!(group.node(4).counters().snapshots_installed_count >= 1);
+    assert_eq!(
+        decode(&raft_core::StateMachine::query(
+            group.node(4).state_machine(),
+            &encode(&KvOp::Get { key: 0 })
+        )),
+        KvResult::Value(Some(10))
+    );
+
+    group.node(leader).promote_learner(4).expect("promote");
+    group.run_until(300, "promoted", |g| {
+        g.node(leader).membership().voters == vec![1, 2, 3, 4]
+    });
+
+    let victim = (1..=3)
+        .find(|id| *id != leader)
+        .expect("a non-leader voter");
+    group.node(leader).remove_node(victim).expect("remove");
+    group.run_until(300, "removed", |g| {
+        !g.node(leader).membership().contains(victim)
+    });
+    group.run_until(300, "the victim learns it", |g| {
+        g.outputs[(victim - 1) as usize]
+            .iter()
+            .any(|o| matches!(o, Output::Event(Event::Removed)))
+    });
+    let error = group
+        .node(leader)
+        .add_learner(victim, vec![])
+        .expect_err("ids are not reused");
+    assert!(matches!(error, RequestError::InvalidMembershipChange(_)));
+    // Messages from the removed replica are refused from now on.
+    let term = group.node(leader).status().term;
+    let from_victim = Message {
+        msg_type: MessageType::MsgHeartbeatResponse as i32,
+        from: victim,
+        to: leader,
+        term,
+        ..Default::default()
+    };
+    let report = group
+        .node(leader)
+        .step(&envelope(victim, leader, from_victim));
+    assert_eq!(
+        report.first_drop,
+        Some(DropReason::RemovedSender { from: victim })
+    );
+    group
+        .write(leader, 1, 2, &KvOp::Put { key: 0, value: 11 })
+        .expect("still serves");
+}
+
+#[test]
+fn leadership_transfers_on_request() {
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    group
+        .write(leader, 1, 1, &KvOp::Put { key: 0, value: 1 })
+        .expect("put");
+    let target = (1..=3).find(|id| *id != leader).expect("another voter");
+    group
+        .node(leader)
+        .transfer_leader(target)
+        .expect("transfer");
+    group.run_until(300, "the new leader", |g| g.leader() == Some(target));
+}
+
+#[test]
+fn a_minority_cannot_commit_and_the_request_is_retryable() {
+    // Goal: an isolated leader's proposal never succeeds; its client gets
+    // a retryable outcome (superseded or timed out), never a false Ok.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    group.isolated[(leader - 1) as usize] = true;
+    group
+        .node(leader)
+        .propose(5, 1, 0, encode(&KvOp::Put { key: 3, value: 3 }))
+        .expect("accepted locally");
+    let mut outcome = None;
+    group.run_until(500, "an outcome", |g| {
+        outcome = g.take_proposal(leader, 5, 1);
+        outcome.is_some()
+    });
+    let error = outcome
+        .expect("outcome")
+        .expect_err("a minority cannot commit");
+    assert!(error.is_retryable(), "{error}");
+    group.isolated[(leader - 1) as usize] = false;
+    let new_leader = group.elect();
+    group
+        .write(new_leader, 5, 1, &KvOp::Put { key: 3, value: 3 })
+        .expect("the retry succeeds");
+}
+
+#[test]
+fn opening_refuses_empty_corrupt_and_reused_directories() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let opened = Node::open(
+        FsDir::open(empty.path()).expect("dir"),
+        common::config(),
+        KvMachine::default(),
+        Options::with_seed(1),
+    );
+    assert!(matches!(opened, Err(Error::NotInitialized)));
+
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    for seq in 1..=20 {
+        group
+            .write(leader, 1, seq, &KvOp::Put { key: 0, value: seq })
+            .expect("put");
+    }
+    let bootstrap = Bootstrap {
+        group_id: GROUP_ID,
+        id: 1,
+        voters: vec![(1, vec![])],
+        max_sessions_count: 10,
+    };
+    let again = Node::bootstrap(
+        FsDir::open(group.dirs[0].path()).expect("dir"),
+        common::config(),
+        KvMachine::default(),
+        bootstrap,
+        Options::with_seed(1),
+    );
+    assert!(matches!(again, Err(Error::AlreadyInitialized)));
+
+    // Flip a bit in the middle of the oldest segment of replica 1.
+    group.nodes[0] = None;
+    let mut segments: Vec<_> = std::fs::read_dir(group.dirs[0].path())
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("wal-"))
+        })
+        .collect();
+    segments.sort();
+    let mut bytes = std::fs::read(&segments[0]).expect("read");
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x04;
+    std::fs::write(&segments[0], bytes).expect("write");
+    let opened = Node::open(
+        FsDir::open(group.dirs[0].path()).expect("dir"),
+        common::config(),
+        KvMachine::default(),
+        Options::with_seed(1),
+    );
+    match opened {
+        Err(error @ Error::Corruption { .. }) => {
+            assert!(error.to_string().contains("refusing to start"), "{error}");
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("a corrupt log was accepted"),
+    }
+}
+
+#[test]
+fn fsyncs_are_batched_per_ready() {
+    // Goal: group commit. Proposals made between two `process` calls share
+    // one Ready: one frame, one fsync on the leader.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    group
+        .write(leader, 1, 1, &KvOp::Put { key: 0, value: 0 })
+        .expect("warm up");
+    let before = group.node(leader).counters().storage;
+    for client in 10..110 {
+        group
+            .node(leader)
+            .propose(
+                client,
+                1,
+                0,
+                encode(&KvOp::Put {
+                    key: 1,
+                    value: client,
+                }),
+            )
+            .expect("propose");
+    }
+    let mut wire = common::Wire::default();
+    group.node(leader).process(&mut wire).expect("process");
+    let after = group.node(leader).counters().storage;
+    assert_eq!(
+        after.entries_persisted_count - before.entries_persisted_count,
+        100
+    );
+    assert_eq!(
+        after.fsync_count - before.fsync_count,
+        1,
+        "one fsync for 100 entries"
+    );
+    // One envelope per follower carries them.
+    let mut peers: Vec<u64> = wire.queue.iter().map(|(to, _)| *to).collect();
+    peers.sort_unstable();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+}
