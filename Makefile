@@ -6,7 +6,7 @@ ROM_TARGET := wasm32-wasip2
 ROM_DIR := target/rom
 # ROMs in build order: an outer ROM embeds the inner ROMs listed before it
 # (include_bytes!), so each ROM is copied to $(ROM_DIR) before the next builds.
-ROMS := hello-inner hello
+ROMS := hello misbehave
 
 # Simulator (`make sim`): seeds START..START+SEEDS-1.
 START ?= 1
@@ -36,9 +36,11 @@ build: host roms
 # Everything CI runs (.ci/run calls this).
 test: build
 	$(CARGO) fmt --all -- --check
-	$(CARGO) test --workspace --exclude hello --exclude hello-inner --exclude ww-guest
+	$(CARGO) test
 	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=3 WORKLOAD=kv
 	$(MAKE) --no-print-directory sim START=1 SEEDS=50 NODES=5 WORKLOAD=kv
+	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=3 WORKLOAD=queue
+	$(MAKE) --no-print-directory sim START=1 SEEDS=50 NODES=5 WORKLOAD=queue
 
 sim:
 	$(CARGO) run --profile $(SIM_PROFILE) -q -p ww-tests --bin sim -- \

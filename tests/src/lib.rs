@@ -1,1 +1,9 @@
-//! Test support for end-to-end tests.
+//! Support for the end-to-end tests: real `ww` hosts on loopback, real
+//! ROMs built from this repository, and waits with deadlines.
+//!
+//! Nothing here skips: a missing `ww` binary or ROM artifact panics with the
+//! command that builds it (`make build`).
+
+pub mod cluster;
+
+pub use cluster::{rom, wait_until, ww, ww_bin, Cluster, Host, Output, Spawned};

@@ -1,0 +1,26 @@
+//! Capability servers: what a host hands to its processes and its peers.
+//!
+//! Every method validates its input and returns a capnp error on anything a
+//! guest or peer got wrong; nothing reachable from the outside panics.
+
+pub mod disconnected;
+pub mod host;
+pub mod pubsub;
+
+use std::fmt::Display;
+
+/// A capnp error for input the caller got wrong.
+pub(crate) fn invalid(message: impl Display) -> capnp::Error {
+    capnp::Error::failed(message.to_string())
+}
+
+/// Text from a capnp reader, as an owned UTF-8 string.
+pub(crate) fn text(
+    reader: capnp::Result<capnp::text::Reader<'_>>,
+    what: &str,
+) -> Result<String, capnp::Error> {
+    let reader = reader?;
+    reader
+        .to_string()
+        .map_err(|_| invalid(format!("{what} is not valid UTF-8")))
+}

@@ -1,0 +1,86 @@
+//! The `ww` command line (see DESIGN.md, "The `ww` command line").
+
+mod connect;
+mod pubsub;
+mod run;
+mod start;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for errors of `ww` itself (bad flags, unreachable cluster,
+/// invalid ROM). A ROM's own exit code is passed through unchanged.
+pub const EXIT_ERROR: u8 = 1;
+
+/// Exit code when a ROM trapped or was killed by a limit.
+pub const EXIT_TRAPPED: u8 = 70;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ww",
+    version,
+    about = "A Wetware-style cluster runtime: hosts run WebAssembly ROMs with Cap'n Proto capabilities."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a host.
+    Start(start::Args),
+    /// Run a ROM locally, with a Host capability from the cluster.
+    Run(run::Args),
+    /// Publish one message to a topic.
+    Pub(pubsub::PubArgs),
+    /// Print the messages published to a topic, one per line.
+    Sub(pubsub::SubArgs),
+}
+
+/// Parses the command line, runs the command, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Start(_) => "info",
+        _ => "warn",
+    };
+    init_tracing(default_level);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ww: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, async move {
+        match cli.command {
+            Command::Start(args) => start::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Pub(args) => pubsub::publish(args).await,
+            Command::Sub(args) => pubsub::subscribe(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ww: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_tracing(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

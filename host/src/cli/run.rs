@@ -1,0 +1,86 @@
+//! `ww run`: run a ROM in this process, with a `Host` from the cluster.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+
+use super::connect::PeerArgs;
+use super::{EXIT_ERROR, EXIT_TRAPPED};
+use crate::cap::disconnected::DisconnectedHost;
+use crate::runner::{self, ExitKind, Limits, Runtime, SpawnSpec, Stderr};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    peers: PeerArgs,
+    /// Dial the cluster first; with --dial=false every Host call fails
+    /// with "not connected".
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    dial: bool,
+    /// Memory limit of the ROM, in MiB.
+    #[arg(long, default_value_t = Limits::default().memory_bytes_max / (1024 * 1024))]
+    memory_limit_mb: usize,
+    /// Kill the ROM if it computes this long without yielding to its host.
+    #[arg(long, default_value_t = Limits::default().busy_ms_max)]
+    busy_limit_ms: u64,
+    /// Where compiled ROMs are cached (default: $XDG_CACHE_HOME/ww or ~/.cache/ww).
+    #[arg(long, env = "WW_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// The ROM: a wasm32-wasip2 command component.
+    rom: PathBuf,
+    /// Arguments passed to the ROM.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let bytes = std::fs::read(&args.rom)
+        .with_context(|| format!("cannot read ROM {}", args.rom.display()))?;
+    let runtime = Runtime::new(args.cache_dir.clone().or_else(default_cache_dir))?;
+    let rom = runtime
+        .roms()
+        .load(Arc::from(bytes))
+        .await
+        .with_context(|| format!("{} is not a valid ROM", args.rom.display()))?;
+
+    // Keep the session (and its node) alive while the ROM runs.
+    let session = if args.dial {
+        Some(args.peers.connect().await?)
+    } else {
+        None
+    };
+    let host = match &session {
+        Some(session) => session.host.clone(),
+        None => DisconnectedHost::client(),
+    };
+    let spec = SpawnSpec {
+        args: args.args.clone(),
+        env: Vec::new(),
+        volume: None,
+        limits: Limits {
+            memory_bytes_max: args.memory_limit_mb.saturating_mul(1024 * 1024),
+            busy_ms_max: args.busy_limit_ms,
+        },
+        stderr: Stderr::Inherit,
+    };
+    let running = runner::start(&runtime, &rom, spec, host.client)?;
+    let status = running.exit.await;
+    drop(session);
+    Ok(match status.kind {
+        ExitKind::Exited => ExitCode::from(u8::try_from(status.code).unwrap_or(EXIT_ERROR)),
+        ExitKind::Trapped | ExitKind::Killed => {
+            eprintln!("ww: {}: {status}", args.rom.display());
+            ExitCode::from(EXIT_TRAPPED)
+        }
+    })
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("ww"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("ww"))
+}

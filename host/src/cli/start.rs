@@ -1,0 +1,112 @@
+//! `ww start`: run a host until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::connect::DEFAULT_ADDR;
+use crate::cap::host::HostContext;
+use crate::net::{identity, HeartbeatConfig, Node, NodeConfig};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Address to listen on. Repeatable.
+    #[arg(long = "listen", default_value = DEFAULT_ADDR)]
+    listen: Vec<Multiaddr>,
+    /// A peer to join. Repeatable, or a comma-separated list in WW_PEERS.
+    #[arg(long = "peer", env = "WW_PEERS", value_delimiter = ',')]
+    peers: Vec<Multiaddr>,
+    /// Where the host keeps its identity key, compiled ROMs and volumes.
+    #[arg(long, env = "WW_DATA_DIR", default_value = ".ww")]
+    data_dir: PathBuf,
+    /// Print the peer id and addresses as one JSON line.
+    #[arg(long)]
+    json: bool,
+    /// Time between heartbeats.
+    #[arg(long, default_value_t = HeartbeatConfig::default().interval_ms)]
+    heartbeat_ms: u64,
+    /// How long peers keep this host in their view after a heartbeat.
+    #[arg(long, default_value_t = HeartbeatConfig::default().ttl_ms)]
+    ttl_ms: u32,
+}
+
+#[derive(Serialize)]
+struct Started {
+    peer_id: String,
+    addrs: Vec<String>,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let keypair = identity::load_or_create(&args.data_dir.join(identity::KEY_FILE))?;
+    for addr in &args.listen {
+        if !is_loopback(addr) {
+            warn!(
+                "listening on {addr}, which is not loopback, and this cluster has no pre-shared key: \
+                 anyone who can reach it can join and run code"
+            );
+        }
+    }
+    let node = Node::start(NodeConfig {
+        keypair,
+        listen: args.listen.clone(),
+        bootstrap: args.peers.clone(),
+        heartbeat: Some(HeartbeatConfig {
+            interval_ms: args.heartbeat_ms.max(1),
+            ttl_ms: args.ttl_ms.max(1),
+        }),
+    })
+    .await?;
+    let ctx = Rc::new(HostContext { node: node.clone() });
+    crate::rpc::serve(ctx.clone())?;
+
+    let started = Started {
+        peer_id: node.peer_id().to_base58(),
+        addrs: node
+            .listen_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&started)?);
+    } else {
+        println!("peer id: {}", started.peer_id);
+        for addr in &started.addrs {
+            println!("listening on {addr}");
+        }
+    }
+    info!(peer_id = %started.peer_id, "host started");
+
+    wait_for_shutdown().await?;
+    info!("shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|protocol| match protocol {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+async fn wait_for_shutdown() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = interrupt.recv() => info!("SIGINT"),
+        _ = terminate.recv() => info!("SIGTERM"),
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The host's libp2p identity, kept in its data dir so a restart keeps the
+//! peer id.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use libp2p::identity::Keypair;
+
+/// File name of the identity key inside the data dir.
+pub const KEY_FILE: &str = "identity.key";
+
+/// Loads the Ed25519 keypair at `path`, or creates one there if the file
+/// does not exist.
+///
+/// # Errors
+///
+/// When the file exists but is not a key this host wrote (it is never
+/// overwritten: that would silently change the peer id), or on I/O errors.
+pub fn load_or_create(path: &Path) -> Result<Keypair> {
+    match fs::read(path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).with_context(|| {
+            format!(
+                "{} is not a valid identity key; move it away to start with a new peer id",
+                path.display()
+            )
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let keypair = Keypair::generate_ed25519();
+            let bytes = keypair
+                .to_protobuf_encoding()
+                .context("encoding the new identity key")?;
+            write_private(path, &bytes)?;
+            Ok(keypair)
+        }
+        Err(err) => Err(err).with_context(|| format!("reading identity key {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        bail!(
+            "identity key path {} has no parent directory",
+            path.display()
+        );
+    };
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_keeps_the_peer_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let first = load_or_create(&path).unwrap();
+        let second = load_or_create(&path).unwrap();
+        assert_eq!(first.public().to_peer_id(), second.public().to_peer_id());
+    }
+
+    #[test]
+    fn a_garbage_key_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        fs::write(&path, b"not a key").unwrap();
+        let err = load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("not a valid identity key"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"not a key");
+    }
+}

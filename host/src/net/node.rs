@@ -1,0 +1,739 @@
+//! The libp2p node: a swarm driven by one task on the host's thread, and a
+//! handle that the rest of the host uses to ask things of it.
+//!
+//! The swarm runs on the same thread as every capnp `RpcSystem` of the host:
+//! a swarm on its own thread doubles the CPU of a host-to-host call
+//! (notes/transport-facts.md), and capnp objects cannot leave their thread
+//! anyway. Requests reach the swarm task over an unbounded channel whose
+//! senders are all on this thread, so a request costs a wakeup, not a
+//! thread hop.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, PublishError};
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::pubsub::{Hub, Membership};
+use super::view::{Heartbeat, View};
+
+/// The protocol on which every host serves capnp-rpc (bootstrap: `Host`).
+pub const RPC_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/ww/0.1.0/rpc");
+
+/// The gossipsub topic carrying heartbeats.
+pub const HEARTBEAT_TOPIC: &str = "/ww/0.1.0/heartbeat";
+
+/// Largest gossipsub message, in bytes.
+pub const PUBSUB_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+
+/// How long a publish may wait for a first subscriber before it fails.
+/// Gossipsub drops a publication made before any peer's subscription has
+/// arrived, which happens routinely right after connecting.
+pub const PUBLISH_WAIT_MS: u64 = 5_000;
+
+/// How long to wait for a dial to connect.
+pub const DIAL_TIMEOUT_MS: u64 = 5_000;
+
+/// How long an unused connection stays open.
+const IDLE_CONNECTION_MS: u64 = 60_000;
+
+/// Heartbeat settings of a host. Clients (`ww run`, `ww ls`...) have none:
+/// they never appear in the view.
+#[derive(Clone, Copy, Debug)]
+pub struct HeartbeatConfig {
+    /// Time between heartbeats.
+    pub interval_ms: u64,
+    /// How long other hosts keep this one after its last heartbeat.
+    pub ttl_ms: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1_000,
+            ttl_ms: 6_000,
+        }
+    }
+}
+
+/// How to start a node.
+pub struct NodeConfig {
+    /// The node's identity.
+    pub keypair: Keypair,
+    /// Addresses to listen on (none for clients).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and keep dialing until connected.
+    pub bootstrap: Vec<Multiaddr>,
+    /// `Some` for hosts.
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+enum Command {
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Join(String),
+    Leave(String),
+    Connect {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    DialAddr {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId>>,
+    },
+    IsConnected {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// The handle to a running node. Cheap to clone; `!Send` (it lives on the
+/// host's thread).
+#[derive(Clone)]
+pub struct Node {
+    peer_id: PeerId,
+    commands: mpsc::UnboundedSender<Command>,
+    control: Rc<RefCell<libp2p_stream::Control>>,
+    view: Rc<RefCell<View>>,
+    hub: Rc<Hub>,
+    listen_addrs: Rc<Vec<Multiaddr>>,
+}
+
+struct Joiner(mpsc::UnboundedSender<Command>);
+
+impl Membership for Joiner {
+    fn join(&self, topic: &str) {
+        let _ = self.0.send(Command::Join(topic.to_owned()));
+    }
+    fn leave(&self, topic: &str) {
+        let _ = self.0.send(Command::Leave(topic.to_owned()));
+    }
+}
+
+impl Node {
+    /// Starts a node on the current `LocalSet` and waits until it listens
+    /// on every address in `config.listen`.
+    ///
+    /// # Errors
+    ///
+    /// When the transport cannot be built or an address cannot be listened on.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        let peer_id = config.keypair.public().to_peer_id();
+        let mut swarm = build_swarm(config.keypair)?;
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .with_context(|| format!("listening on {addr}"))?;
+        }
+        let mut listen_addrs = Vec::new();
+        while listen_addrs.len() < config.listen.len() {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    listen_addrs.push(address.with(Protocol::P2p(peer_id)));
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(anyhow!("listener failed: {error}"));
+                }
+                SwarmEvent::ListenerClosed {
+                    reason, addresses, ..
+                } => {
+                    return Err(anyhow!("listener on {addresses:?} closed: {reason:?}"));
+                }
+                _ => {}
+            }
+        }
+        let control = swarm.behaviour().stream.new_control();
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let view = Rc::new(RefCell::new(View::default()));
+        let hub = Rc::new(Hub::default());
+        let task = SwarmTask {
+            swarm,
+            peer_id,
+            receiver,
+            view: view.clone(),
+            hub: hub.clone(),
+            heartbeat: config.heartbeat,
+            listen_addrs: listen_addrs.clone(),
+            bootstrap: config
+                .bootstrap
+                .into_iter()
+                .map(|addr| (addr, None))
+                .collect(),
+            pending_publishes: Vec::new(),
+            pending_connects: HashMap::new(),
+            pending_dials: HashMap::new(),
+            dialing: HashSet::new(),
+        };
+        tokio::task::spawn_local(task.run());
+        Ok(Node {
+            peer_id,
+            commands,
+            control: Rc::new(RefCell::new(control)),
+            view,
+            hub,
+            listen_addrs: Rc::new(listen_addrs),
+        })
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses this node listens on, each ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The cluster view.
+    pub fn view(&self) -> std::cell::Ref<'_, View> {
+        self.view.borrow()
+    }
+
+    /// Publishes `data` on `topic`, to local and remote subscribers.
+    ///
+    /// # Errors
+    ///
+    /// When nobody subscribed to the topic within [`PUBLISH_WAIT_MS`], the
+    /// message is too big, or the node has stopped.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<()> {
+        let (reply, result) = oneshot::channel();
+        self.send(Command::Publish {
+            topic: topic.to_owned(),
+            data,
+            reply,
+        })?;
+        result.await.map_err(|_| anyhow!("the node has stopped"))?
+    }
+
+    /// Subscribes locally to `topic` with a buffer of `capacity` messages.
+    pub fn subscribe(&self, topic: &str, capacity: usize) -> super::pubsub::Subscription {
+        self.hub
+            .subscribe(topic, capacity, Rc::new(Joiner(self.commands.clone())))
+    }
+
+    /// Makes sure this node is connected to `peer`, dialing the addresses the
+    /// view knows for it.
+    ///
+    /// # Errors
+    ///
+    /// When the peer is unknown or cannot be reached within
+    /// [`DIAL_TIMEOUT_MS`].
+    pub async fn connect(&self, peer: PeerId) -> Result<()> {
+        let (reply, result) = oneshot::channel();
+        self.send(Command::Connect { peer, reply })?;
+        timed(result).await?
+    }
+
+    /// Dials `addr` and returns the peer id that answered.
+    ///
+    /// # Errors
+    ///
+    /// When nothing answers within [`DIAL_TIMEOUT_MS`].
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
+        let (reply, result) = oneshot::channel();
+        self.send(Command::DialAddr {
+            addr: addr.clone(),
+            reply,
+        })?;
+        timed(result)
+            .await
+            .with_context(|| format!("dialing {addr}"))?
+            .with_context(|| format!("dialing {addr}"))
+    }
+
+    /// Whether a connection to `peer` is open.
+    pub async fn is_connected(&self, peer: PeerId) -> bool {
+        let (reply, result) = oneshot::channel();
+        if self.send(Command::IsConnected { peer, reply }).is_err() {
+            return false;
+        }
+        result.await.unwrap_or(false)
+    }
+
+    /// Opens a stream to `peer` on `protocol`. The peer must be connected.
+    ///
+    /// # Errors
+    ///
+    /// When the peer does not speak the protocol or the connection fails.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: libp2p::StreamProtocol,
+    ) -> Result<libp2p::Stream> {
+        let mut control = self.control.borrow().clone();
+        let open = control.open_stream(peer, protocol.clone());
+        match tokio::time::timeout(Duration::from_millis(DIAL_TIMEOUT_MS), open).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(err)) => Err(anyhow!("opening {protocol} to {peer}: {err}")),
+            Err(_) => Err(anyhow!(
+                "opening {protocol} to {peer}: timed out after {DIAL_TIMEOUT_MS} ms"
+            )),
+        }
+    }
+
+    /// Accepts inbound streams on `protocol`. Poll the result continuously:
+    /// libp2p drops inbound streams when the accept loop falls behind.
+    ///
+    /// # Errors
+    ///
+    /// When the protocol is already accepted.
+    pub fn accept(
+        &self,
+        protocol: libp2p::StreamProtocol,
+    ) -> Result<libp2p_stream::IncomingStreams> {
+        self.control
+            .borrow_mut()
+            .accept(protocol.clone())
+            .map_err(|err| anyhow!("accepting {protocol}: {err}"))
+    }
+
+    fn send(&self, command: Command) -> Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| anyhow!("the node has stopped"))
+    }
+}
+
+async fn timed<T>(result: oneshot::Receiver<T>) -> Result<T> {
+    match tokio::time::timeout(Duration::from_millis(DIAL_TIMEOUT_MS), result).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(anyhow!("the node has stopped")),
+        Err(_) => Err(anyhow!("timed out after {DIAL_TIMEOUT_MS} ms")),
+    }
+}
+
+fn build_swarm(keypair: Keypair) -> Result<Swarm<Behaviour>> {
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .context("building the TCP transport")?
+        .with_behaviour(|key| {
+            let gossipsub_config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(PUBSUB_MESSAGE_BYTES_MAX + 4096)
+                .build()
+                .map_err(|err| anyhow!("gossipsub config: {err}"))?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossipsub_config,
+            )
+            .map_err(|err| anyhow!("gossipsub: {err}"))?;
+            Ok(Behaviour {
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/ww/0.1.0".to_owned(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                gossipsub,
+                stream: libp2p_stream::Behaviour::new(),
+            })
+        })
+        .map_err(|err| anyhow!("building behaviour: {err}"))?
+        .with_swarm_config(|config| {
+            config.with_idle_connection_timeout(Duration::from_millis(IDLE_CONNECTION_MS))
+        })
+        .build();
+    Ok(swarm)
+}
+
+struct PendingPublish {
+    topic: String,
+    data: Vec<u8>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+struct SwarmTask {
+    swarm: Swarm<Behaviour>,
+    peer_id: PeerId,
+    receiver: mpsc::UnboundedReceiver<Command>,
+    view: Rc<RefCell<View>>,
+    hub: Rc<Hub>,
+    heartbeat: Option<HeartbeatConfig>,
+    listen_addrs: Vec<Multiaddr>,
+    /// Bootstrap addresses, with the peer each one turned out to be.
+    bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
+    pending_publishes: Vec<PendingPublish>,
+    pending_connects: HashMap<PeerId, Vec<oneshot::Sender<Result<()>>>>,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId>>)>,
+    /// Peers being dialed because of a heartbeat, so they are dialed once.
+    dialing: HashSet<PeerId>,
+}
+
+impl SwarmTask {
+    async fn run(mut self) {
+        let heartbeat_topic = IdentTopic::new(HEARTBEAT_TOPIC);
+        if self.heartbeat.is_some() {
+            if let Err(err) = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&heartbeat_topic)
+            {
+                warn!("subscribing to heartbeats: {err}");
+            }
+        }
+        let tick_ms = self.heartbeat.map_or(1_000, |config| config.interval_ms);
+        let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(Duration::from_millis(100));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                command = self.receiver.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    // Every handle is gone: the host is shutting down.
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(&heartbeat_topic),
+                _ = sweep.tick() => self.on_sweep(),
+            }
+        }
+        debug!("swarm task stopped");
+    }
+
+    fn on_tick(&mut self, heartbeat_topic: &IdentTopic) {
+        if let Some(config) = self.heartbeat {
+            let heartbeat = Heartbeat {
+                peer_id: self.peer_id.to_base58(),
+                addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
+                ttl_ms: config.ttl_ms,
+            };
+            let now = Instant::now();
+            self.view.borrow_mut().observe(
+                self.peer_id,
+                self.listen_addrs.clone(),
+                Duration::from_millis(u64::from(config.ttl_ms)),
+                now,
+            );
+            if let Ok(bytes) = serde_json::to_vec(&heartbeat) {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(heartbeat_topic.clone(), bytes)
+                {
+                    Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
+                    Err(err) => debug!("heartbeat not published: {err}"),
+                }
+            }
+        }
+        // Keep dialing bootstrap peers we are not connected to, so hosts may
+        // start in any order and reconnect after a peer restarts.
+        for index in 0..self.bootstrap.len() {
+            let (addr, peer) = self.bootstrap[index].clone();
+            let connected = peer.is_some_and(|peer| self.swarm.is_connected(&peer));
+            if !connected {
+                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                if let Err(err) = self.swarm.dial(opts) {
+                    debug!("dialing bootstrap peer {addr}: {err}");
+                }
+            }
+        }
+    }
+
+    fn on_sweep(&mut self) {
+        let now = Instant::now();
+        for peer in self.view.borrow_mut().prune(now) {
+            info!(%peer, "host left the view (TTL passed)");
+        }
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_publishes)
+            .into_iter()
+            .partition(|pending| pending.deadline <= now);
+        self.pending_publishes = waiting;
+        for pending in expired {
+            let _ = pending.reply.send(Err(anyhow!(
+                "no subscriber to topic {:?} appeared within {PUBLISH_WAIT_MS} ms; start a subscriber first",
+                pending.topic
+            )));
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { topic, data, reply } => {
+                if data.len() > PUBSUB_MESSAGE_BYTES_MAX {
+                    let _ = reply.send(Err(anyhow!(
+                        "message of {} bytes exceeds the {PUBSUB_MESSAGE_BYTES_MAX}-byte pubsub limit",
+                        data.len()
+                    )));
+                    return;
+                }
+                let local = self.hub.deliver(&topic, &data, &self.peer_id.to_base58());
+                self.publish(
+                    PendingPublish {
+                        topic,
+                        data,
+                        deadline: Instant::now() + Duration::from_millis(PUBLISH_WAIT_MS),
+                        reply,
+                    },
+                    local > 0,
+                );
+            }
+            Command::Join(topic) => {
+                if let Err(err) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .subscribe(&IdentTopic::new(&topic))
+                {
+                    warn!(%topic, "gossipsub subscribe failed: {err}");
+                }
+            }
+            Command::Leave(topic) => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .unsubscribe(&IdentTopic::new(&topic));
+            }
+            Command::Connect { peer, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let addrs = self
+                    .view
+                    .borrow()
+                    .get(&peer)
+                    .map(|entry| entry.addrs.clone());
+                let Some(addrs) = addrs else {
+                    let _ = reply.send(Err(anyhow!(
+                        "host {peer} is not in the cluster view (unknown, or it stopped more than a TTL ago)"
+                    )));
+                    return;
+                };
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(err) = self.swarm.dial(opts) {
+                    if !matches!(err, libp2p::swarm::DialError::DialPeerConditionFalse(_)) {
+                        let _ = reply.send(Err(anyhow!("dialing {peer}: {err}")));
+                        return;
+                    }
+                }
+                self.pending_connects.entry(peer).or_default().push(reply);
+            }
+            Command::DialAddr { addr, reply } => {
+                let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, (addr, reply));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(anyhow!("{err}")));
+                    }
+                }
+            }
+            Command::IsConnected { peer, reply } => {
+                let _ = reply.send(self.swarm.is_connected(&peer));
+            }
+        }
+    }
+
+    fn publish(&mut self, pending: PendingPublish, delivered_locally: bool) {
+        let topic = IdentTopic::new(&pending.topic);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, pending.data.clone())
+        {
+            Ok(_) => {
+                let _ = pending.reply.send(Ok(()));
+            }
+            Err(PublishError::NoPeersSubscribedToTopic) if delivered_locally => {
+                let _ = pending.reply.send(Ok(()));
+            }
+            Err(PublishError::NoPeersSubscribedToTopic) => {
+                // Wait for a subscription to arrive (see PUBLISH_WAIT_MS).
+                self.pending_publishes.push(pending);
+            }
+            Err(PublishError::Duplicate) => {
+                let _ = pending.reply.send(Ok(()));
+            }
+            Err(err) => {
+                let _ = pending
+                    .reply
+                    .send(Err(anyhow!("publishing to {:?}: {err}", pending.topic)));
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for addr in info.listen_addrs {
+                    if is_dialable(&addr) {
+                        self.swarm.add_peer_address(peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                debug!(%peer_id, "connected");
+                self.dialing.remove(&peer_id);
+                if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if let Some(replies) = self.pending_connects.remove(&peer_id) {
+                    for reply in replies {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                if let ConnectedPoint::Dialer { address, .. } = endpoint {
+                    for (addr, peer) in &mut self.bootstrap {
+                        if same_transport_addr(addr, &address) {
+                            *peer = Some(peer_id);
+                        }
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                if let Some((addr, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(anyhow!("could not connect to {addr}: {error}")));
+                }
+                if let Some(peer) = peer_id {
+                    self.dialing.remove(&peer);
+                    if !self.swarm.is_connected(&peer) {
+                        if let Some(replies) = self.pending_connects.remove(&peer) {
+                            for reply in replies {
+                                let _ = reply
+                                    .send(Err(anyhow!("could not connect to {peer}: {error}")));
+                            }
+                        }
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                debug!(%peer_id, "disconnected");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message { message, .. } => {
+                let Some(source) = message.source else {
+                    return;
+                };
+                let topic = message.topic.as_str();
+                if topic == HEARTBEAT_TOPIC {
+                    self.on_heartbeat(&message.data, source);
+                } else {
+                    self.hub.deliver(topic, &message.data, &source.to_base58());
+                }
+            }
+            gossipsub::Event::Subscribed { topic, .. } => {
+                let (ready, waiting): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut self.pending_publishes)
+                        .into_iter()
+                        .partition(|pending| IdentTopic::new(&pending.topic).hash() == topic);
+                self.pending_publishes = waiting;
+                for pending in ready {
+                    self.publish(pending, false);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_heartbeat(&mut self, data: &[u8], source: PeerId) {
+        let (peer, addrs, ttl_ms) = match Heartbeat::decode(data, &source) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                warn!(%source, "dropping heartbeat: {reason}");
+                return;
+            }
+        };
+        let addrs: Vec<Multiaddr> = addrs.into_iter().filter(is_dialable).collect();
+        let ttl = Duration::from_millis(u64::from(ttl_ms.clamp(1_000, 600_000)));
+        if self
+            .view
+            .borrow_mut()
+            .observe(peer, addrs.clone(), ttl, Instant::now())
+        {
+            info!(%peer, "host joined the view");
+        }
+        // Connect every pair of hosts directly: gossipsub only forwards
+        // through peers subscribed to a topic, and anchors dial hosts by id.
+        if peer != self.peer_id
+            && !self.swarm.is_connected(&peer)
+            && !self.dialing.contains(&peer)
+            && !addrs.is_empty()
+        {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if self.swarm.dial(opts).is_ok() {
+                self.dialing.insert(peer);
+            }
+        }
+    }
+}
+
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr
+        .iter()
+        .any(|protocol| matches!(protocol, Protocol::Ip4(ip) if ip.is_unspecified()))
+}
+
+/// Whether two addresses name the same transport endpoint, ignoring a
+/// trailing `/p2p/<peer id>`.
+fn same_transport_addr(a: &Multiaddr, b: &Multiaddr) -> bool {
+    let strip = |addr: &Multiaddr| -> Multiaddr {
+        addr.iter()
+            .filter(|protocol| !matches!(protocol, Protocol::P2p(_)))
+            .collect()
+    };
+    strip(a) == strip(b)
+}

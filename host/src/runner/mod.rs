@@ -1,0 +1,96 @@
+//! The process runner: wasmtime, the ROM cache, and the limits every
+//! process runs under.
+//!
+//! A ROM is a `wasm32-wasip2` command component. Its stdin/stdout carry one
+//! capnp-rpc connection to the host; its stderr is logged. It gets no
+//! network, no environment and no files beyond what it is granted.
+
+mod cache;
+mod limits;
+mod process;
+
+pub use cache::{Rom, RomCache};
+pub use limits::Limits;
+pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stderr};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine};
+
+use process::ProcState;
+
+/// How often the epoch advances. A running guest yields to the host's
+/// event loop at least this often, so a busy guest delays the host's RPC
+/// by at most one tick.
+pub const EPOCH_TICK_MS: u64 = 10;
+
+/// Ticks since the engine started; the busy limit compares against it.
+/// Kept beside the engine's own epoch because wasmtime does not expose that.
+#[derive(Default)]
+struct Ticks(AtomicU64);
+
+/// The wasmtime engine, its linker, and the ROM cache. One per host (and
+/// one per `ww run`).
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<ProcState>,
+    ticks: Arc<Ticks>,
+    cache: RomCache,
+}
+
+impl Runtime {
+    /// Builds the engine and starts its epoch ticker. Compiled ROMs are kept
+    /// under `cache_dir` if given.
+    ///
+    /// # Errors
+    ///
+    /// When wasmtime cannot be configured on this machine.
+    pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Arc<Self>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("configuring wasmtime")?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        let ticks = Arc::new(Ticks::default());
+        start_ticker(engine.weak(), Arc::downgrade(&ticks));
+        Ok(Arc::new(Self {
+            cache: RomCache::new(engine.clone(), cache_dir),
+            engine,
+            linker,
+            ticks,
+        }))
+    }
+
+    /// The ROM cache.
+    pub fn roms(&self) -> &RomCache {
+        &self.cache
+    }
+
+    fn now_ticks(&self) -> u64 {
+        self.ticks.0.load(Ordering::Relaxed)
+    }
+}
+
+fn start_ticker(engine: wasmtime::EngineWeak, ticks: Weak<Ticks>) {
+    std::thread::Builder::new()
+        .name("ww-epoch".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+            let (Some(engine), Some(ticks)) = (engine.upgrade(), ticks.upgrade()) else {
+                return;
+            };
+            ticks.0.fetch_add(1, Ordering::Relaxed);
+            engine.increment_epoch();
+        })
+        .map(drop)
+        .unwrap_or_else(|err| tracing::error!("cannot start the epoch ticker: {err}"));
+}

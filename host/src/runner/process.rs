@@ -1,0 +1,371 @@
+//! Running one process: a component instance whose stdin/stdout carry a
+//! capnp-rpc connection to the host.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use wasmtime::component::ResourceTable;
+use wasmtime::{CallHook, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use super::limits::{INSTANCES_MAX, MEMORIES_MAX, TABLES_MAX, TABLE_ELEMENTS_MAX};
+use super::{Limits, Rom, Runtime, EPOCH_TICK_MS};
+
+/// Bytes buffered in each direction of the guest's stdio pipe.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// Longest stderr line forwarded to the log, in bytes; longer lines are cut.
+const STDERR_LINE_BYTES_MAX: usize = 8 * 1024;
+
+/// Where a guest's stderr goes.
+#[derive(Clone, Debug)]
+pub enum Stderr {
+    /// This process's stderr (`ww run`: the user sees the ROM's messages).
+    Inherit,
+    /// The host's log, one event per line, tagged with the process id.
+    Log {
+        /// The process id to tag lines with.
+        pid: u64,
+    },
+}
+
+/// How to start one process.
+#[derive(Clone, Debug)]
+pub struct SpawnSpec {
+    /// Arguments after argv\[0\] (argv\[0\] is the ROM's hash).
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// A host directory preopened as `/data`, read-write.
+    pub volume: Option<PathBuf>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Where stderr goes.
+    pub stderr: Stderr,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// It returned or called exit.
+    Exited,
+    /// It trapped, exceeded a limit, or failed to start.
+    Trapped,
+    /// It was killed.
+    Killed,
+}
+
+/// The end of a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// How it ended.
+    pub kind: ExitKind,
+    /// The exit code (-1 unless it exited).
+    pub code: i32,
+    /// Why, for people.
+    pub message: String,
+}
+
+impl ExitStatus {
+    /// Whether the process exited with 0.
+    pub fn success(&self) -> bool {
+        self.kind == ExitKind::Exited && self.code == 0
+    }
+
+    fn trapped(message: String) -> Self {
+        Self {
+            kind: ExitKind::Trapped,
+            code: -1,
+            message,
+        }
+    }
+
+    /// The status of a killed process.
+    pub fn killed() -> Self {
+        Self {
+            kind: ExitKind::Killed,
+            code: -1,
+            message: "killed".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A started process.
+pub struct Running {
+    /// The capability the guest exports (its capnp bootstrap).
+    pub exported: capnp::capability::Client,
+    /// Resolves when the process ends. Dropping it does not stop the
+    /// process; aborting `task` does.
+    pub exit: Shared<LocalBoxFuture<'static, ExitStatus>>,
+    /// The task running the guest. Aborting it kills the process.
+    pub task: tokio::task::AbortHandle,
+}
+
+pub(crate) struct ProcState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    busy: Busy,
+}
+
+/// Tracks how long the guest has computed without calling its host; see
+/// [`Limits::busy_ms_max`].
+///
+/// wasmtime reports every exit to the host as `CallHook::CallingHost`:
+/// WASI calls, but also libcalls such as the epoch check itself. So the
+/// epoch callback counts exits since it last ran: exactly one (its own)
+/// means the guest called nothing in between, and has been busy since
+/// `since_tick`.
+#[derive(Default)]
+struct Busy {
+    host_calls: u64,
+    host_calls_at_check: u64,
+    since_tick: u64,
+}
+
+impl WasiView for ProcState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The error a busy guest is stopped with.
+#[derive(Debug)]
+struct BusyLimit {
+    busy_ms_max: u64,
+}
+
+impl fmt::Display for BusyLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "killed by the CPU limit: computed for more than {} ms without yielding to the host",
+            self.busy_ms_max
+        )
+    }
+}
+
+impl std::error::Error for BusyLimit {}
+
+/// Starts `rom` as a process on the current `LocalSet`, offering it
+/// `bootstrap` as its host capability.
+///
+/// # Errors
+///
+/// When the WASI context cannot be built (e.g. the volume directory cannot
+/// be opened). Instantiation errors and traps end the process instead, with
+/// an [`ExitStatus`] that says why.
+pub fn start(
+    runtime: &Arc<Runtime>,
+    rom: &Rom,
+    spec: SpawnSpec,
+    bootstrap: capnp::capability::Client,
+) -> Result<Running> {
+    let (host_end, guest_end) = tokio::io::duplex(PIPE_BYTES);
+    let (guest_read, guest_write) = tokio::io::split(guest_end);
+    let (host_read, host_write) = tokio::io::split(host_end);
+
+    let mut builder = WasiCtx::builder();
+    builder
+        .stdin(AsyncStdinStream::new(guest_read))
+        .stdout(AsyncStdoutStream::new(PIPE_BYTES, guest_write))
+        .arg(rom.hash.to_hex().as_str())
+        .args(&spec.args)
+        .envs(&spec.env);
+    match &spec.stderr {
+        Stderr::Inherit => {
+            builder.inherit_stderr();
+        }
+        Stderr::Log { pid } => {
+            let (log_write, log_read) = tokio::io::duplex(PIPE_BYTES);
+            builder.stderr(AsyncStdoutStream::new(PIPE_BYTES, log_write));
+            tokio::task::spawn_local(forward_stderr(*pid, log_read));
+        }
+    }
+    if let Some(volume) = &spec.volume {
+        builder
+            .preopened_dir(volume, "/data", FsPerms::ReadWrite)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("opening volume {}", volume.display()))?;
+    }
+    let state = ProcState {
+        ctx: builder.build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(spec.limits.memory_bytes_max)
+            .instances(INSTANCES_MAX)
+            .tables(TABLES_MAX)
+            .memories(MEMORIES_MAX)
+            .table_elements(TABLE_ELEMENTS_MAX)
+            .trap_on_grow_failure(true)
+            .build(),
+        busy: Busy {
+            since_tick: runtime.now_ticks(),
+            ..Busy::default()
+        },
+    };
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.call_hook(|mut ctx, hook| {
+        if matches!(hook, CallHook::CallingHost) {
+            ctx.data_mut().busy.host_calls += 1;
+        }
+        Ok(())
+    });
+    let busy_ticks_max = spec.limits.busy_ms_max.div_ceil(EPOCH_TICK_MS).max(1);
+    let ticks = runtime.ticks.clone();
+    let busy_ms_max = spec.limits.busy_ms_max;
+    store.epoch_deadline_callback(move |mut ctx| {
+        let now = ticks.0.load(std::sync::atomic::Ordering::Relaxed);
+        let busy = &mut ctx.data_mut().busy;
+        if busy.host_calls - busy.host_calls_at_check > 1 {
+            busy.since_tick = now;
+        }
+        busy.host_calls_at_check = busy.host_calls;
+        if now.saturating_sub(busy.since_tick) > busy_ticks_max {
+            return Err(BusyLimit { busy_ms_max }.into());
+        }
+        // Yield to the event loop every tick, so a busy guest cannot starve
+        // the host's RPC.
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+
+    let connection = ww_api::vat::connect::<capnp::capability::Client, _, _, _>(
+        host_read.compat(),
+        host_write.compat_write(),
+        Side::Server,
+        Some(bootstrap),
+        |driver| {
+            tokio::task::spawn_local(async move {
+                if let Err(err) = driver.await {
+                    tracing::debug!("guest connection ended: {err}");
+                }
+            });
+        },
+    );
+
+    let pre = runtime.linker.instantiate_pre(&rom.component);
+    let memory_limit = spec.limits.memory_bytes_max;
+    let handle = tokio::task::spawn_local(async move {
+        let status = match pre {
+            Ok(pre) => run(pre, &mut store, memory_limit).await,
+            Err(err) => ExitStatus::trapped(format!("cannot link the ROM: {err:#}")),
+        };
+        status
+    });
+    let task = handle.abort_handle();
+    let exit = async move {
+        match handle.await {
+            Ok(status) => status,
+            Err(err) if err.is_cancelled() => ExitStatus::killed(),
+            Err(err) => ExitStatus::trapped(format!("the process task failed: {err}")),
+        }
+    }
+    .boxed_local()
+    .shared();
+    // Keep the connection up until the process ends, then drop it so the
+    // guest's capabilities fail fast instead of hanging.
+    let disconnector = connection.disconnector;
+    let ended = exit.clone();
+    tokio::task::spawn_local(async move {
+        ended.await;
+        let _ = disconnector.await;
+    });
+    Ok(Running {
+        exported: connection.client,
+        exit,
+        task,
+    })
+}
+
+async fn run(
+    pre: wasmtime::component::InstancePre<ProcState>,
+    store: &mut Store<ProcState>,
+    memory_limit: usize,
+) -> ExitStatus {
+    let command_pre = match CommandPre::new(pre) {
+        Ok(command_pre) => command_pre,
+        Err(err) => {
+            return ExitStatus::trapped(format!(
+                "the component is not a WASI command (it must export wasi:cli/run): {err:#}"
+            ))
+        }
+    };
+    let command = match command_pre.instantiate_async(&mut *store).await {
+        Ok(command) => command,
+        Err(err) => return classify(err, memory_limit),
+    };
+    match command.wasi_cli_run().call_run(&mut *store).await {
+        Ok(Ok(())) => ExitStatus {
+            kind: ExitKind::Exited,
+            code: 0,
+            message: "exited with 0".to_owned(),
+        },
+        Ok(Err(())) => ExitStatus {
+            kind: ExitKind::Exited,
+            code: 1,
+            message: "exited with 1".to_owned(),
+        },
+        Err(err) => classify(err, memory_limit),
+    }
+}
+
+fn classify(err: wasmtime::Error, memory_limit: usize) -> ExitStatus {
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return ExitStatus {
+            kind: ExitKind::Exited,
+            code: exit.0,
+            message: format!("exited with {}", exit.0),
+        };
+    }
+    if let Some(busy) = err.downcast_ref::<BusyLimit>() {
+        return ExitStatus::trapped(busy.to_string());
+    }
+    let text = format!("{err:#}");
+    if text.contains("forcing trap when growing memory") || text.contains("memory.grow") {
+        return ExitStatus::trapped(format!(
+            "killed by the memory limit: the ROM tried to grow its memory past {} MiB ({text})",
+            memory_limit / (1024 * 1024)
+        ));
+    }
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => ExitStatus::trapped(format!("trapped: {trap} ({text})")),
+        None => ExitStatus::trapped(format!("failed: {text}")),
+    }
+}
+
+async fn forward_stderr(pid: u64, stream: tokio::io::DuplexStream) {
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // `take` bounds the line: a ROM that never prints a newline cannot
+        // make the host buffer without limit.
+        let mut bounded = (&mut reader).take(STDERR_LINE_BYTES_MAX as u64);
+        match bounded.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                tracing::info!(target: "ww::rom", pid, "{}", text.trim_end());
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! A ROM that misbehaves on demand, so tests can check that the host
+//! survives it and reports it clearly:
+//!
+//! - `trap`: executes `unreachable`.
+//! - `spin`: loops forever without calling its host.
+//! - `hog`: allocates memory until something stops it.
+//! - `exit N`: exits with code N.
+//! - `peer-id`: prints its host's peer id to stderr (proves RPC works).
+#![allow(clippy::unwrap_used)]
+
+use std::hint::black_box;
+
+fn main() {
+    ww_guest::run(|env| async move {
+        let command = env.args.first().map(String::as_str).unwrap_or("");
+        match command {
+            "trap" => {
+                #[cfg(target_arch = "wasm32")]
+                core::arch::wasm32::unreachable();
+                #[cfg(not(target_arch = "wasm32"))]
+                unreachable!();
+            }
+            "spin" => {
+                let mut counter: u64 = 0;
+                loop {
+                    counter = black_box(counter.wrapping_add(1));
+                }
+            }
+            "hog" => {
+                let mut chunks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    // Touch every page so the memory is really used.
+                    chunks.push(black_box(vec![1u8; 16 * 1024 * 1024]));
+                    eprintln!("holding {} MiB", chunks.len() * 16);
+                }
+            }
+            "exit" => {
+                let code: i32 = env
+                    .args
+                    .get(1)
+                    .and_then(|code| code.parse().ok())
+                    .unwrap_or(3);
+                std::process::exit(code);
+            }
+            "peer-id" => {
+                let response = env.host.peer_id_request().send().promise.await?;
+                eprintln!("peer id: {}", response.get()?.get_peer_id()?.to_str()?);
+                Ok(())
+            }
+            other => {
+                anyhow::bail!("unknown command {other:?}; use trap, spin, hog, exit N or peer-id")
+            }
+        }
+    })
+}
