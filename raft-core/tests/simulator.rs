@@ -47,7 +47,8 @@ fn a_missing_fsync_is_caught() {
         if let Err(failure) = sim::run::<KvWorkload>(&options) {
             assert_eq!(failure.seed, seed);
             assert!(
-                failure.reproduce.contains(&format!("START={seed}")),
+                failure.reproduce.contains(&format!("--start {seed} "))
+                    && failure.reproduce.contains("--disk-fault ignore-log-sync"),
                 "{}",
                 failure.reproduce
             );

@@ -80,9 +80,22 @@ impl SimOptions {
 
     /// The exact command that replays this run.
     pub fn reproduce_command(&self) -> String {
+        let fault = if self.disk_faults.ignore_log_sync {
+            " --disk-fault ignore-log-sync"
+        } else {
+            ""
+        };
+        let make = if fault.is_empty() {
+            format!(
+                "make sim START={} SEEDS=1 NODES={} WORKLOAD={}  (or: ",
+                self.seed, self.node_count, self.workload_name
+            )
+        } else {
+            "(".to_owned()
+        };
         format!(
-            "make sim START={} SEEDS=1 NODES={} WORKLOAD={}  (or: cargo run -p ww-tests --bin sim -- --start {} --seeds 1 --nodes {} --workload {} --trace)",
-            self.seed, self.node_count, self.workload_name, self.seed, self.node_count, self.workload_name
+            "{make}cargo run -p ww-tests --bin sim -- --start {} --seeds 1 --nodes {} --workload {}{fault} --trace)",
+            self.seed, self.node_count, self.workload_name
         )
     }
 }
