@@ -45,7 +45,7 @@
 //!    `(client_id, seq)`: a retried command applies at most once. Send
 //!    requests to [`Node::leader_id`] when told `NotLeader`.
 //! 4. Authenticate peers in the transport: a frame is stepped only if its
-//!    authenticated sender is the node that [`Node::membership`] metadata
+//!    authenticated sender is the node that [`Node::members`] metadata
 //!    maps `from` to. raft-core checks the group id, the recipient, that
 //!    the sender is a member, size limits, and every field raft-rs would
 //!    panic on; it cannot know who really sent the bytes.

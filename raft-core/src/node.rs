@@ -619,7 +619,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
 
     /// Proposes adding `id` as a learner (a non-voting member that receives
     /// the log), with opaque `metadata` that every replica will report in
-    /// [`Node::membership`] (for example the node's libp2p peer id). Then
+    /// [`Node::members`] (for example the node's libp2p peer id). Then
     /// wait until it caught up (see [`Node::status`] progress) and
     /// [`Node::promote_learner`].
     ///
@@ -635,7 +635,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     /// [`RequestError::Dropped`], [`RequestError::Stopped`].
     pub fn add_learner(&mut self, id: u64, metadata: Vec<u8>) -> Result<ChangeId, RequestError> {
         self.require_leader()?;
-        let members = self.membership();
+        let members = self.members();
         if id == 0 || members.contains(id) {
             return Err(RequestError::InvalidMembershipChange(format!(
                 "{id} is reserved or already a member"
@@ -660,7 +660,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     /// learner.
     pub fn promote_learner(&mut self, id: u64) -> Result<ChangeId, RequestError> {
         self.require_leader()?;
-        if !self.membership().learners.contains(&id) {
+        if !self.members().learners.contains(&id) {
             return Err(RequestError::InvalidMembershipChange(format!(
                 "{id} is not a learner"
             )));
@@ -677,7 +677,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     /// member or is the last voter.
     pub fn remove_node(&mut self, id: u64) -> Result<ChangeId, RequestError> {
         self.require_leader()?;
-        let members = self.membership();
+        let members = self.members();
         if !members.contains(id) {
             return Err(RequestError::InvalidMembershipChange(format!(
                 "{id} is not a member"
@@ -699,7 +699,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     ) -> Result<ChangeId, RequestError> {
         // raft-rs accepts one unapplied change at a time and silently turns
         // any other into an empty entry; refuse early when that is certain.
-        if self.raw.raft.pending_conf_index > self.applied || self.membership().is_joint() {
+        if self.raw.raft.pending_conf_index > self.applied || self.members().is_joint() {
             return Err(RequestError::MembershipChangeIgnored);
         }
         let change = ConfChangeV2 {
@@ -741,7 +741,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     /// `InvalidMembershipChange` if `to` is not another voter.
     pub fn transfer_leader(&mut self, to: u64) -> Result<(), RequestError> {
         self.require_leader()?;
-        if to == self.id || !self.membership().voters.contains(&to) {
+        if to == self.id || !self.members().voters.contains(&to) {
             return Err(RequestError::InvalidMembershipChange(format!(
                 "{to} is not another voter"
             )));
@@ -751,7 +751,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     }
 
     /// The membership as of the last applied configuration change.
-    pub fn membership(&self) -> Membership {
+    pub fn members(&self) -> Membership {
         Membership::from_conf_state(&self.raw.raft.prs().conf().to_conf_state(), &self.metadata)
     }
 
@@ -821,7 +821,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             first_index: store.first_index_inner(),
             last_index: raft.raft_log.last_index(),
             snapshot_index: store.newest_snapshot().get_metadata().index,
-            membership: self.membership(),
+            membership: self.members(),
             progress,
             pending_proposals_count: self.proposals.len(),
             pending_reads_count: self.pending_reads_count(),

@@ -278,7 +278,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         }
         self.outputs
             .push_back(Output::Event(Event::SnapshotInstalled { index }));
-        let membership = self.membership();
+        let membership = self.members();
         if !membership.contains(self.id) {
             self.removed = true;
             self.outputs.push_back(Output::Event(Event::Removed));
@@ -427,7 +427,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             .get(&entry.index)
             .filter(|c| c.term == entry.term)
             .map(|c| c.change_id);
-        let members_before = self.membership().ids();
+        let members_before = self.members().ids();
         let outcome = match change.filter(valid_change) {
             None => Err(RequestError::InvalidMembershipChange(
                 "undecodable membership change entry".into(),
@@ -441,12 +441,12 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                     }
                     // Metadata lives as long as its node is a member; a
                     // node that left is refused from now on.
-                    let member_ids = self.membership().ids();
+                    let member_ids = self.members().ids();
                     self.metadata.retain(|id, _| member_ids.contains(id));
                     for id in members_before.iter().filter(|id| !member_ids.contains(id)) {
                         self.removed_ids.insert(*id);
                     }
-                    let membership = self.membership();
+                    let membership = self.members();
                     self.outputs
                         .push_back(Output::Event(Event::MembershipChanged(membership.clone())));
                     if !membership.is_voter(self.id) && self.raw.raft.state == StateRole::Leader {

@@ -314,7 +314,7 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
     });
     assert!(applied, "the leader reports the change");
     for id in 1..=4 {
-        let membership = group.node(id).membership();
+        let membership = group.node(id).members();
         assert_eq!(
             membership.metadata_of(4),
             Some(&b"12D3KooWjoiner"[..]),
@@ -333,7 +333,7 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
 
     group.node(leader).promote_learner(4).expect("promote");
     group.run_until(300, "promoted", |g| {
-        g.node(leader).membership().voters == vec![1, 2, 3, 4]
+        g.node(leader).members().voters == vec![1, 2, 3, 4]
     });
 
     let victim = (1..=3)
@@ -341,7 +341,7 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
         .expect("a non-leader voter");
     group.node(leader).remove_node(victim).expect("remove");
     group.run_until(300, "removed", |g| {
-        !g.node(leader).membership().contains(victim)
+        !g.node(leader).members().contains(victim)
     });
     group.run_until(300, "the victim learns it", |g| {
         g.outputs[(victim - 1) as usize]

@@ -102,6 +102,8 @@ enum Replacement {
 
 struct MembershipDriver {
     step: Replacement,
+    /// Replacements started in this run.
+    started_count: u64,
     /// The change in flight: on which node (and incarnation), which id.
     change: Option<(usize, u64, ChangeId)>,
     retry_at_ms: u64,
@@ -193,6 +195,7 @@ impl<W: Workload> Simulation<W> {
             heal_at_ms: None,
             membership: MembershipDriver {
                 step: Replacement::Idle,
+                started_count: 0,
                 change: None,
                 retry_at_ms: 0,
             },
@@ -627,7 +630,7 @@ impl<W: Workload> Simulation<W> {
             return;
         };
         let voters: Vec<u64> = node
-            .membership()
+            .members()
             .voters
             .into_iter()
             .filter(|id| *id != node.id())
@@ -645,7 +648,7 @@ impl<W: Workload> Simulation<W> {
 
     fn start_replacement(&mut self) {
         if self.membership.step != Replacement::Idle
-            || self.report.membership_change_count >= REPLACEMENTS_MAX_COUNT * 2
+            || self.membership.started_count >= REPLACEMENTS_MAX_COUNT
         {
             return;
         }
@@ -655,19 +658,22 @@ impl<W: Workload> Simulation<W> {
         let Some(node) = self.nodes[leader].node.as_ref() else {
             return;
         };
-        let voters: Vec<u64> = node
-            .membership()
+        // The leader's view may be stale (an old leader that has not heard
+        // of a removal yet): never pick a node that is already retired.
+        let candidates: Vec<usize> = node
+            .members()
             .voters
             .into_iter()
             .filter(|id| *id != node.id())
+            .filter_map(|id| self.index_of.get(&id).copied())
+            .filter(|index| !self.nodes[*index].retired)
             .collect();
-        if voters.is_empty() {
+        if candidates.is_empty() {
             return;
         }
-        let victim_id = voters[self.rng_nemesis.below(voters.len() as u64) as usize];
-        let Some(&victim) = self.index_of.get(&victim_id) else {
-            return;
-        };
+        let victim = candidates[self.rng_nemesis.below(candidates.len() as u64) as usize];
+        let victim_id = self.nodes[victim].raft_id;
+        self.membership.started_count += 1;
         self.membership.step = Replacement::Removing { victim };
         self.membership.change = None;
         self.trace(format!("replace: remove node {victim} (id {victim_id})"));
@@ -1093,7 +1099,7 @@ impl<W: Workload> Simulation<W> {
         let Some(node) = self.nodes[leader].node.as_ref() else {
             return Ok(());
         };
-        let members = node.membership();
+        let members = node.members();
         let status = node.status();
         let step = self.membership.step;
         let next = match step {

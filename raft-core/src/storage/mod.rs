@@ -2,8 +2,8 @@
 //! segment files, snapshot files and the hard state on a [`Dir`].
 //!
 //! [`LogStore`] implements [`raft::Storage`]. The driver writes each Ready
-//! through [`LogStore::persist_ready`]: one frame, one write, one
-//! `sync_data`. Recovery ([`LogStore::open`]) reads the newest snapshot
+//! through `LogStore::persist_ready`: one frame, one write, one
+//! `sync_data`. Recovery (`LogStore::open`) reads the newest snapshot
 //! file, replays the segments, cuts a torn tail, and refuses to start on
 //! damage a crash cannot explain.
 
