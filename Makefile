@@ -6,7 +6,7 @@ ROM_TARGET := wasm32-wasip2
 ROM_DIR := target/rom
 # ROMs in build order: an outer ROM embeds the inner ROMs listed before it
 # (include_bytes!), so each ROM is copied to $(ROM_DIR) before the next builds.
-ROMS := hello misbehave
+ROMS := hello-inner hello misbehave probe
 
 # Simulator (`make sim`): seeds START..START+SEEDS-1.
 START ?= 1
@@ -27,8 +27,8 @@ host: setup
 roms: setup
 	@mkdir -p $(ROM_DIR)
 	@for rom in $(ROMS); do \
-	  $(CARGO) build --profile rom --target $(ROM_TARGET) -p $$rom || exit 1; \
-	  cp target/$(ROM_TARGET)/rom/$$rom.wasm $(ROM_DIR)/$$rom.wasm || exit 1; \
+	  $(CARGO) build --profile guest --target $(ROM_TARGET) -p $$rom || exit 1; \
+	  cp target/$(ROM_TARGET)/guest/$$rom.wasm $(ROM_DIR)/$$rom.wasm || exit 1; \
 	done
 
 build: host roms

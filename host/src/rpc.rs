@@ -72,14 +72,19 @@ pub fn is_disconnect(err: &capnp::Error) -> bool {
 }
 
 /// Connects to the `Host` served by `peer`, dialing it if needed.
+/// `on_close` runs when the connection ends.
 ///
 /// # Errors
 ///
 /// When the peer cannot be reached or does not serve the RPC protocol.
-pub async fn connect_host(node: &Node, peer: PeerId) -> Result<host::Client> {
+pub async fn connect_host(
+    node: &Node,
+    peer: PeerId,
+    on_close: impl FnOnce() + 'static,
+) -> Result<host::Client> {
     node.connect(peer).await?;
     let stream = node.open_stream(peer, RPC_PROTOCOL).await?;
-    Ok(bootstrap(peer, stream))
+    Ok(bootstrap(peer, stream, on_close))
 }
 
 /// Connects to the `Host` at `addr` (which need not name a peer id).
@@ -93,10 +98,14 @@ pub async fn connect_addr(node: &Node, addr: libp2p::Multiaddr) -> Result<(PeerI
         .open_stream(peer, RPC_PROTOCOL)
         .await
         .with_context(|| format!("{addr} does not serve the ww RPC protocol"))?;
-    Ok((peer, bootstrap(peer, stream)))
+    Ok((peer, bootstrap(peer, stream, || ())))
 }
 
-fn bootstrap(peer: PeerId, stream: libp2p::Stream) -> host::Client {
+fn bootstrap(
+    peer: PeerId,
+    stream: libp2p::Stream,
+    on_close: impl FnOnce() + 'static,
+) -> host::Client {
     let (reader, writer) = stream.split();
     let connection = ww_api::vat::connect::<host::Client, _, _, _>(
         reader,
@@ -110,6 +119,7 @@ fn bootstrap(peer: PeerId, stream: libp2p::Stream) -> host::Client {
                         debug!(%peer, "RPC connection failed: {err}");
                     }
                 }
+                on_close();
             });
         },
     );

@@ -58,6 +58,13 @@ impl host::Server for DisconnectedHost {
     ) -> Result<(), capnp::Error> {
         Err(not_connected())
     }
+    async fn dial(
+        self: CapRc<Self>,
+        _: host::DialParams,
+        _: host::DialResults,
+    ) -> Result<(), capnp::Error> {
+        Err(not_connected())
+    }
     async fn new_channel(
         self: CapRc<Self>,
         _: host::NewChannelParams,

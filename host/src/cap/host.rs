@@ -1,33 +1,80 @@
-//! The `Host` capability.
+//! The `Host` capability, and the state every capability of a host shares.
 
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use capnp::capability::Rc as CapRc;
 use libp2p::PeerId;
 use ww_api::host;
 
+use super::anchor::{Caller, RootServer};
+use super::channel::{self, Senders};
+use super::executor::{ExecutorServer, Processes};
+use super::peers::Peers;
+use super::tree::Tree;
+use super::{invalid, text};
 use crate::net::Node;
 
 /// Everything a host's capabilities share.
 pub struct HostContext {
     /// The libp2p node.
     pub node: Node,
+    /// This host's anchor tree.
+    pub tree: Tree,
+    /// Connections to other hosts.
+    pub peers: Rc<Peers>,
+    /// The senders of this host's channels.
+    pub senders: Senders,
+    /// This host's processes.
+    pub processes: Rc<Processes>,
+}
+
+impl HostContext {
+    /// The shared state of a host with `node`, keeping its files in
+    /// `data_dir`.
+    pub fn new(node: Node, data_dir: PathBuf, runtime: Arc<crate::runner::Runtime>) -> Rc<Self> {
+        Rc::new(Self {
+            peers: Peers::new(node.clone()),
+            node,
+            tree: Tree::default(),
+            senders: Senders::default(),
+            processes: Processes::new(data_dir, runtime),
+        })
+    }
 }
 
 /// `Host`, as served to one caller.
 pub struct HostServer {
     ctx: Rc<HostContext>,
-    /// The authenticated peer whose connection this capability was handed
-    /// to (this host's own id for local processes).
-    #[allow(dead_code)]
-    origin: PeerId,
+    caller: Caller,
 }
 
 impl HostServer {
-    /// A `Host` capability for a caller that arrived from `origin`.
+    /// A `Host` for a peer (or CLI client) whose connection comes from
+    /// `origin`.
     pub fn client(ctx: Rc<HostContext>, origin: PeerId) -> host::Client {
-        capnp_rpc::new_client(Self { ctx, origin })
+        capnp_rpc::new_client(Self {
+            ctx,
+            caller: Caller {
+                origin,
+                owner: None,
+            },
+        })
+    }
+
+    /// A `Host` for local process `pid`: what it anchors is cleared when it
+    /// ends.
+    pub fn for_process(ctx: Rc<HostContext>, pid: u64) -> host::Client {
+        let origin = ctx.node.peer_id();
+        capnp_rpc::new_client(Self {
+            ctx,
+            caller: Caller {
+                origin,
+                owner: Some(pid),
+            },
+        })
     }
 }
 
@@ -73,6 +120,17 @@ impl host::Server for HostServer {
         Ok(())
     }
 
+    async fn root(
+        self: CapRc<Self>,
+        _: host::RootParams,
+        mut results: host::RootResults,
+    ) -> Result<(), capnp::Error> {
+        results
+            .get()
+            .set_anchor(RootServer::client(self.ctx.clone(), self.caller));
+        Ok(())
+    }
+
     async fn pubsub(
         self: CapRc<Self>,
         _: host::PubsubParams,
@@ -81,6 +139,59 @@ impl host::Server for HostServer {
         results
             .get()
             .set_pubsub(super::pubsub::PubSubServer::client(self.ctx.node.clone()));
+        Ok(())
+    }
+
+    async fn executor(
+        self: CapRc<Self>,
+        _: host::ExecutorParams,
+        mut results: host::ExecutorResults,
+    ) -> Result<(), capnp::Error> {
+        results
+            .get()
+            .set_executor(ExecutorServer::client(self.ctx.clone()));
+        Ok(())
+    }
+
+    async fn new_channel(
+        self: CapRc<Self>,
+        params: host::NewChannelParams,
+        mut results: host::NewChannelResults,
+    ) -> Result<(), capnp::Error> {
+        let capacity = params.get()?.get_capacity();
+        let (sender, receiver) =
+            channel::new_channel(&self.ctx.senders, capacity, self.ctx.node.peer_id())?;
+        let mut out = results.get();
+        out.set_sender(sender);
+        out.set_receiver(receiver);
+        Ok(())
+    }
+
+    async fn dial(
+        self: CapRc<Self>,
+        params: host::DialParams,
+        mut results: host::DialResults,
+    ) -> Result<(), capnp::Error> {
+        let raw = text(params.get()?.get_peer_id(), "peer id")?;
+        let peer: PeerId = raw.parse().map_err(|err| {
+            invalid(format!(
+                "{raw:?} is not a peer id ({err}); `ww ls /` lists the hosts"
+            ))
+        })?;
+        if peer == self.ctx.node.peer_id() {
+            results.get().set_host(capnp_rpc::new_client(HostServer {
+                ctx: self.ctx.clone(),
+                caller: self.caller,
+            }));
+            return Ok(());
+        }
+        let in_view = self.ctx.node.view().get(&peer).is_some();
+        if !in_view && !self.ctx.node.is_connected(peer).await {
+            return Err(capnp::Error::failed(format!(
+                "host {peer} is not in the cluster view: it is unknown here, or it stopped more than a TTL ago; `ww ls /` lists the hosts"
+            )));
+        }
+        results.get().set_host(self.ctx.peers.host(peer).await?);
         Ok(())
     }
 }

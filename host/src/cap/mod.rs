@@ -3,9 +3,15 @@
 //! Every method validates its input and returns a capnp error on anything a
 //! guest or peer got wrong; nothing reachable from the outside panics.
 
+pub mod anchor;
+pub mod channel;
 pub mod disconnected;
+pub mod executor;
 pub mod host;
+pub mod path;
+pub mod peers;
 pub mod pubsub;
+pub mod tree;
 
 use std::fmt::Display;
 

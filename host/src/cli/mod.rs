@@ -1,6 +1,8 @@
 //! The `ww` command line (see DESIGN.md, "The `ww` command line").
 
 mod connect;
+mod ls;
+mod ps;
 mod pubsub;
 mod run;
 mod start;
@@ -37,6 +39,16 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Print the messages published to a topic, one per line.
     Sub(pubsub::SubArgs),
+    /// List an anchor's children; `/` lists the hosts.
+    Ls(ls::Args),
+    /// Print the value stored at an anchor.
+    Get(ls::GetArgs),
+    /// Store bytes at an anchor.
+    Set(ls::SetArgs),
+    /// List every process of the cluster.
+    Ps(ps::PsArgs),
+    /// Kill a process (`<peer id>/<pid>`, as `ww ps` prints it).
+    Kill(ps::KillArgs),
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -64,6 +76,11 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Pub(args) => pubsub::publish(args).await,
             Command::Sub(args) => pubsub::subscribe(args).await,
+            Command::Ls(args) => ls::run(args).await,
+            Command::Get(args) => ls::get(args).await,
+            Command::Set(args) => ls::set(args).await,
+            Command::Ps(args) => ps::ps(args).await,
+            Command::Kill(args) => ps::kill(args).await,
         }
     });
     match result {

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
@@ -12,6 +11,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::connect::DEFAULT_ADDR;
+use crate::cap::executor::Processes;
 use crate::cap::host::HostContext;
 use crate::net::{identity, HeartbeatConfig, Node, NodeConfig};
 
@@ -26,6 +26,9 @@ pub struct Args {
     /// Where the host keeps its identity key, compiled ROMs and volumes.
     #[arg(long, env = "WW_DATA_DIR", default_value = ".ww")]
     data_dir: PathBuf,
+    /// Where compiled ROMs are cached (default: DATA_DIR/cache).
+    #[arg(long, env = "WW_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Print the peer id and addresses as one JSON line.
     #[arg(long)]
     json: bool,
@@ -65,8 +68,17 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }),
     })
     .await?;
-    let ctx = Rc::new(HostContext { node: node.clone() });
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("cache"));
+    let runtime = crate::runner::Runtime::new(Some(cache_dir))?;
+    let ctx = HostContext::new(node.clone(), args.data_dir.clone(), runtime);
     crate::rpc::serve(ctx.clone())?;
+    // Respawn in the background: the JSON line below must not wait for
+    // ROMs to compile.
+    let respawn = ctx.clone();
+    tokio::task::spawn_local(async move { Processes::respawn_supervised(&respawn).await });
 
     let started = Started {
         peer_id: node.peer_id().to_base58(),

@@ -33,6 +33,11 @@ interface Host {
   # A bounded channel hosted by this host. `capacity` messages may wait in
   # it (at least 1, at most the host's limit); a send to a full channel waits
   # until a receiver makes room.
+
+  dial @6 (peerId :Text) -> (host :Host);
+  # The `Host` of another host of the cluster, reached from this host (the
+  # connection is this host's, so calls do not pass through the caller).
+  # Fails fast if the peer is not in the view or cannot be reached.
 }
 
 struct HostInfo {
@@ -167,6 +172,9 @@ interface Executor {
 
   ps @1 () -> (processes :List(ProcessInfo));
   # The processes of this host.
+
+  kill @2 (id :UInt64) -> ();
+  # Kills process `id` of this host, as `Process.kill` does.
 }
 
 struct SpawnSpec {

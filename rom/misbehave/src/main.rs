@@ -6,6 +6,8 @@
 //! - `hog`: allocates memory until something stops it.
 //! - `exit N`: exits with code N.
 //! - `peer-id`: prints its host's peer id to stderr (proves RPC works).
+//! - `export-then-exit MS`: exports a capability (a pubsub topic), then
+//!   exits with 1 after MS milliseconds.
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -47,9 +49,18 @@ fn main() {
                 eprintln!("peer id: {}", response.get()?.get_peer_id()?.to_str()?);
                 Ok(())
             }
-            other => {
-                anyhow::bail!("unknown command {other:?}; use trap, spin, hog, exit N or peer-id")
+            "export-then-exit" => {
+                let ms: u64 = env.args.get(1).and_then(|ms| ms.parse().ok()).unwrap_or(500);
+                let pubsub = env.host.pubsub_request().send().pipeline.get_pubsub();
+                let mut join = pubsub.join_request();
+                join.get().set_topic("doomed");
+                env.export(join.send().pipeline.get_topic());
+                ww_guest::sleep(std::time::Duration::from_millis(ms)).await;
+                anyhow::bail!("exiting on purpose after {ms} ms")
             }
+            other => anyhow::bail!(
+                "unknown command {other:?}; use trap, spin, hog, exit N, peer-id or export-then-exit MS"
+            ),
         }
     })
 }
