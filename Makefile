@@ -6,7 +6,7 @@ ROM_TARGET := wasm32-wasip2
 ROM_DIR := target/rom
 # ROMs in build order: an outer ROM embeds the inner ROMs listed before it
 # (include_bytes!), so each ROM is copied to $(ROM_DIR) before the next builds.
-ROMS := hello-inner hello misbehave probe
+ROMS := hello-inner hello misbehave probe bench
 
 # Simulator (`make sim`): seeds START..START+SEEDS-1.
 START ?= 1
@@ -33,8 +33,11 @@ roms: setup
 
 build: host roms
 
-# Everything CI runs (.ci/run calls this).
-test: build
+# Everything CI runs (.ci/run calls this). `cargo test` builds the ww
+# binary itself, with the same features as the tests: a separate
+# `cargo build -p ww` would resolve features differently and compile
+# wasmtime and libp2p twice.
+test: roms
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test
 	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=3 WORKLOAD=kv

@@ -29,6 +29,9 @@ use super::invalid;
 /// (unless the channel is empty: one message of any accepted size fits).
 pub const CHANNEL_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Most messages one `recvBatch` returns.
+pub const RECV_BATCH_MAX: u32 = 4096;
+
 /// Most capabilities carried by one message.
 pub const CAPS_PER_MESSAGE_MAX: u32 = 64;
 
@@ -259,6 +262,47 @@ impl receiver::Server for ReceiverServer {
         _: receiver::CloseResults,
     ) -> Result<(), capnp::Error> {
         self.state.close();
+        Ok(())
+    }
+
+    async fn recv_batch(
+        self: CapRc<Self>,
+        params: receiver::RecvBatchParams,
+        mut results: receiver::RecvBatchResults,
+    ) -> Result<(), capnp::Error> {
+        let max = params.get()?.get_max().clamp(1, RECV_BATCH_MAX) as usize;
+        let state = &self.state;
+        let batch: Vec<Message> = loop {
+            let arrival = state.arrival.notified();
+            {
+                let mut queue = state.queue.borrow_mut();
+                if !queue.is_empty() {
+                    let take = queue.len().min(max);
+                    break queue.drain(..take).collect();
+                }
+            }
+            if state.closed.get() {
+                results.get().set_closed(true);
+                return Ok(());
+            }
+            arrival.await;
+        };
+        let bytes: usize = batch.iter().map(|message| message.data.len()).sum();
+        state.bytes.set(state.bytes.get() - bytes);
+        state.room.notify_waiters();
+        let mut list = results.get().init_messages(u32::try_from(batch.len()).unwrap_or(0));
+        for (index, message) in batch.into_iter().enumerate() {
+            let Ok(index) = u32::try_from(index) else { break };
+            let mut item = list.reborrow().get(index);
+            item.set_origin(&message.origin);
+            let mut built = item.init_message();
+            built.set_data(&message.data);
+            let mut caps = built.init_caps(u32::try_from(message.caps.len()).unwrap_or(0));
+            for (slot, cap) in message.caps.into_iter().enumerate() {
+                let Ok(slot) = u32::try_from(slot) else { break };
+                caps.reborrow().get(slot).init_cap().set_as_capability(cap.hook);
+            }
+        }
         Ok(())
     }
 }

@@ -160,6 +160,17 @@ interface Receiver {
   # local senders), so a receiver can tell who may have sent the message.
 
   close @1 () -> ();
+
+  recvBatch @2 (max :UInt32) -> (messages :List(Received), closed :Bool);
+  # Like `recv`, but takes every queued message up to `max` (at least one:
+  # waits while the channel is empty) in one call. `closed` is true once
+  # the channel is closed and drained. One call instead of one per
+  # message: the way to drain a busy channel.
+}
+
+struct Received {
+  message @0 :Message;
+  origin @1 :Text;
 }
 
 # ---------------------------------------------------------------------------

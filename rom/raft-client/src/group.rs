@@ -1,0 +1,504 @@
+//! Finding a group's replicas by their anchors, and talking to them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::{select, Either};
+use ww_api::ww_capnp::value;
+use ww_api::{anchor, host, receiver, sender};
+
+use crate::proto::{self, Member, ReplicaStatus, Request, RequestBatch, Response, ResponseBatch, BATCH_REQUESTS_MAX};
+use crate::{Runtime, Session};
+
+/// How long one request to one replica may take before it is given up on
+/// (and retried elsewhere, when that is safe).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`Group::leader_call`] keeps retrying by default: a leader
+/// election takes 1-2 s; a host restart a few more.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Capacity of the channel replicas answer on.
+const REPLY_CHANNEL_CAPACITY: u32 = 4096;
+
+/// Largest batch of requests sent to one replica in one message, in bytes.
+const BATCH_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// No replica of the version was found.
+    #[error("no replica of raft group {version:?} is anchored in the cluster; deploy one with `ww run raft.wasm deploy --version {version}`")]
+    NoReplicas {
+        /// The version looked for.
+        version: String,
+    },
+    /// A host or replica could not be reached.
+    #[error("cannot reach {what}: {reason}")]
+    Unreachable {
+        /// Who.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("no answer from {what} within {timeout_ms} ms")]
+    TimedOut {
+        /// Who.
+        what: String,
+        /// The timeout.
+        timeout_ms: u64,
+    },
+    /// The answer could not be decoded.
+    #[error("bad answer from {what}: {reason}")]
+    Protocol {
+        /// Who.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One replica, found at `/<peer_id>/raft/<version>`.
+#[derive(Clone)]
+pub struct Replica {
+    /// Its host.
+    pub peer_id: String,
+    request: sender::Client,
+}
+
+#[derive(Default)]
+struct Outbox {
+    queued: Vec<(u64, Request)>,
+    in_flight: bool,
+}
+
+struct Inner<R: Runtime> {
+    host: host::Client,
+    version: String,
+    runtime: R,
+    replicas: RefCell<BTreeMap<String, Replica>>,
+    leader: RefCell<Option<String>>,
+    cursor: Cell<usize>,
+    reply: sender::Client,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+    next_request: Cell<u64>,
+    outboxes: RefCell<HashMap<String, Outbox>>,
+}
+
+/// A connection to one Raft group (one version), through a `Host`.
+///
+/// Cheap to clone; every clone shares the replicas, the leader, and the
+/// reply channel.
+pub struct Group<R: Runtime> {
+    inner: Rc<Inner<R>>,
+}
+
+impl<R: Runtime> Clone for Group<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<String, capnp::Error> {
+    reader?
+        .to_string()
+        .map_err(|_| capnp::Error::failed("text is not UTF-8".to_owned()))
+}
+
+fn unreachable(what: impl Into<String>, err: impl std::fmt::Display) -> GroupError {
+    GroupError::Unreachable {
+        what: what.into(),
+        reason: err.to_string(),
+    }
+}
+
+fn walk(root: &anchor::Client, path: &str) -> anchor::Client {
+    let mut request = root.walk_request();
+    request.get().set_path(path);
+    request.send().pipeline.get_anchor()
+}
+
+async fn ls(anchor: &anchor::Client) -> Result<Vec<String>, capnp::Error> {
+    let response = anchor.ls_request().send().promise.await?;
+    response.get()?.get_children()?.iter().map(text).collect()
+}
+
+/// The capability stored at `path`, if any.
+pub(crate) async fn get_cap<C: capnp::capability::FromClientHook>(root: &anchor::Client, path: &str) -> Result<Option<C>, capnp::Error> {
+    let response = walk(root, path).get_request().send().promise.await?;
+    match response.get()?.get_value()?.which()? {
+        value::Which::Cap(cap) => Ok(Some(cap.get_as_capability()?)),
+        _ => Ok(None),
+    }
+}
+
+impl<R: Runtime> Group<R> {
+    /// Connects to group `version` through `host`: opens the reply channel
+    /// on `host` and finds the replicas.
+    ///
+    /// # Errors
+    ///
+    /// When the host cannot be used. Finding no replica is not an error here
+    /// (a group being deployed has none yet); calls fail until one appears.
+    pub async fn connect(host: host::Client, version: &str, runtime: R) -> Result<Self, GroupError> {
+        let mut request = host.new_channel_request();
+        request.get().set_capacity(REPLY_CHANNEL_CAPACITY);
+        let channel = request
+            .send()
+            .promise
+            .await
+            .map_err(|err| unreachable("this process's host", err))?;
+        let channel = channel.get().map_err(|err| unreachable("this process's host", err))?;
+        let reply = channel.get_sender().map_err(|err| unreachable("this process's host", err))?;
+        let receiver = channel.get_receiver().map_err(|err| unreachable("this process's host", err))?;
+        let group = Self {
+            inner: Rc::new(Inner {
+                host,
+                version: version.to_owned(),
+                runtime: runtime.clone(),
+                replicas: RefCell::new(BTreeMap::new()),
+                leader: RefCell::new(None),
+                cursor: Cell::new(0),
+                reply,
+                pending: RefCell::new(HashMap::new()),
+                next_request: Cell::new(1),
+                outboxes: RefCell::new(HashMap::new()),
+            }),
+        };
+        runtime.spawn(Box::pin(receive_replies(Rc::downgrade(&group.inner), receiver)));
+        group.discover().await?;
+        Ok(group)
+    }
+
+    /// The version of the group.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// The host this client goes through.
+    pub fn host(&self) -> &host::Client {
+        &self.inner.host
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &R {
+        &self.inner.runtime
+    }
+
+    /// Lists the hosts and finds every replica of the version; returns how
+    /// many. Only existing anchors are listed, so looking creates nothing.
+    ///
+    /// # Errors
+    ///
+    /// When the cluster root cannot be listed.
+    pub async fn discover(&self) -> Result<usize, GroupError> {
+        let root = self.inner.host.root_request().send().pipeline.get_anchor();
+        let hosts = ls(&root).await.map_err(|err| unreachable("the cluster root", err))?;
+        let lookups = hosts.into_iter().map(|peer| {
+            let root = root.clone();
+            let version = self.inner.version.clone();
+            async move {
+                let found: Result<Option<Replica>, capnp::Error> = async {
+                    if !ls(&walk(&root, &peer)).await?.iter().any(|name| name == "raft") {
+                        return Ok(None);
+                    }
+                    if !ls(&walk(&root, &format!("{peer}/raft"))).await?.contains(&version) {
+                        return Ok(None);
+                    }
+                    let request = get_cap::<sender::Client>(&root, &format!("{peer}/raft/{version}/request")).await?;
+                    Ok(request.map(|request| Replica {
+                        peer_id: peer.clone(),
+                        request,
+                    }))
+                }
+                .await;
+                found.ok().flatten()
+            }
+        });
+        let found: Vec<Replica> = futures::future::join_all(lookups).await.into_iter().flatten().collect();
+        let count = found.len();
+        let mut replicas = self.inner.replicas.borrow_mut();
+        replicas.clear();
+        for replica in found {
+            replicas.insert(replica.peer_id.clone(), replica);
+        }
+        Ok(count)
+    }
+
+    /// The hosts of the replicas found so far.
+    pub fn replicas(&self) -> Vec<String> {
+        self.inner.replicas.borrow().keys().cloned().collect()
+    }
+
+    /// The leader's host, if known.
+    pub fn leader(&self) -> Option<String> {
+        self.inner.leader.borrow().clone()
+    }
+
+    /// A new client session (its own client id and sequence numbers).
+    pub fn session(&self) -> Session<R> {
+        Session::new(self.clone())
+    }
+
+    /// Sends `request` to the replica on `peer` and waits for its response.
+    ///
+    /// Requests to the same replica made while a message to it is in flight
+    /// travel together in the next message.
+    ///
+    /// # Errors
+    ///
+    /// When the replica is unknown, unreachable, or silent past `timeout`.
+    pub async fn call(&self, peer: &str, request: Request, timeout: Duration) -> Result<Response, GroupError> {
+        if !self.inner.replicas.borrow().contains_key(peer) {
+            return Err(unreachable(format!("replica on {peer}"), "no replica of this group is anchored there"));
+        }
+        let id = self.inner.next_request.get();
+        self.inner.next_request.set(id + 1);
+        let (done, answer) = oneshot::channel();
+        self.inner.pending.borrow_mut().insert(id, done);
+        self.inner
+            .outboxes
+            .borrow_mut()
+            .entry(peer.to_owned())
+            .or_default()
+            .queued
+            .push((id, request));
+        flush(&self.inner, peer);
+        let timer = self.inner.runtime.sleep(timeout);
+        match select(answer, timer).await {
+            Either::Left((Ok(response), _)) => Ok(response),
+            Either::Left((Err(_), _)) => Err(unreachable(format!("replica on {peer}"), "the request was dropped")),
+            Either::Right(_) => {
+                self.inner.pending.borrow_mut().remove(&id);
+                Err(GroupError::TimedOut {
+                    what: format!("replica on {peer}"),
+                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+        }
+    }
+
+    /// Sends `request` to the leader, following redirects and retrying what
+    /// is safe to retry until `deadline` passes. Returns the last response
+    /// (which may be an error response) or the last failure.
+    ///
+    /// # Errors
+    ///
+    /// When no leader answered before the deadline.
+    pub async fn leader_call(&self, request: Request, deadline: Duration) -> Result<Response, GroupError> {
+        let give_up_ms = self.inner.runtime.now_ms() + u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        let mut backoff = Duration::from_millis(20);
+        let mut last_error = GroupError::NoReplicas {
+            version: self.inner.version.clone(),
+        };
+        while self.inner.runtime.now_ms() < give_up_ms {
+            if self.inner.replicas.borrow().is_empty() {
+                let _ = self.discover().await;
+            }
+            let Some(target) = self.pick() else {
+                self.inner.runtime.sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            };
+            match self.call(&target, request.clone(), CALL_TIMEOUT).await {
+                Ok(Response::NotLeader { leader: Some(leader) }) if leader.peer_id != target => {
+                    if !self.inner.replicas.borrow().contains_key(&leader.peer_id) {
+                        let _ = self.discover().await;
+                    }
+                    *self.inner.leader.borrow_mut() = Some(leader.peer_id);
+                }
+                Ok(Response::NotLeader { .. }) => {
+                    // No leader known (an election is under way): try
+                    // another replica after a pause.
+                    self.forget_leader(&target);
+                    last_error = unreachable("the group's leader", "no leader elected yet");
+                    self.inner.runtime.sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Ok(Response::Error { retryable: true, message }) => {
+                    last_error = unreachable("the group's leader", message);
+                    self.inner.runtime.sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Ok(response) => {
+                    *self.inner.leader.borrow_mut() = Some(target);
+                    return Ok(response);
+                }
+                Err(err) => {
+                    self.forget_leader(&target);
+                    if matches!(err, GroupError::Unreachable { .. }) {
+                        self.inner.replicas.borrow_mut().remove(&target);
+                    }
+                    last_error = err;
+                    self.inner.runtime.sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Every replica's status (discovering first).
+    pub async fn status_all(&self) -> Vec<(String, Result<ReplicaStatus, GroupError>)> {
+        let _ = self.discover().await;
+        let calls = self.replicas().into_iter().map(|peer| async move {
+            let result = match self.call(&peer, Request::Status, CALL_TIMEOUT).await {
+                Ok(Response::Status(status)) => Ok(status),
+                Ok(other) => Err(GroupError::Protocol {
+                    what: format!("replica on {peer}"),
+                    reason: format!("unexpected answer to status: {other:?}"),
+                }),
+                Err(err) => Err(err),
+            };
+            (peer, result)
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// The members as the leader reports them.
+    ///
+    /// # Errors
+    ///
+    /// When no replica answers.
+    pub async fn members(&self) -> Result<Vec<Member>, GroupError> {
+        for (_, status) in self.status_all().await {
+            if let Ok(status) = status {
+                if status.initialized && !status.members.is_empty() {
+                    return Ok(status.members);
+                }
+            }
+        }
+        Err(GroupError::NoReplicas {
+            version: self.inner.version.clone(),
+        })
+    }
+
+    fn pick(&self) -> Option<String> {
+        if let Some(leader) = self.inner.leader.borrow().clone() {
+            if self.inner.replicas.borrow().contains_key(&leader) {
+                return Some(leader);
+            }
+        }
+        let replicas = self.inner.replicas.borrow();
+        if replicas.is_empty() {
+            return None;
+        }
+        let index = self.inner.cursor.get() % replicas.len();
+        self.inner.cursor.set(index + 1);
+        replicas.keys().nth(index).cloned()
+    }
+
+    fn forget_leader(&self, peer: &str) {
+        let mut leader = self.inner.leader.borrow_mut();
+        if leader.as_deref() == Some(peer) {
+            *leader = None;
+        }
+    }
+}
+
+/// Sends the queued requests for `peer` if no message to it is in flight.
+fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
+    let batch = {
+        let mut outboxes = inner.outboxes.borrow_mut();
+        let Some(outbox) = outboxes.get_mut(peer) else { return };
+        if outbox.in_flight || outbox.queued.is_empty() {
+            return;
+        }
+        let mut take = 0;
+        let mut bytes = 0;
+        for (_, request) in &outbox.queued {
+            bytes += request_size(request);
+            if take > 0 && (take >= BATCH_REQUESTS_MAX || bytes > BATCH_BYTES_SOFT_MAX) {
+                break;
+            }
+            take += 1;
+        }
+        outbox.in_flight = true;
+        outbox.queued.drain(..take).collect::<Vec<_>>()
+    };
+    let Some(replica) = inner.replicas.borrow().get(peer).cloned() else {
+        fail(inner, &batch, "the replica is no longer anchored");
+        if let Some(outbox) = inner.outboxes.borrow_mut().get_mut(peer) {
+            outbox.in_flight = false;
+        }
+        return;
+    };
+    let bytes = proto::encode(&RequestBatch { requests: batch.clone() });
+    let mut request = replica.request.send_request();
+    {
+        let mut message = request.get().init_message();
+        message.set_data(&bytes);
+        message.init_caps(1).get(0).init_cap().set_as_capability(inner.reply.client.hook.add_ref());
+    }
+    let promise = request.send().promise;
+    let weak = Rc::downgrade(inner);
+    let peer = peer.to_owned();
+    inner.runtime.spawn(Box::pin(async move {
+        let result = promise.await;
+        let Some(inner) = weak.upgrade() else { return };
+        if let Err(err) = result {
+            fail(&inner, &batch, &format!("sending to the replica on {peer} failed: {err}"));
+            inner.replicas.borrow_mut().remove(&peer);
+        }
+        if let Some(outbox) = inner.outboxes.borrow_mut().get_mut(&peer) {
+            outbox.in_flight = false;
+        }
+        flush(&inner, &peer);
+    }));
+}
+
+fn request_size(request: &Request) -> usize {
+    match request {
+        Request::Command { command, .. } => command.len() + 32,
+        Request::Query { query } => query.len() + 16,
+        _ => 64,
+    }
+}
+
+/// Answers `batch`'s waiters with a retryable error: none of it was
+/// delivered.
+fn fail<R: Runtime>(inner: &Rc<Inner<R>>, batch: &[(u64, Request)], reason: &str) {
+    let mut pending = inner.pending.borrow_mut();
+    for (id, _) in batch {
+        if let Some(done) = pending.remove(id) {
+            let _ = done.send(Response::Error {
+                retryable: true,
+                message: reason.to_owned(),
+            });
+        }
+    }
+}
+
+async fn receive_replies<R: Runtime>(inner: std::rc::Weak<Inner<R>>, receiver: receiver::Client) {
+    loop {
+        let mut request = receiver.recv_batch_request();
+        request.get().set_max(256);
+        let Ok(response) = request.send().promise.await else { return };
+        let Some(inner) = inner.upgrade() else { return };
+        let Ok(response) = response.get() else { return };
+        if response.get_closed() {
+            return;
+        }
+        let Ok(messages) = response.get_messages() else { return };
+        for item in messages.iter() {
+            let Ok(data) = item.get_message().and_then(|message| message.get_data()) else {
+                continue;
+            };
+            let Ok(batch) = proto::decode::<ResponseBatch>(data) else {
+                continue;
+            };
+            let mut pending = inner.pending.borrow_mut();
+            for (id, response) in batch.responses {
+                if let Some(done) = pending.remove(&id) {
+                    let _ = done.send(response);
+                }
+            }
+        }
+    }
+}
