@@ -4,9 +4,10 @@ CARGO ?= cargo
 
 ROM_TARGET := wasm32-wasip2
 ROM_DIR := target/rom
-# ROMs in build order: an outer ROM embeds the inner ROMs listed before it
-# (include_bytes!), so each ROM is copied to $(ROM_DIR) before the next builds.
-ROMS := hello-inner hello misbehave probe bench
+# ROM packages in build order: an outer ROM embeds the inner ROMs listed
+# before it (include_bytes!), so each ROM is copied to $(ROM_DIR) before the
+# next builds. A package `X-rom` builds the ROM `X.wasm`.
+ROMS := hello-inner hello misbehave probe raft-replica raft-rom bench
 
 # Simulator (`make sim`): seeds START..START+SEEDS-1.
 START ?= 1
@@ -28,7 +29,8 @@ roms: setup
 	@mkdir -p $(ROM_DIR)
 	@for rom in $(ROMS); do \
 	  $(CARGO) build --profile guest --target $(ROM_TARGET) -p $$rom || exit 1; \
-	  cp target/$(ROM_TARGET)/guest/$$rom.wasm $(ROM_DIR)/$$rom.wasm || exit 1; \
+	  name=$${rom%-rom}; \
+	  cp target/$(ROM_TARGET)/guest/$$name.wasm $(ROM_DIR)/$$name.wasm || exit 1; \
 	done
 
 build: host roms

@@ -10,7 +10,9 @@ use futures::future::{select, Either};
 use ww_api::ww_capnp::value;
 use ww_api::{anchor, host, receiver, sender};
 
-use crate::proto::{self, Member, ReplicaStatus, Request, RequestBatch, Response, ResponseBatch, BATCH_REQUESTS_MAX};
+use crate::proto::{
+    self, Member, ReplicaStatus, Request, RequestBatch, Response, ResponseBatch, BATCH_REQUESTS_MAX,
+};
 use crate::{Runtime, Session};
 
 /// How long one request to one replica may take before it is given up on
@@ -130,7 +132,10 @@ async fn ls(anchor: &anchor::Client) -> Result<Vec<String>, capnp::Error> {
 }
 
 /// The capability stored at `path`, if any.
-pub(crate) async fn get_cap<C: capnp::capability::FromClientHook>(root: &anchor::Client, path: &str) -> Result<Option<C>, capnp::Error> {
+pub(crate) async fn get_cap<C: capnp::capability::FromClientHook>(
+    root: &anchor::Client,
+    path: &str,
+) -> Result<Option<C>, capnp::Error> {
     let response = walk(root, path).get_request().send().promise.await?;
     match response.get()?.get_value()?.which()? {
         value::Which::Cap(cap) => Ok(Some(cap.get_as_capability()?)),
@@ -146,7 +151,11 @@ impl<R: Runtime> Group<R> {
     ///
     /// When the host cannot be used. Finding no replica is not an error here
     /// (a group being deployed has none yet); calls fail until one appears.
-    pub async fn connect(host: host::Client, version: &str, runtime: R) -> Result<Self, GroupError> {
+    pub async fn connect(
+        host: host::Client,
+        version: &str,
+        runtime: R,
+    ) -> Result<Self, GroupError> {
         let mut request = host.new_channel_request();
         request.get().set_capacity(REPLY_CHANNEL_CAPACITY);
         let channel = request
@@ -154,9 +163,15 @@ impl<R: Runtime> Group<R> {
             .promise
             .await
             .map_err(|err| unreachable("this process's host", err))?;
-        let channel = channel.get().map_err(|err| unreachable("this process's host", err))?;
-        let reply = channel.get_sender().map_err(|err| unreachable("this process's host", err))?;
-        let receiver = channel.get_receiver().map_err(|err| unreachable("this process's host", err))?;
+        let channel = channel
+            .get()
+            .map_err(|err| unreachable("this process's host", err))?;
+        let reply = channel
+            .get_sender()
+            .map_err(|err| unreachable("this process's host", err))?;
+        let receiver = channel
+            .get_receiver()
+            .map_err(|err| unreachable("this process's host", err))?;
         let group = Self {
             inner: Rc::new(Inner {
                 host,
@@ -171,7 +186,10 @@ impl<R: Runtime> Group<R> {
                 outboxes: RefCell::new(HashMap::new()),
             }),
         };
-        runtime.spawn(Box::pin(receive_replies(Rc::downgrade(&group.inner), receiver)));
+        runtime.spawn(Box::pin(receive_replies(
+            Rc::downgrade(&group.inner),
+            receiver,
+        )));
         group.discover().await?;
         Ok(group)
     }
@@ -199,19 +217,30 @@ impl<R: Runtime> Group<R> {
     /// When the cluster root cannot be listed.
     pub async fn discover(&self) -> Result<usize, GroupError> {
         let root = self.inner.host.root_request().send().pipeline.get_anchor();
-        let hosts = ls(&root).await.map_err(|err| unreachable("the cluster root", err))?;
+        let hosts = ls(&root)
+            .await
+            .map_err(|err| unreachable("the cluster root", err))?;
         let lookups = hosts.into_iter().map(|peer| {
             let root = root.clone();
             let version = self.inner.version.clone();
             async move {
                 let found: Result<Option<Replica>, capnp::Error> = async {
-                    if !ls(&walk(&root, &peer)).await?.iter().any(|name| name == "raft") {
+                    if !ls(&walk(&root, &peer))
+                        .await?
+                        .iter()
+                        .any(|name| name == "raft")
+                    {
                         return Ok(None);
                     }
-                    if !ls(&walk(&root, &format!("{peer}/raft"))).await?.contains(&version) {
+                    if !ls(&walk(&root, &format!("{peer}/raft")))
+                        .await?
+                        .contains(&version)
+                    {
                         return Ok(None);
                     }
-                    let request = get_cap::<sender::Client>(&root, &format!("{peer}/raft/{version}/request")).await?;
+                    let request =
+                        get_cap::<sender::Client>(&root, &format!("{peer}/raft/{version}/request"))
+                            .await?;
                     Ok(request.map(|request| Replica {
                         peer_id: peer.clone(),
                         request,
@@ -221,7 +250,11 @@ impl<R: Runtime> Group<R> {
                 found.ok().flatten()
             }
         });
-        let found: Vec<Replica> = futures::future::join_all(lookups).await.into_iter().flatten().collect();
+        let found: Vec<Replica> = futures::future::join_all(lookups)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let count = found.len();
         let mut replicas = self.inner.replicas.borrow_mut();
         replicas.clear();
@@ -254,9 +287,17 @@ impl<R: Runtime> Group<R> {
     /// # Errors
     ///
     /// When the replica is unknown, unreachable, or silent past `timeout`.
-    pub async fn call(&self, peer: &str, request: Request, timeout: Duration) -> Result<Response, GroupError> {
+    pub async fn call(
+        &self,
+        peer: &str,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, GroupError> {
         if !self.inner.replicas.borrow().contains_key(peer) {
-            return Err(unreachable(format!("replica on {peer}"), "no replica of this group is anchored there"));
+            return Err(unreachable(
+                format!("replica on {peer}"),
+                "no replica of this group is anchored there",
+            ));
         }
         let id = self.inner.next_request.get();
         self.inner.next_request.set(id + 1);
@@ -273,7 +314,10 @@ impl<R: Runtime> Group<R> {
         let timer = self.inner.runtime.sleep(timeout);
         match select(answer, timer).await {
             Either::Left((Ok(response), _)) => Ok(response),
-            Either::Left((Err(_), _)) => Err(unreachable(format!("replica on {peer}"), "the request was dropped")),
+            Either::Left((Err(_), _)) => Err(unreachable(
+                format!("replica on {peer}"),
+                "the request was dropped",
+            )),
             Either::Right(_) => {
                 self.inner.pending.borrow_mut().remove(&id);
                 Err(GroupError::TimedOut {
@@ -291,8 +335,13 @@ impl<R: Runtime> Group<R> {
     /// # Errors
     ///
     /// When no leader answered before the deadline.
-    pub async fn leader_call(&self, request: Request, deadline: Duration) -> Result<Response, GroupError> {
-        let give_up_ms = self.inner.runtime.now_ms() + u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+    pub async fn leader_call(
+        &self,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<Response, GroupError> {
+        let give_up_ms =
+            self.inner.runtime.now_ms() + u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         let mut backoff = Duration::from_millis(20);
         let mut last_error = GroupError::NoReplicas {
             version: self.inner.version.clone(),
@@ -307,7 +356,9 @@ impl<R: Runtime> Group<R> {
                 continue;
             };
             match self.call(&target, request.clone(), CALL_TIMEOUT).await {
-                Ok(Response::NotLeader { leader: Some(leader) }) if leader.peer_id != target => {
+                Ok(Response::NotLeader {
+                    leader: Some(leader),
+                }) if leader.peer_id != target => {
                     if !self.inner.replicas.borrow().contains_key(&leader.peer_id) {
                         let _ = self.discover().await;
                     }
@@ -321,7 +372,10 @@ impl<R: Runtime> Group<R> {
                     self.inner.runtime.sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
-                Ok(Response::Error { retryable: true, message }) => {
+                Ok(Response::Error {
+                    retryable: true,
+                    message,
+                }) => {
                     last_error = unreachable("the group's leader", message);
                     self.inner.runtime.sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -406,7 +460,9 @@ impl<R: Runtime> Group<R> {
 fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
     let batch = {
         let mut outboxes = inner.outboxes.borrow_mut();
-        let Some(outbox) = outboxes.get_mut(peer) else { return };
+        let Some(outbox) = outboxes.get_mut(peer) else {
+            return;
+        };
         if outbox.in_flight || outbox.queued.is_empty() {
             return;
         }
@@ -429,12 +485,18 @@ fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
         }
         return;
     };
-    let bytes = proto::encode(&RequestBatch { requests: batch.clone() });
+    let bytes = proto::encode(&RequestBatch {
+        requests: batch.clone(),
+    });
     let mut request = replica.request.send_request();
     {
         let mut message = request.get().init_message();
         message.set_data(&bytes);
-        message.init_caps(1).get(0).init_cap().set_as_capability(inner.reply.client.hook.add_ref());
+        message
+            .init_caps(1)
+            .get(0)
+            .init_cap()
+            .set_as_capability(inner.reply.client.hook.add_ref());
     }
     let promise = request.send().promise;
     let weak = Rc::downgrade(inner);
@@ -443,7 +505,11 @@ fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
         let result = promise.await;
         let Some(inner) = weak.upgrade() else { return };
         if let Err(err) = result {
-            fail(&inner, &batch, &format!("sending to the replica on {peer} failed: {err}"));
+            fail(
+                &inner,
+                &batch,
+                &format!("sending to the replica on {peer} failed: {err}"),
+            );
             inner.replicas.borrow_mut().remove(&peer);
         }
         if let Some(outbox) = inner.outboxes.borrow_mut().get_mut(&peer) {
@@ -479,13 +545,17 @@ async fn receive_replies<R: Runtime>(inner: std::rc::Weak<Inner<R>>, receiver: r
     loop {
         let mut request = receiver.recv_batch_request();
         request.get().set_max(256);
-        let Ok(response) = request.send().promise.await else { return };
+        let Ok(response) = request.send().promise.await else {
+            return;
+        };
         let Some(inner) = inner.upgrade() else { return };
         let Ok(response) = response.get() else { return };
         if response.get_closed() {
             return;
         }
-        let Ok(messages) = response.get_messages() else { return };
+        let Ok(messages) = response.get_messages() else {
+            return;
+        };
         for item in messages.iter() {
             let Ok(data) = item.get_message().and_then(|message| message.get_data()) else {
                 continue;

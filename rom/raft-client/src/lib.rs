@@ -33,6 +33,11 @@ mod session;
 #[cfg(feature = "native")]
 pub mod native;
 
+#[cfg(feature = "guest")]
+mod guest;
+#[cfg(feature = "guest")]
+pub use guest::GuestRuntime;
+
 pub use group::{Group, GroupError, Replica};
 pub use runtime::Runtime;
 pub use session::Session;

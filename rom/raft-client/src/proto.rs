@@ -206,6 +206,8 @@ pub struct ReplicaStatus {
     pub dropped_messages: u64,
     /// The last reason a message was dropped.
     pub last_drop: String,
+    /// Outgoing Raft envelopes dropped because a peer's queue was full.
+    pub outbound_dropped: u64,
 }
 
 /// Frames several encoded raft-core envelopes into one inbox message:
@@ -230,7 +232,9 @@ pub fn unframe_envelopes(bytes: &[u8]) -> Result<Vec<&[u8]>, ProtoError> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some((len, tail)) = rest.split_first_chunk::<4>() else {
-            return Err(ProtoError::Malformed("truncated envelope length".to_owned()));
+            return Err(ProtoError::Malformed(
+                "truncated envelope length".to_owned(),
+            ));
         };
         let len = u32::from_le_bytes(*len) as usize;
         if len > tail.len() {
@@ -253,14 +257,28 @@ mod tests {
     #[test]
     fn batches_round_trip_and_garbage_is_an_error() {
         let batch = RequestBatch {
-            requests: vec![(7, Request::Status), (8, Request::Query { query: vec![1, 2] })],
+            requests: vec![
+                (7, Request::Status),
+                (8, Request::Query { query: vec![1, 2] }),
+            ],
         };
         assert_eq!(decode::<RequestBatch>(&encode(&batch)).unwrap(), batch);
-        assert!(matches!(decode::<RequestBatch>(&[]), Err(ProtoError::Malformed(_))));
-        assert!(matches!(decode::<RequestBatch>(&[9, 1, 2]), Err(ProtoError::Version(9))));
-        assert!(matches!(decode::<RequestBatch>(&[1, 0xff, 0xff, 0xff]), Err(ProtoError::Malformed(_))));
+        assert!(matches!(
+            decode::<RequestBatch>(&[]),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<RequestBatch>(&[9, 1, 2]),
+            Err(ProtoError::Version(9))
+        ));
+        assert!(matches!(
+            decode::<RequestBatch>(&[1, 0xff, 0xff, 0xff]),
+            Err(ProtoError::Malformed(_))
+        ));
         for seed in 0u32..2000 {
-            let garbage: Vec<u8> = (0..(seed % 64)).map(|n| (n.wrapping_mul(seed).wrapping_add(seed >> 3)) as u8).collect();
+            let garbage: Vec<u8> = (0..(seed % 64))
+                .map(|n| (n.wrapping_mul(seed).wrapping_add(seed >> 3)) as u8)
+                .collect();
             let mut framed = vec![PROTOCOL_VERSION];
             framed.extend(garbage);
             let _ = decode::<RequestBatch>(&framed);
@@ -271,7 +289,10 @@ mod tests {
     #[test]
     fn envelopes_frame_and_unframe() {
         let framed = frame_envelopes([&b"one"[..], &b""[..], &b"three"[..]]);
-        assert_eq!(unframe_envelopes(&framed).unwrap(), vec![&b"one"[..], &b""[..], &b"three"[..]]);
+        assert_eq!(
+            unframe_envelopes(&framed).unwrap(),
+            vec![&b"one"[..], &b""[..], &b"three"[..]]
+        );
         assert!(unframe_envelopes(&framed[..framed.len() - 1]).is_err());
         assert!(unframe_envelopes(&[1, 2]).is_err());
     }

@@ -92,17 +92,25 @@ impl<R: Runtime> queue::Transport for Session<R> {
         match self.group.leader_call(request, self.deadline).await {
             Ok(Response::Applied(bytes)) => Ok(bytes),
             Ok(Response::Error { message, .. }) => Err(TransportError::Refused(message)),
-            Ok(other) => Err(TransportError::Refused(format!("unexpected answer: {other:?}"))),
+            Ok(other) => Err(TransportError::Refused(format!(
+                "unexpected answer: {other:?}"
+            ))),
             // The command may have been proposed before the answer was lost.
             Err(err) => Err(transport_error(err, true)),
         }
     }
 
     async fn query(&self, query: Vec<u8>) -> Result<Vec<u8>, TransportError> {
-        match self.group.leader_call(Request::Query { query }, self.deadline).await {
+        match self
+            .group
+            .leader_call(Request::Query { query }, self.deadline)
+            .await
+        {
             Ok(Response::Applied(bytes)) => Ok(bytes),
             Ok(Response::Error { message, .. }) => Err(TransportError::Refused(message)),
-            Ok(other) => Err(TransportError::Refused(format!("unexpected answer: {other:?}"))),
+            Ok(other) => Err(TransportError::Refused(format!(
+                "unexpected answer: {other:?}"
+            ))),
             Err(err) => Err(transport_error(err, false)),
         }
     }

@@ -1,0 +1,801 @@
+//! The replica: setup, the event loop, and request and output handling.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use futures::channel::mpsc;
+use futures::future::{select, Either};
+use futures::StreamExt;
+use queue::QueueMachine;
+use raft_client::proto::{self, Member, ReplicaStatus, Request, RequestBatch, Response};
+use raft_core::{
+    Bootstrap, ChangeId, Config, Error as RaftError, Event, FsDir, Join, Node, Options, Output,
+    ReadId, RequestError, Role,
+};
+use ww_guest::ww_api::{anchor, host, receiver, topic};
+use ww_guest::Env;
+
+use crate::outbox::Outbox;
+use crate::replies::{Replies, Slot};
+
+/// One Raft tick. Heartbeats every 2 ticks, elections after 10-20
+/// (raft-core's defaults): 200 ms and 1-2 s.
+const TICK_MS: u64 = 100;
+
+/// Ticks caught up at most per loop round after a stall: a replica paused
+/// for a minute must not fire hundreds of ticks at once.
+const CATCH_UP_TICKS_MAX: u64 = 10;
+
+/// The leader proposes a queue `Tick` this often, so lease expiry and
+/// delays advance without client traffic.
+const QUEUE_TICK_MS: u64 = 1_000;
+
+/// A status event goes out at least this often, and on every change.
+const STATUS_EVERY_MS: u64 = 5_000;
+
+/// Client ids at or above this are the replicas' own (queue ticks).
+const INTERNAL_CLIENT_BASE: u64 = u64::MAX - (1 << 20);
+
+/// Capacity of the request and inbox channels.
+const CHANNEL_CAPACITY: u32 = 1024;
+
+/// Messages taken per `recvBatch`.
+const RECV_BATCH: u32 = 1024;
+
+/// The log directory inside the granted volume.
+const LOG_DIR: &str = "/data/raft";
+
+/// Session table bound of a new group: far more clients than are ever
+/// active at once.
+const SESSIONS_MAX: u64 = 100_000;
+
+enum Input {
+    /// Request messages: data, reply capability, origin.
+    Requests(Vec<(Vec<u8>, Option<capnp::capability::Client>)>),
+    /// Inbox messages: data, origin peer id.
+    Envelopes(Vec<(Vec<u8>, String)>),
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+fn config() -> Config {
+    Config {
+        // A snapshot travels in one channel message, capped at 64 MiB.
+        max_snapshot_bytes: 48 * 1024 * 1024,
+        ..Config::default()
+    }
+}
+
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    for (index, byte) in wall_ms().to_le_bytes().iter().enumerate() {
+        bytes[index] = *byte;
+    }
+    let entropy = ww_guest::now_ms().rotate_left(17) ^ u64::from_le_bytes(bytes);
+    entropy.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+struct Replica {
+    peer_id: String,
+    version: String,
+    node: Option<Node<QueueMachine, FsDir>>,
+    outbox: Outbox,
+    replies: Replies,
+    proposals: HashMap<(u64, u64), Vec<Slot>>,
+    reads: HashMap<ReadId, Slot>,
+    changes: HashMap<ChangeId, Slot>,
+    events: topic::Client,
+    publishing: std::rc::Rc<std::cell::Cell<bool>>,
+    last_status: Option<(String, u64, u64, Vec<Member>)>,
+    last_status_ms: u64,
+    queue_tick_seq: u64,
+    last_queue_tick_ms: u64,
+    dropped_messages: u64,
+    last_drop: String,
+    destroy_after_flush: bool,
+}
+
+async fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> anyhow::Result<String> {
+    Ok(reader?.to_string()?)
+}
+
+fn walk(root: &anchor::Client, path: &str) -> anchor::Client {
+    let mut request = root.walk_request();
+    request.get().set_path(path);
+    request.send().pipeline.get_anchor()
+}
+
+async fn anchor_cap(
+    root: &anchor::Client,
+    path: &str,
+    cap: capnp::capability::Client,
+) -> anyhow::Result<()> {
+    let mut request = walk(root, path).set_request();
+    request
+        .get()
+        .init_value()
+        .init_cap()
+        .set_as_capability(cap.hook);
+    request
+        .send()
+        .promise
+        .await
+        .with_context(|| format!("anchoring {path}"))?;
+    Ok(())
+}
+
+async fn new_channel(
+    host: &host::Client,
+) -> anyhow::Result<(ww_guest::ww_api::sender::Client, receiver::Client)> {
+    let mut request = host.new_channel_request();
+    request.get().set_capacity(CHANNEL_CAPACITY);
+    let response = request.send().promise.await?;
+    let response = response.get()?;
+    Ok((response.get_sender()?, response.get_receiver()?))
+}
+
+/// Runs the replica until it is destroyed or fails.
+pub async fn run(env: Env) -> anyhow::Result<()> {
+    let version = env
+        .args
+        .first()
+        .cloned()
+        .context("usage: raft-replica VERSION")?;
+    let host = env.host.clone();
+    let peer_id = text(
+        host.peer_id_request()
+            .send()
+            .promise
+            .await?
+            .get()?
+            .get_peer_id(),
+    )
+    .await?;
+    let root = host.root_request().send().pipeline.get_anchor();
+    let base = format!("/{peer_id}/raft/{version}");
+
+    let (request_tx, request_rx) = new_channel(&host).await?;
+    let (inbox_tx, inbox_rx) = new_channel(&host).await?;
+    let pubsub = host.pubsub_request().send().pipeline.get_pubsub();
+    let mut join = pubsub.join_request();
+    join.get().set_topic(format!("ww/raft/{version}"));
+    let events = join.send().pipeline.get_topic();
+    anchor_cap(&root, &format!("{base}/inbox"), inbox_tx.client.clone()).await?;
+    anchor_cap(&root, &format!("{base}/response"), events.client.clone()).await?;
+    // Last: a client that finds `request` finds a replica ready to answer.
+    anchor_cap(&root, &format!("{base}/request"), request_tx.client.clone()).await?;
+    env.export(request_tx.clone());
+
+    let node = match Node::open(
+        FsDir::open(LOG_DIR)?,
+        config(),
+        QueueMachine::new(),
+        Options::with_seed(seed()),
+    ) {
+        Ok(node) => {
+            eprintln!(
+                "raft-replica: reopened raft id {} of group {:032x}",
+                node.id(),
+                node.group_id()
+            );
+            Some(node)
+        }
+        Err(RaftError::NotInitialized) => {
+            eprintln!("raft-replica: {base} waits for init or join");
+            None
+        }
+        Err(err) => bail!("cannot open the Raft log in {LOG_DIR}: {err}"),
+    };
+
+    let (inputs, mut input_rx) = mpsc::unbounded();
+    ww_guest::spawn(pump_requests(request_rx, inputs.clone()));
+    ww_guest::spawn(pump_envelopes(inbox_rx, inputs));
+
+    let mut replica = Replica {
+        peer_id,
+        version: version.clone(),
+        node,
+        outbox: Outbox::new(root, version),
+        replies: Replies::default(),
+        proposals: HashMap::new(),
+        reads: HashMap::new(),
+        changes: HashMap::new(),
+        events,
+        publishing: std::rc::Rc::new(std::cell::Cell::new(false)),
+        last_status: None,
+        last_status_ms: 0,
+        queue_tick_seq: wall_ms(),
+        last_queue_tick_ms: 0,
+        dropped_messages: 0,
+        last_drop: String::new(),
+        destroy_after_flush: false,
+    };
+    replica.sync_peers();
+
+    let mut next_tick_ms = ww_guest::now_ms() + TICK_MS;
+    loop {
+        let wait_ms = next_tick_ms.saturating_sub(ww_guest::now_ms());
+        let mut batch = Vec::new();
+        match select(
+            input_rx.next(),
+            ww_guest::sleep(Duration::from_millis(wait_ms)),
+        )
+        .await
+        {
+            Either::Left((Some(input), _)) => batch.push(input),
+            Either::Left((None, _)) => bail!("the host closed this replica's channels"),
+            Either::Right(_) => {}
+        }
+        // Everything that arrived together is handled together: one Ready,
+        // one fsync (group commit).
+        while let Ok(input) = input_rx.try_recv() {
+            batch.push(input);
+        }
+        let now = ww_guest::now_ms();
+        let mut ticks = 0;
+        while now >= next_tick_ms {
+            next_tick_ms += TICK_MS;
+            ticks += 1;
+        }
+        if let Some(node) = replica.node.as_mut() {
+            for _ in 0..ticks.min(CATCH_UP_TICKS_MAX) {
+                node.tick();
+            }
+        }
+        for input in batch {
+            match input {
+                Input::Envelopes(envelopes) => replica.step(envelopes),
+                Input::Requests(requests) => replica.handle_requests(requests),
+            }
+        }
+        replica.maybe_tick_queue();
+        replica.process()?;
+        replica.replies.flush();
+        replica.outbox.flush(ww_guest::now_ms());
+        replica.publish_status();
+        if replica.destroy_after_flush {
+            // Give the replies a moment to leave, then end with success so
+            // the supervisor does not restart this replica.
+            ww_guest::sleep(Duration::from_millis(200)).await;
+            // Close the log's files before deleting them.
+            replica.node = None;
+            std::fs::remove_dir_all(LOG_DIR).with_context(|| format!("deleting {LOG_DIR}"))?;
+            eprintln!("raft-replica: destroyed {}", replica.version);
+            return Ok(());
+        }
+    }
+}
+
+async fn pump_requests(receiver: receiver::Client, inputs: mpsc::UnboundedSender<Input>) {
+    loop {
+        let mut request = receiver.recv_batch_request();
+        request.get().set_max(RECV_BATCH);
+        let Ok(response) = request.send().promise.await else {
+            return;
+        };
+        let Ok(response) = response.get() else { return };
+        if response.get_closed() {
+            return;
+        }
+        let Ok(messages) = response.get_messages() else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(messages.len() as usize);
+        for item in messages.iter() {
+            let Ok(message) = item.get_message() else {
+                continue;
+            };
+            let data = message.get_data().map(<[u8]>::to_vec).unwrap_or_default();
+            let reply = message.get_caps().ok().and_then(|caps| {
+                (caps.len() > 0)
+                    .then(|| caps.get(0).get_cap().get_as_capability().ok())
+                    .flatten()
+            });
+            batch.push((data, reply));
+        }
+        if inputs.unbounded_send(Input::Requests(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn pump_envelopes(receiver: receiver::Client, inputs: mpsc::UnboundedSender<Input>) {
+    loop {
+        let mut request = receiver.recv_batch_request();
+        request.get().set_max(RECV_BATCH);
+        let Ok(response) = request.send().promise.await else {
+            return;
+        };
+        let Ok(response) = response.get() else { return };
+        if response.get_closed() {
+            return;
+        }
+        let Ok(messages) = response.get_messages() else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(messages.len() as usize);
+        for item in messages.iter() {
+            let data = item
+                .get_message()
+                .and_then(|message| message.get_data())
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            let origin = item
+                .get_origin()
+                .ok()
+                .and_then(|origin| origin.to_string().ok())
+                .unwrap_or_default();
+            batch.push((data, origin));
+        }
+        if inputs.unbounded_send(Input::Envelopes(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
+    }
+}
+
+fn error_response(err: &RequestError, leader: Option<Member>) -> Response {
+    match err {
+        RequestError::NotLeader { .. } => Response::NotLeader { leader },
+        other => Response::Error {
+            retryable: other.is_retryable(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn refused(message: impl Into<String>) -> Response {
+    Response::Error {
+        retryable: false,
+        message: message.into(),
+    }
+}
+
+impl Replica {
+    fn members(&self) -> Vec<Member> {
+        let Some(node) = &self.node else {
+            return Vec::new();
+        };
+        let membership = node.members();
+        membership
+            .ids()
+            .into_iter()
+            .map(|id| Member {
+                id,
+                peer_id: membership
+                    .metadata_of(id)
+                    .map(|meta| String::from_utf8_lossy(meta).into_owned())
+                    .unwrap_or_default(),
+                voter: membership.is_voter(id),
+            })
+            .collect()
+    }
+
+    fn leader(&self) -> Option<Member> {
+        let leader_id = self.node.as_ref()?.leader_id()?;
+        self.members()
+            .into_iter()
+            .find(|member| member.id == leader_id)
+    }
+
+    /// Points the outbox at the current members.
+    fn sync_peers(&self) {
+        let Some(node) = &self.node else { return };
+        let members = self.members();
+        for member in &members {
+            if member.id != node.id() {
+                self.outbox.set_peer(member.id, &member.peer_id);
+            }
+        }
+        self.outbox
+            .retain(&members.iter().map(|member| member.id).collect::<Vec<_>>());
+    }
+
+    fn status(&self) -> ReplicaStatus {
+        let mut status = ReplicaStatus {
+            peer_id: self.peer_id.clone(),
+            version: self.version.clone(),
+            role: "uninitialized".to_owned(),
+            dropped_messages: self.dropped_messages,
+            outbound_dropped: self.outbox.dropped_count(),
+            last_drop: self.last_drop.clone(),
+            ..ReplicaStatus::default()
+        };
+        if let Some(node) = &self.node {
+            let raft = node.status();
+            status.initialized = true;
+            status.group_id = format!("{:032x}", raft.group_id);
+            status.raft_id = raft.id;
+            status.role = role_name(raft.role).to_owned();
+            status.term = raft.term;
+            status.leader_id = raft.leader_id.unwrap_or(0);
+            status.commit = raft.commit;
+            status.applied = raft.applied;
+            status.last_index = raft.last_index;
+            status.members = self.members();
+            status.fsyncs = raft.counters.storage.fsync_count;
+            status.entries_persisted = raft.counters.storage.entries_persisted_count;
+            status.dropped_messages += raft.counters.messages_dropped_count;
+        }
+        status
+    }
+
+    /// Steps Raft messages whose authenticated origin is the host the
+    /// membership maps their sender to. raft-core checks everything else.
+    fn step(&mut self, envelopes: Vec<(Vec<u8>, String)>) {
+        let Some(node) = self.node.as_mut() else {
+            self.dropped_messages += envelopes.len() as u64;
+            self.last_drop = "not initialized yet".to_owned();
+            return;
+        };
+        let limits = node.envelope_limits();
+        for (data, origin) in envelopes {
+            let frames = match raft_client::proto::unframe_envelopes(&data) {
+                Ok(frames) => frames,
+                Err(err) => {
+                    self.dropped_messages += 1;
+                    self.last_drop = format!("garbled inbox message from {origin}: {err}");
+                    continue;
+                }
+            };
+            for frame in frames {
+                let header = match raft_core::peek_header(frame, &limits) {
+                    Ok(header) => header,
+                    Err(reason) => {
+                        self.dropped_messages += 1;
+                        self.last_drop = format!("envelope from {origin}: {reason}");
+                        continue;
+                    }
+                };
+                if let Some(expected) = node.members().metadata_of(header.from) {
+                    if expected != origin.as_bytes() {
+                        self.dropped_messages += 1;
+                        self.last_drop = format!(
+                            "forged envelope: claims raft id {} (host {}) but came through {origin}",
+                            header.from,
+                            String::from_utf8_lossy(expected)
+                        );
+                        continue;
+                    }
+                }
+                let report = node.step(frame);
+                if let Some(reason) = report.first_drop {
+                    self.last_drop = format!("envelope from {origin}: {reason}");
+                }
+            }
+        }
+    }
+
+    fn handle_requests(&mut self, requests: Vec<(Vec<u8>, Option<capnp::capability::Client>)>) {
+        for (data, reply) in requests {
+            let Some(reply) = reply else { continue };
+            let reply = ww_guest::ww_api::sender::Client { client: reply };
+            let batch = match proto::decode::<RequestBatch>(&data) {
+                Ok(batch) if batch.requests.len() <= proto::BATCH_REQUESTS_MAX => batch,
+                Ok(_) => {
+                    let id = self.replies.open(reply, 1);
+                    self.replies.answer(
+                        Replies::slot(id, 0),
+                        refused("too many requests in one batch"),
+                    );
+                    continue;
+                }
+                Err(err) => {
+                    // Unreadable: answer on request id 0 so the sender
+                    // learns why, then move on.
+                    let id = self.replies.open(reply, 1);
+                    self.replies.answer(
+                        Replies::slot(id, 0),
+                        refused(format!("garbage request: {err}")),
+                    );
+                    continue;
+                }
+            };
+            if !self.replies.has_room() {
+                let id = self.replies.open(reply, batch.requests.len());
+                for (request_id, _) in batch.requests {
+                    self.replies.answer(
+                        Replies::slot(id, request_id),
+                        Response::Error {
+                            retryable: true,
+                            message: "replica overloaded".to_owned(),
+                        },
+                    );
+                }
+                continue;
+            }
+            let id = self.replies.open(reply, batch.requests.len());
+            for (request_id, request) in batch.requests {
+                let slot = Replies::slot(id, request_id);
+                if let Some(response) = self.handle(slot, request) {
+                    self.replies.answer(slot, response);
+                }
+            }
+        }
+    }
+
+    /// Handles one request; returns its response now, or `None` when it
+    /// will come from an output.
+    fn handle(&mut self, slot: Slot, request: Request) -> Option<Response> {
+        let leader = self.leader();
+        match request {
+            Request::Status => Some(Response::Status(self.status())),
+            Request::Init {
+                group_id,
+                id,
+                voters,
+            } => Some(self.init(group_id, id, voters)),
+            Request::Join { group_id, id } => Some(self.join(group_id, id)),
+            Request::Destroy { force } => {
+                let member = self
+                    .node
+                    .as_ref()
+                    .is_some_and(|node| node.members().contains(node.id()));
+                if member && !force {
+                    return Some(refused("this replica is still a member of its group; remove it first (remove-replica)"));
+                }
+                self.destroy_after_flush = true;
+                Some(Response::Done)
+            }
+            other => {
+                let Some(node) = self.node.as_mut() else {
+                    return Some(Response::Error {
+                        retryable: true,
+                        message: "this replica is not initialized yet".to_owned(),
+                    });
+                };
+                let result = match other {
+                    Request::Command {
+                        client_id,
+                        seq,
+                        command,
+                    } => {
+                        if client_id >= INTERNAL_CLIENT_BASE {
+                            return Some(refused("client ids this high are reserved for replicas"));
+                        }
+                        node.propose(client_id, seq, wall_ms(), command).map(|()| {
+                            self.proposals
+                                .entry((client_id, seq))
+                                .or_default()
+                                .push(slot);
+                        })
+                    }
+                    Request::Query { query } => node.read_index(query).map(|read_id| {
+                        self.reads.insert(read_id, slot);
+                    }),
+                    Request::AddLearner { id, peer_id } => {
+                        node.add_learner(id, peer_id.into_bytes()).map(|change| {
+                            self.changes.insert(change, slot);
+                        })
+                    }
+                    Request::Promote { id } => node.promote_learner(id).map(|change| {
+                        self.changes.insert(change, slot);
+                    }),
+                    Request::Remove { id } => node.remove_node(id).map(|change| {
+                        self.changes.insert(change, slot);
+                    }),
+                    Request::TransferLeader { id } => {
+                        return Some(match node.transfer_leader(id) {
+                            Ok(()) => Response::Done,
+                            Err(err) => error_response(&err, leader),
+                        })
+                    }
+                    Request::Status
+                    | Request::Init { .. }
+                    | Request::Join { .. }
+                    | Request::Destroy { .. } => return Some(refused("unreachable request kind")),
+                };
+                result.err().map(|err| error_response(&err, leader))
+            }
+        }
+    }
+
+    fn init(&mut self, group_id: u128, id: u64, voters: Vec<(u64, String)>) -> Response {
+        if let Some(node) = &self.node {
+            return if node.group_id() == group_id && node.id() == id {
+                Response::Done
+            } else {
+                refused(format!(
+                    "already raft id {} of group {:032x}; destroy it first",
+                    node.id(),
+                    node.group_id()
+                ))
+            };
+        }
+        let bootstrap = Bootstrap {
+            group_id,
+            id,
+            voters: voters
+                .into_iter()
+                .map(|(id, peer)| (id, peer.into_bytes()))
+                .collect(),
+            max_sessions_count: SESSIONS_MAX,
+        };
+        let opened = FsDir::open(LOG_DIR)
+            .map_err(|err| err.to_string())
+            .and_then(|dir| {
+                Node::bootstrap(
+                    dir,
+                    config(),
+                    QueueMachine::new(),
+                    bootstrap,
+                    Options::with_seed(seed()),
+                )
+                .map_err(|err| err.to_string())
+            });
+        match opened {
+            Ok(node) => {
+                self.node = Some(node);
+                self.sync_peers();
+                eprintln!("raft-replica: initialized as raft id {id} of group {group_id:032x}");
+                Response::Done
+            }
+            Err(err) => refused(format!("cannot initialize: {err}")),
+        }
+    }
+
+    fn join(&mut self, group_id: u128, id: u64) -> Response {
+        if let Some(node) = &self.node {
+            return if node.group_id() == group_id && node.id() == id {
+                Response::Done
+            } else {
+                refused(format!(
+                    "already raft id {} of group {:032x}",
+                    node.id(),
+                    node.group_id()
+                ))
+            };
+        }
+        let opened = FsDir::open(LOG_DIR)
+            .map_err(|err| err.to_string())
+            .and_then(|dir| {
+                Node::join(
+                    dir,
+                    config(),
+                    QueueMachine::new(),
+                    Join { group_id, id },
+                    Options::with_seed(seed()),
+                )
+                .map_err(|err| err.to_string())
+            });
+        match opened {
+            Ok(node) => {
+                self.node = Some(node);
+                eprintln!("raft-replica: ready to join group {group_id:032x} as raft id {id}");
+                Response::Done
+            }
+            Err(err) => refused(format!("cannot join: {err}")),
+        }
+    }
+
+    /// The leader advances log time once a second (lease expiry, delays).
+    fn maybe_tick_queue(&mut self) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let now = wall_ms();
+        if !node.is_leader() || now < self.last_queue_tick_ms + QUEUE_TICK_MS {
+            return;
+        }
+        self.last_queue_tick_ms = now;
+        self.queue_tick_seq = self.queue_tick_seq.max(now) + 1;
+        let client_id = INTERNAL_CLIENT_BASE + node.id().min((1 << 20) - 1);
+        let _ = node.propose(
+            client_id,
+            self.queue_tick_seq,
+            now,
+            queue::encode_command(&queue::Command::Tick),
+        );
+    }
+
+    fn process(&mut self) -> anyhow::Result<()> {
+        let Some(node) = self.node.as_mut() else {
+            return Ok(());
+        };
+        let outputs = match node.process(&mut self.outbox) {
+            Ok(outputs) => outputs,
+            // raft-core's rule: after an error, reopen. Exiting does that:
+            // the supervisor restarts this replica from its volume.
+            Err(err) => bail!("raft failed, restarting from the log: {err}"),
+        };
+        let leader = self.leader();
+        let mut membership_changed = false;
+        for output in outputs {
+            match output {
+                Output::Proposal {
+                    client_id,
+                    seq,
+                    result,
+                } => {
+                    let Some(slots) = self.proposals.remove(&(client_id, seq)) else {
+                        continue;
+                    };
+                    let response = match result {
+                        Ok(bytes) => Response::Applied(bytes),
+                        Err(err) => error_response(&err, leader.clone()),
+                    };
+                    for slot in slots {
+                        self.replies.answer(slot, response.clone());
+                    }
+                }
+                Output::Read { read_id, result } => {
+                    if let Some(slot) = self.reads.remove(&read_id) {
+                        let response = match result {
+                            Ok(bytes) => Response::Applied(bytes),
+                            Err(err) => error_response(&err, leader.clone()),
+                        };
+                        self.replies.answer(slot, response);
+                    }
+                }
+                Output::MembershipChange { change_id, result } => {
+                    membership_changed = true;
+                    if let Some(slot) = self.changes.remove(&change_id) {
+                        let response = match result {
+                            Ok(_) => Response::Members(Vec::new()),
+                            Err(err) => error_response(&err, leader.clone()),
+                        };
+                        self.replies.answer(slot, response);
+                    }
+                }
+                Output::Event(Event::MembershipChanged(_)) => membership_changed = true,
+                Output::Event(Event::Removed) => eprintln!("raft-replica: removed from the group"),
+                Output::Event(_) => {}
+            }
+        }
+        if membership_changed {
+            self.sync_peers();
+        }
+        // Members answers carry the membership as applied.
+        let members = self.members();
+        for batch_response in self.replies.pending_members() {
+            *batch_response = Response::Members(members.clone());
+        }
+        Ok(())
+    }
+
+    /// Publishes this replica's status on the `response` topic when it
+    /// changed, or every [`STATUS_EVERY_MS`]. One publish in flight at most.
+    fn publish_status(&mut self) {
+        if self.publishing.get() {
+            return;
+        }
+        let status = self.status();
+        let key = (
+            status.role.clone(),
+            status.term,
+            status.leader_id,
+            status.members.clone(),
+        );
+        let now = ww_guest::now_ms();
+        if self.last_status.as_ref() == Some(&key) && now < self.last_status_ms + STATUS_EVERY_MS {
+            return;
+        }
+        self.last_status = Some(key);
+        self.last_status_ms = now;
+        let mut request = self.events.publish_request();
+        request.get().set_data(&proto::encode(&status));
+        let promise = request.send().promise;
+        let publishing = self.publishing.clone();
+        publishing.set(true);
+        ww_guest::spawn(async move {
+            // Nobody listening is fine: events are for whoever watches.
+            let _ = promise.await;
+            publishing.set(false);
+        });
+    }
+}
