@@ -101,6 +101,8 @@ pub struct Proc {
     last_exit: RefCell<Option<ExitStatus>>,
     ended: Notify,
     wake: Notify,
+    /// Notified when an incarnation has started (its capability is set).
+    launched: Notify,
 }
 
 /// Every process of this host.
@@ -291,6 +293,7 @@ pub fn spawn(
         last_exit: RefCell::new(None),
         ended: Notify::new(),
         wake: Notify::new(),
+        launched: Notify::new(),
     });
     processes.table.borrow_mut().insert(id, proc.clone());
     tokio::task::spawn_local(supervise(ctx.clone(), proc.clone(), rom));
@@ -377,6 +380,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
     *proc.exported.borrow_mut() = Some(running.exported.clone());
     *proc.task.borrow_mut() = Some(running.task.clone());
     proc.state.set(State::Running);
+    proc.launched.notify_waiters();
     if proc.killed.get() {
         running.task.abort();
     }
@@ -673,17 +677,27 @@ impl process::Server for ProcessServer {
         _: process::BootstrapParams,
         mut results: process::BootstrapResults,
     ) -> Result<(), capnp::Error> {
-        let exported = self.proc.exported.borrow().clone();
-        match exported {
-            Some(cap) => {
+        // A `bootstrap` pipelined on `spawn` arrives before the process's
+        // first incarnation has started: wait for it (or for its end).
+        loop {
+            let launched = self.proc.launched.notified();
+            let ended = self.proc.ended.notified();
+            let exported = self.proc.exported.borrow().clone();
+            if let Some(cap) = exported {
                 results.get().init_cap().set_as_capability(cap.hook);
-                Ok(())
+                return Ok(());
             }
-            None => Err(capnp::Error::disconnected(format!(
-                "process {} is not running ({})",
-                self.proc.id,
-                self.proc.state_name()
-            ))),
+            if self.proc.state.get() != State::Starting {
+                return Err(capnp::Error::disconnected(format!(
+                    "process {} is not running ({})",
+                    self.proc.id,
+                    self.proc.state_name()
+                )));
+            }
+            tokio::select! {
+                () = launched => {}
+                () = ended => {}
+            }
         }
     }
 }
