@@ -17,7 +17,7 @@ WORKLOAD ?= kv
 # `make sim SIM_PROFILE=release` for long runs (see docs/simulation.md).
 SIM_PROFILE ?= dev
 
-.PHONY: setup host roms build test sim demo bench bench-raft-core bench-queue fmt clippy
+.PHONY: setup host roms build test sim demo bench bench-raft-core bench-queue bench-runtime fmt clippy
 
 setup:
 	@./scripts/setup.sh
@@ -54,13 +54,22 @@ sim:
 demo: build
 	./scripts/demo.sh
 
-bench: build bench-raft-core bench-queue
+bench: build bench-raft-core bench-queue bench-runtime
 
 bench-raft-core:
 	$(CARGO) bench -q -p raft-core --bench driver | ./scripts/bench-record.sh raft-core
 
 bench-queue:
 	$(CARGO) bench -q -p queue --bench apply | ./scripts/bench-record.sh queue-apply
+
+# Real `ww start` hosts (release build) on loopback running target/rom/bench.wasm
+# (tests/benches/runtime.rs). A group that fails records nothing.
+bench-runtime: roms
+	$(CARGO) build --release -q -p ww
+	@for group in spawn:runtime-spawn rpc:runtime-rpc channels:channels; do \
+	  out=$$($(CARGO) bench -q -p ww-tests --bench runtime -- $${group%%:*}) || exit 1; \
+	  printf '%s\n' "$$out" | ./scripts/bench-record.sh $${group#*:} || exit 1; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

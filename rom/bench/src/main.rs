@@ -21,7 +21,8 @@
 //!   through this process's host (`Host.dial`).
 //! - `spawn HASH COUNT [PEER]`: spawns this ROM (by its blake3 HASH, hex,
 //!   which the host must have) with `serve`, on this host or on PEER, and
-//!   times spawn → `Process.bootstrap` → a `noop` answered by the child;
+//!   times spawn → `Process.bootstrap` → a `noop` answered by the child
+//!   (pipelined: one round trip);
 //!   then kills the child and waits for its end (timed apart).
 //! - `chan-send PATH COUNT SIZE INFLIGHT`: resolves the `Sender` anchored at
 //!   PATH through this process's host and sends COUNT messages of SIZE
@@ -39,7 +40,7 @@
 use std::future::Future;
 
 use anyhow::{anyhow, bail, Context};
-use capnp::capability::Rc as CapRc;
+use capnp::capability::{FromClientHook, Rc as CapRc};
 use futures::stream::{FuturesUnordered, StreamExt};
 use ww_guest::ww_api::ww_capnp::{value, RestartPolicy};
 use ww_guest::ww_api::{anchor, executor, host, process, receiver, sender};
@@ -294,7 +295,6 @@ fn parse_hash(hex: &str) -> anyhow::Result<[u8; 32]> {
 async fn spawn_loop(executor: executor::Client, hash: &str, count: u64) -> anyhow::Result<String> {
     let hash = parse_hash(hash)?;
     let mut total = Vec::new();
-    let mut spawn_only = Vec::new();
     let mut teardown = Vec::new();
     let start = now_ns();
     for _ in 0..count {
@@ -307,16 +307,17 @@ async fn spawn_loop(executor: executor::Client, hash: &str, count: u64) -> anyho
             spec.set_name("bench-child");
             spec.set_restart(RestartPolicy::Never);
         }
-        let process: process::Client = request.send().promise.await?.get()?.get_process()?;
-        let spawned = now_ns();
-        let child: sender::Client = process
-            .bootstrap_request()
-            .send()
-            .promise
-            .await?
-            .get()?
-            .get_cap()
-            .get_as_capability()?;
+        // Pipelined: the spawn, the bootstrap and the first call leave
+        // together; the host answers the bootstrap once the child started.
+        let process: process::Client = request.send().pipeline.get_process();
+        let child = sender::Client::new(
+            process
+                .bootstrap_request()
+                .send()
+                .pipeline
+                .get_cap()
+                .as_cap(),
+        );
         let mut noop = child.send_request();
         noop.get().init_message().set_data(b"noop");
         noop.send()
@@ -325,7 +326,6 @@ async fn spawn_loop(executor: executor::Client, hash: &str, count: u64) -> anyho
             .context("the child's first call")?;
         let answered = now_ns();
         total.push(answered - started);
-        spawn_only.push(spawned - started);
         // Untimed: kill, and wait until the child is gone, so the next
         // spawn starts on a quiet host.
         process.kill_request().send().promise.await?;
@@ -333,18 +333,14 @@ async fn spawn_loop(executor: executor::Client, hash: &str, count: u64) -> anyho
         teardown.push(now_ns() - answered);
     }
     let elapsed_ns = now_ns() - start;
-    spawn_only.sort_unstable();
     teardown.sort_unstable();
-    let spawn_p50 = Stats::percentile(&spawn_only, 50.0);
     let teardown_p50 = Stats::percentile(&teardown, 50.0);
     let line = Stats {
         latencies: total,
         elapsed_ns,
     }
     .line();
-    Ok(format!(
-        "{line} spawn_reply_p50_ns={spawn_p50} kill_wait_p50_ns={teardown_p50}"
-    ))
+    Ok(format!("{line} kill_wait_p50_ns={teardown_p50}"))
 }
 
 fn message(n: u64, size: usize) -> Vec<u8> {

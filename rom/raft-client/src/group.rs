@@ -89,6 +89,9 @@ struct Inner<R: Runtime> {
     pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     next_request: Cell<u64>,
     outboxes: RefCell<HashMap<String, Outbox>>,
+    /// Whatever the connection to the host depends on (a native client's
+    /// libp2p node), dropped with the last clone of the group.
+    keepalive: RefCell<Vec<Box<dyn std::any::Any>>>,
 }
 
 /// A connection to one Raft group (one version), through a `Host`.
@@ -184,6 +187,7 @@ impl<R: Runtime> Group<R> {
                 pending: RefCell::new(HashMap::new()),
                 next_request: Cell::new(1),
                 outboxes: RefCell::new(HashMap::new()),
+                keepalive: RefCell::new(Vec::new()),
             }),
         };
         runtime.spawn(Box::pin(receive_replies(
@@ -192,6 +196,12 @@ impl<R: Runtime> Group<R> {
         )));
         group.discover().await?;
         Ok(group)
+    }
+
+    /// Keeps `value` alive as long as the group (for example the libp2p
+    /// node its host connection runs on).
+    pub fn keep_alive(&self, value: impl std::any::Any) {
+        self.inner.keepalive.borrow_mut().push(Box::new(value));
     }
 
     /// The version of the group.

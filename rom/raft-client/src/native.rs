@@ -34,21 +34,13 @@ impl Runtime for TokioRuntime {
     }
 }
 
-/// A group reached from a native program. Keep it alive while using the
-/// group: it owns the libp2p node the connection runs on.
-pub struct NativeGroup {
-    /// The group.
-    pub group: Group<TokioRuntime>,
-    _node: ww::net::Node,
-}
-
 /// Dials the first of `peers` that answers and connects to group `version`
-/// through it.
+/// through it. The group owns the client's libp2p node.
 ///
 /// # Errors
 ///
 /// When no host answers, or the host cannot open the reply channel.
-pub async fn connect(peers: &[Multiaddr], version: &str) -> Result<NativeGroup> {
+pub async fn connect(peers: &[Multiaddr], version: &str) -> Result<Group<TokioRuntime>> {
     let node = ww::net::Node::start(ww::net::NodeConfig {
         keypair: Keypair::generate_ed25519(),
         listen: vec![],
@@ -61,7 +53,8 @@ pub async fn connect(peers: &[Multiaddr], version: &str) -> Result<NativeGroup> 
         match ww::rpc::connect_addr(&node, addr.clone()).await {
             Ok((_, host)) => {
                 let group = Group::connect(host, version, TokioRuntime).await?;
-                return Ok(NativeGroup { group, _node: node });
+                group.keep_alive(node);
+                return Ok(group);
             }
             Err(err) => failures.push(format!("{addr}: {err:#}")),
         }

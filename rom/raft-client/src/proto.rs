@@ -208,6 +208,12 @@ pub struct ReplicaStatus {
     pub last_drop: String,
     /// Outgoing Raft envelopes dropped because a peer's queue was full.
     pub outbound_dropped: u64,
+    /// Raft envelopes handed to the transport since the replica started.
+    pub envelopes_sent: u64,
+    /// Raft messages stepped since the replica started.
+    pub messages_stepped: u64,
+    /// On the leader: each follower's raft id, matched index and state.
+    pub progress: Vec<(u64, u64, String)>,
 }
 
 /// Frames several encoded raft-core envelopes into one inbox message:

@@ -64,6 +64,16 @@ impl Outbox {
         }
     }
 
+    /// Records where raft id `id` lives if nothing is known of it yet: the
+    /// authenticated origin of a message it sent.
+    pub fn learn(&self, id: u64, peer_id: &str) {
+        let mut peers = self.peers.borrow_mut();
+        let peer = peers.entry(id).or_default();
+        if peer.peer_id.is_empty() {
+            peer.peer_id = peer_id.to_owned();
+        }
+    }
+
     /// Forgets raft ids that are no longer members.
     pub fn retain(&self, ids: &[u64]) {
         self.peers.borrow_mut().retain(|id, _| ids.contains(id));

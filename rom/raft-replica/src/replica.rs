@@ -397,6 +397,10 @@ impl Replica {
     fn sync_peers(&self) {
         let Some(node) = &self.node else { return };
         let members = self.members();
+        if members.is_empty() {
+            // Joined, membership not applied yet: keep what was learned.
+            return;
+        }
         for member in &members {
             if member.id != node.id() {
                 self.outbox.set_peer(member.id, &member.peer_id);
@@ -431,6 +435,13 @@ impl Replica {
             status.fsyncs = raft.counters.storage.fsync_count;
             status.entries_persisted = raft.counters.storage.entries_persisted_count;
             status.dropped_messages += raft.counters.messages_dropped_count;
+            status.envelopes_sent = raft.counters.envelopes_sent_count;
+            status.messages_stepped = raft.counters.messages_stepped_count;
+            status.progress = raft
+                .progress
+                .iter()
+                .map(|peer| (peer.id, peer.matched, peer.state.to_owned()))
+                .collect();
         }
         status
     }
@@ -462,8 +473,12 @@ impl Replica {
                         continue;
                     }
                 };
-                if let Some(expected) = node.members().metadata_of(header.from) {
-                    if expected != origin.as_bytes() {
+                match node.members().metadata_of(header.from) {
+                    // A sender this replica does not know yet (it joined and
+                    // has not applied the membership): answer it at the
+                    // host its message came through.
+                    None => self.outbox.learn(header.from, &origin),
+                    Some(expected) if expected != origin.as_bytes() => {
                         self.dropped_messages += 1;
                         self.last_drop = format!(
                             "forged envelope: claims raft id {} (host {}) but came through {origin}",
@@ -472,6 +487,7 @@ impl Replica {
                         );
                         continue;
                     }
+                    Some(_) => {}
                 }
                 let report = node.step(frame);
                 if let Some(reason) = report.first_drop {

@@ -290,6 +290,10 @@ async fn print_group(group: &Group<GuestRuntime>, as_json: bool) -> anyhow::Resu
                     "entries_persisted": status.entries_persisted,
                     "dropped_messages": status.dropped_messages,
                     "last_drop": status.last_drop,
+                    "envelopes_sent": status.envelopes_sent,
+                    "messages_stepped": status.messages_stepped,
+                    "outbound_dropped": status.outbound_dropped,
+                    "progress": status.progress,
                 }),
                 Err(err) => json!({ "peer_id": peer, "error": err.to_string() }),
             })
