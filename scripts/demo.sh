@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: a 3-host cluster on loopback, hello across it, then stop.
+# `make demo`: a 4-host cluster on loopback: hello across it, then a Raft
+# group of 3 replicas serving KV and a queue; then everything stops.
 # Everything it starts is stopped on exit, even on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,11 +32,12 @@ start_host() {
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["addrs"][0])' "$dir/host$n.json"
 }
 
-say "starting 3 hosts on loopback"
+say "starting 4 hosts on loopback"
 h1=$(start_host 1)
 h2=$(start_host 2 "$h1")
 h3=$(start_host 3 "$h1")
-printf 'host 1: %s\nhost 2: %s\nhost 3: %s\n' "$h1" "$h2" "$h3"
+h4=$(start_host 4 "$h1")
+printf 'host 1: %s\nhost 2: %s\nhost 3: %s\nhost 4: %s\n' "$h1" "$h2" "$h3" "$h4"
 
 say "ww sub test, attached to host 3"
 "$WW" sub --peer "$h3" test --count 1 >"$dir/sub.out" 2>"$dir/sub.err" &
@@ -57,4 +59,25 @@ done
 say "host 3's subscriber received"
 cat "$dir/sub.out"
 grep -qx "Hello, World" "$dir/sub.out"
+
+raft() { "$WW" run --peer "$h1" "$ROMS/raft.wasm" "$@"; }
+# Wait until every host sees the 4 hosts, so deploy can pick 3 of them.
+for _ in $(seq 1 100); do
+  [ "$("$WW" ls --peer "$h1" / | wc -l)" -eq 4 ] && break
+  sleep 0.1
+done
+say "raft deploy: 3 replicas on hosts 2-4, each anchored at /<peer id>/raft/v1"
+raft deploy
+say "raft put greeting 'hello from raft' / raft get greeting"
+raft put greeting "hello from raft"
+raft get greeting
+say "queue round trip: enqueue, lease, ack"
+raft enqueue jobs "crawl http://127.0.0.1/a" "crawl http://127.0.0.1/b"
+lease=$(raft lease jobs --n 2 --json 2>&1 | tail -n 1)
+echo "$lease"
+receipts=$(python3 -c 'import json,sys; print(" ".join(m["receipt"] for m in json.loads(sys.argv[1])["messages"]))' "$lease")
+raft ack jobs $receipts
+raft stats jobs
+say "raft status"
+raft status
 say "demo done"
