@@ -10,6 +10,8 @@
 //! - bad input: invalid paths, unknown peers, garbage ROMs, sends on closed
 //!   channels, capabilities of dead processes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use ww_tests::{rom, wait_until, ww, Cluster, Spawned};

@@ -6,6 +6,8 @@
 //!   garbage and oversized bytes on the RPC protocol) gets a clear error,
 //!   and the host keeps serving other clients.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use ww_tests::{rom, ww, Cluster, Spawned};

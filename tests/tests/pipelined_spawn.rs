@@ -4,6 +4,8 @@
 //! the pipelined call arrived while the process was still `starting` and
 //! failed with "process N is not running".
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use capnp::capability::FromClientHook;

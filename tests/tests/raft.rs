@@ -11,6 +11,8 @@
 //! - queues across hosts, with a lease that expires when its consumer dies;
 //! - a forged Raft message and a garbage request.
 
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -142,7 +144,7 @@ fn deploy_three_replicas_then_put_and_get() {
 }
 
 /// What a writer saw: keys acknowledged, and keys whose outcome is unknown.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Written {
     acked: BTreeMap<String, String>,
     unknown: BTreeMap<String, String>,
@@ -211,7 +213,7 @@ fn the_leaders_host_dies_mid_stream_and_nothing_acknowledged_is_lost() {
 
     let written = Rc::new(RefCell::new(Written::default()));
     let killed_at = native(async {
-        let group = connect(&[addr.clone()], "v1").await.unwrap();
+        let group = connect(std::slice::from_ref(&addr), "v1").await.unwrap();
         let writer =
             tokio::task::spawn_local(write_stream(group.clone(), "w", 300, written.clone()));
         // Kill the leader's host once a stream of writes is under way.
@@ -227,7 +229,8 @@ fn the_leaders_host_dies_mid_stream_and_nothing_acknowledged_is_lost() {
         cluster.hosts[leader_index].kill();
         let killed_at = written.borrow().acked.len();
         writer.await.unwrap();
-        check_written(&group, &written.borrow()).await;
+        let written = written.borrow().clone();
+        check_written(&group, &written).await;
         killed_at
     });
     let written = written.borrow();
@@ -251,7 +254,7 @@ fn the_leaders_host_dies_mid_stream_and_nothing_acknowledged_is_lost() {
         (restarted["applied"].as_u64()? >= commit && restarted["error"].is_null()).then_some(())
     });
     native(async {
-        let group = connect(&[addr.clone()], "v1").await.unwrap();
+        let group = connect(std::slice::from_ref(&addr), "v1").await.unwrap();
         check_written(&group, &written).await;
     });
     cluster.assert_all_running();
@@ -277,7 +280,7 @@ fn add_and_remove_replicas_under_load() {
     let written = Rc::new(RefCell::new(Written::default()));
     let raft_rom = rom("raft");
     native(async {
-        let group = connect(&[addr.clone()], "v1").await.unwrap();
+        let group = connect(std::slice::from_ref(&addr), "v1").await.unwrap();
         let writer =
             tokio::task::spawn_local(write_stream(group.clone(), "m", 400, written.clone()));
         // Change the membership while writes stream in (blocking calls on a
@@ -314,7 +317,8 @@ fn add_and_remove_replicas_under_load() {
         removed.assert_ok();
         assert!(removed.stderr.contains("removed raft id"), "{removed:#?}");
         writer.await.unwrap();
-        check_written(&group, &written.borrow()).await;
+        let written = written.borrow().clone();
+        check_written(&group, &written).await;
     });
     assert_eq!(
         written.borrow().unknown.len(),

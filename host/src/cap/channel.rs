@@ -290,9 +290,13 @@ impl receiver::Server for ReceiverServer {
         let bytes: usize = batch.iter().map(|message| message.data.len()).sum();
         state.bytes.set(state.bytes.get() - bytes);
         state.room.notify_waiters();
-        let mut list = results.get().init_messages(u32::try_from(batch.len()).unwrap_or(0));
+        let mut list = results
+            .get()
+            .init_messages(u32::try_from(batch.len()).unwrap_or(0));
         for (index, message) in batch.into_iter().enumerate() {
-            let Ok(index) = u32::try_from(index) else { break };
+            let Ok(index) = u32::try_from(index) else {
+                break;
+            };
             let mut item = list.reborrow().get(index);
             item.set_origin(&message.origin);
             let mut built = item.init_message();
@@ -300,7 +304,10 @@ impl receiver::Server for ReceiverServer {
             let mut caps = built.init_caps(u32::try_from(message.caps.len()).unwrap_or(0));
             for (slot, cap) in message.caps.into_iter().enumerate() {
                 let Ok(slot) = u32::try_from(slot) else { break };
-                caps.reborrow().get(slot).init_cap().set_as_capability(cap.hook);
+                caps.reborrow()
+                    .get(slot)
+                    .init_cap()
+                    .set_as_capability(cap.hook);
             }
         }
         Ok(())

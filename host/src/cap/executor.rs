@@ -108,14 +108,14 @@ pub struct Proc {
 /// Every process of this host.
 pub struct Processes {
     data_dir: PathBuf,
-    runtime: Arc<runner::Runtime>,
+    runtime: Rc<runner::Runtime>,
     next_id: Cell<u64>,
     table: RefCell<BTreeMap<u64, Rc<Proc>>>,
 }
 
 impl Processes {
     /// An empty table for a host whose data dir is `data_dir`.
-    pub fn new(data_dir: PathBuf, runtime: Arc<runner::Runtime>) -> Rc<Self> {
+    pub fn new(data_dir: PathBuf, runtime: Rc<runner::Runtime>) -> Rc<Self> {
         Rc::new(Self {
             data_dir,
             runtime,

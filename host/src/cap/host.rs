@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
 use capnp::capability::Rc as CapRc;
@@ -34,7 +33,7 @@ pub struct HostContext {
 impl HostContext {
     /// The shared state of a host with `node`, keeping its files in
     /// `data_dir`.
-    pub fn new(node: Node, data_dir: PathBuf, runtime: Arc<crate::runner::Runtime>) -> Rc<Self> {
+    pub fn new(node: Node, data_dir: PathBuf, runtime: Rc<crate::runner::Runtime>) -> Rc<Self> {
         Rc::new(Self {
             peers: Peers::new(node.clone()),
             node,

@@ -13,6 +13,7 @@ pub use cache::{Rom, RomCache};
 pub use limits::Limits;
 pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stderr};
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -49,7 +50,7 @@ impl Runtime {
     /// # Errors
     ///
     /// When wasmtime cannot be configured on this machine.
-    pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Arc<Self>> {
+    pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Rc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -62,7 +63,7 @@ impl Runtime {
             .context("linking WASI")?;
         let ticks = Arc::new(Ticks::default());
         start_ticker(engine.weak(), Arc::downgrade(&ticks));
-        Ok(Arc::new(Self {
+        Ok(Rc::new(Self {
             cache: RomCache::new(engine.clone(), cache_dir),
             engine,
             linker,

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use anyhow::{Context as _, Result};
 use capnp_rpc::rpc_twoparty_capnp::Side;
@@ -173,7 +173,7 @@ impl std::error::Error for BusyLimit {}
 /// be opened). Instantiation errors and traps end the process instead, with
 /// an [`ExitStatus`] that says why.
 pub fn start(
-    runtime: &Arc<Runtime>,
+    runtime: &Rc<Runtime>,
     rom: &Rom,
     spec: SpawnSpec,
     bootstrap: capnp::capability::Client,

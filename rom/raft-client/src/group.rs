@@ -413,7 +413,7 @@ impl<R: Runtime> Group<R> {
         let _ = self.discover().await;
         let calls = self.replicas().into_iter().map(|peer| async move {
             let result = match self.call(&peer, Request::Status, CALL_TIMEOUT).await {
-                Ok(Response::Status(status)) => Ok(status),
+                Ok(Response::Status(status)) => Ok(*status),
                 Ok(other) => Err(GroupError::Protocol {
                     what: format!("replica on {peer}"),
                     reason: format!("unexpected answer to status: {other:?}"),

@@ -141,7 +141,7 @@ pub enum Response {
     /// The state machine's encoded reply (`queue::Response`).
     Applied(Vec<u8>),
     /// This replica's status.
-    Status(ReplicaStatus),
+    Status(Box<ReplicaStatus>),
     /// The membership after a change.
     Members(Vec<Member>),
     /// Done (init, join, transfer, destroy).

@@ -294,7 +294,7 @@ async fn pump_requests(receiver: receiver::Client, inputs: mpsc::UnboundedSender
             };
             let data = message.get_data().map(<[u8]>::to_vec).unwrap_or_default();
             let reply = message.get_caps().ok().and_then(|caps| {
-                (caps.len() > 0)
+                (!caps.is_empty())
                     .then(|| caps.get(0).get_cap().get_as_capability().ok())
                     .flatten()
             });
@@ -550,7 +550,7 @@ impl Replica {
     fn handle(&mut self, slot: Slot, request: Request) -> Option<Response> {
         let leader = self.leader();
         match request {
-            Request::Status => Some(Response::Status(self.status())),
+            Request::Status => Some(Response::Status(Box::new(self.status()))),
             Request::Init {
                 group_id,
                 id,
