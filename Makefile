@@ -42,10 +42,10 @@ build: host roms
 test: roms
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test
-	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=3 WORKLOAD=kv
-	$(MAKE) --no-print-directory sim START=1 SEEDS=50 NODES=5 WORKLOAD=kv
-	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=3 WORKLOAD=queue
-	$(MAKE) --no-print-directory sim START=1 SEEDS=50 NODES=5 WORKLOAD=queue
+	$(MAKE) --no-print-directory sim START=1 SEEDS=1000 NODES=3 WORKLOAD=kv
+	$(MAKE) --no-print-directory sim START=1 SEEDS=300 NODES=5 WORKLOAD=kv
+	$(MAKE) --no-print-directory sim START=1 SEEDS=500 NODES=3 WORKLOAD=queue
+	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=5 WORKLOAD=queue
 
 sim:
 	$(CARGO) run --profile $(SIM_PROFILE) -q -p ww-tests --bin sim -- \

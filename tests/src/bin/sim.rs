@@ -151,6 +151,7 @@ fn main() -> ExitCode {
                         totals.torn_tail_count += report.torn_tail_count;
                         totals.forged_count += report.forged_count;
                         totals.elapsed_ms += report.elapsed_ms;
+                        add_summary(&mut totals.workload_summary, &report.workload_summary);
                     }
                     Some(Err(failure)) => {
                         eprintln!("{failure}\n");
@@ -193,6 +194,12 @@ fn main() -> ExitCode {
         totals.forged_count,
         totals.elapsed_ms as f64 / 1000.0,
     );
+    if !totals.workload_summary.is_empty() {
+        println!(
+            "sim: workload totals over passed seeds: {}",
+            describe_totals(&totals.workload_summary)
+        );
+    }
     if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -200,5 +207,47 @@ fn main() -> ExitCode {
         seeds.sort_unstable();
         println!("sim: failing seeds: {seeds:?}");
         ExitCode::FAILURE
+    }
+}
+
+/// Sums the `name=N` counters of a workload summary into `totals` (kept in
+/// the same `name=N` form), so every run prints e.g. the queue workload's
+/// lost, unexpected and duplicate counts over all seeds.
+fn add_summary(totals: &mut String, summary: &str) {
+    let mut sums: Vec<(String, u64)> = parse_counters(totals);
+    for (name, value) in parse_counters(summary) {
+        match sums.iter_mut().find(|(existing, _)| *existing == name) {
+            Some((_, sum)) => *sum += value,
+            None => sums.push((name, value)),
+        }
+    }
+    *totals = sums
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+}
+
+fn parse_counters(summary: &str) -> Vec<(String, u64)> {
+    summary
+        .split_whitespace()
+        .filter_map(|item| {
+            let (name, value) = item.split_once('=')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The totals, with the duplicate-delivery rate when the workload counts
+/// deliveries and duplicates.
+fn describe_totals(totals: &str) -> String {
+    let counters = parse_counters(totals);
+    let get = |name: &str| counters.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    match (get("deliveries"), get("duplicates")) {
+        (Some(deliveries), Some(duplicates)) if deliveries > 0 => format!(
+            "{totals} duplicate_delivery_rate={:.2}%",
+            duplicates as f64 * 100.0 / deliveries as f64
+        ),
+        _ => totals.to_owned(),
     }
 }
