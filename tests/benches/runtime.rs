@@ -141,6 +141,7 @@ async fn driver_node() -> Result<Node> {
         listen: vec![],
         bootstrap: vec![],
         heartbeat: None,
+        psk: None,
     })
     .await
 }

@@ -284,6 +284,11 @@ impl Host {
     /// Starts a host with `data_dir`, joining `peers`. `listen` is an
     /// address such as `/ip4/127.0.0.1/tcp/0`.
     pub fn start(data_dir: &Path, listen: &str, peers: &[String]) -> Host {
+        Self::start_with(data_dir, listen, peers, &[])
+    }
+
+    /// Like [`Host::start`], with extra `ww start` arguments.
+    pub fn start_with(data_dir: &Path, listen: &str, peers: &[String], extra: &[&str]) -> Host {
         let mut args = vec![
             "start".to_owned(),
             "--json".to_owned(),
@@ -296,6 +301,7 @@ impl Host {
             args.push("--peer".to_owned());
             args.push(peer.clone());
         }
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = Spawned::start(&arg_refs);
         let line = wait_until("the host's JSON line", HOST_START_TIMEOUT, || {

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use ww_tests::{rom, ww, Cluster, Spawned};
+use ww_tests::{rom, wait_until, ww, Cluster, Host, Spawned};
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -247,6 +247,7 @@ fn send_raw(addr: &str, bytes: Vec<u8>) -> usize {
             listen: vec![],
             bootstrap: vec![],
             heartbeat: None,
+            psk: None,
         })
         .await
         .unwrap();
@@ -318,4 +319,62 @@ fn garbage_and_oversized_frames_on_the_rpc_protocol_end_only_that_connection() {
 
 fn ww_api_limit_words() -> usize {
     64 * 1024 * 1024 / 8
+}
+
+#[test]
+fn a_private_cluster_admits_only_peers_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = ww(&["keygen"]);
+    keygen.assert_ok();
+    let key = dir.path().join("swarm.key");
+    std::fs::write(&key, &keygen.stdout).unwrap();
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, ww(&["keygen"]).stdout).unwrap();
+    let key = key.to_str().unwrap();
+
+    let first = Host::start_with(
+        &dir.path().join("a"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[],
+        &["--key", key],
+    );
+    let second = Host::start_with(
+        &dir.path().join("b"),
+        "/ip4/127.0.0.1/tcp/0",
+        std::slice::from_ref(&first.addr),
+        &["--key", key],
+    );
+    wait_until("both keyed hosts in the view", DELIVERY_TIMEOUT, || {
+        let out = ww(&["ls", "--key", key, "--peer", &first.addr, "/"]);
+        (out.code == Some(0) && out.stdout.contains(&second.peer_id)).then_some(())
+    });
+    for (args, what) in [
+        (vec!["ls", "--peer", &first.addr, "/"], "no key"),
+        (
+            vec![
+                "ls",
+                "--key",
+                other.to_str().unwrap(),
+                "--peer",
+                &first.addr,
+                "/",
+            ],
+            "another key",
+        ),
+    ] {
+        let out = ww(&args);
+        assert_eq!(out.code, Some(1), "{what}: {out:#?}");
+        assert!(out.stderr.contains("no host answered"), "{what}: {out:#?}");
+    }
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let out = ww(&[
+        "ls",
+        "--key",
+        garbage.to_str().unwrap(),
+        "--peer",
+        &first.addr,
+        "/",
+    ]);
+    assert!(out.stderr.contains("is not a cluster key"), "{out:#?}");
 }

@@ -31,6 +31,7 @@ fn bootstrap_pipelined_on_spawn_reaches_the_new_process() {
             listen: vec![],
             bootstrap: vec![],
             heartbeat: None,
+            psk: None,
         })
         .await
         .unwrap();

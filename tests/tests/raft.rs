@@ -509,6 +509,7 @@ async fn connect_host(addr: &libp2p::Multiaddr) -> (ww::net::Node, ww_api::host:
         listen: vec![],
         bootstrap: vec![],
         heartbeat: None,
+        psk: None,
     })
     .await
     .unwrap();

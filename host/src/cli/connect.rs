@@ -19,6 +19,9 @@ pub struct PeerArgs {
     /// comma-separated list in WW_PEERS.
     #[arg(long = "peer", env = "WW_PEERS", value_delimiter = ',', default_value = DEFAULT_ADDR)]
     pub peers: Vec<Multiaddr>,
+    /// The cluster's pre-shared key file, if it is a private network.
+    #[arg(long = "key", env = "WW_KEY")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// A client connection to one host.
@@ -45,6 +48,11 @@ impl PeerArgs {
             listen: vec![],
             bootstrap: vec![],
             heartbeat: None,
+            psk: self
+                .key
+                .as_deref()
+                .map(crate::net::identity::load_psk)
+                .transpose()?,
         })
         .await?;
         let mut failures = Vec::new();

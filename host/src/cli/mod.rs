@@ -49,6 +49,8 @@ enum Command {
     Ps(ps::PsArgs),
     /// Kill a process (`<peer id>/<pid>`, as `ww ps` prints it).
     Kill(ps::KillArgs),
+    /// Print a new pre-shared cluster key (for `--key`).
+    Keygen,
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
@@ -81,6 +83,10 @@ pub fn main() -> ExitCode {
             Command::Set(args) => ls::set(args).await,
             Command::Ps(args) => ps::ps(args).await,
             Command::Kill(args) => ps::kill(args).await,
+            Command::Keygen => {
+                print!("{}", crate::net::identity::new_psk());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {

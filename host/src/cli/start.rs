@@ -29,6 +29,10 @@ pub struct Args {
     /// Where compiled ROMs are cached (default: DATA_DIR/cache).
     #[arg(long, env = "WW_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// The cluster's pre-shared key file (`ww keygen`): only peers with the
+    /// same key can connect.
+    #[arg(long = "key", env = "WW_KEY")]
+    key: Option<PathBuf>,
     /// Print the peer id and addresses as one JSON line.
     #[arg(long)]
     json: bool,
@@ -50,8 +54,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let keypair = identity::load_or_create(&args.data_dir.join(identity::KEY_FILE))?;
+    let psk = args.key.as_deref().map(identity::load_psk).transpose()?;
     for addr in &args.listen {
-        if !is_loopback(addr) {
+        if psk.is_none() && !is_loopback(addr) {
             warn!(
                 "listening on {addr}, which is not loopback, and this cluster has no pre-shared key: \
                  anyone who can reach it can join and run code"
@@ -62,6 +67,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         keypair,
         listen: args.listen.clone(),
         bootstrap: args.peers.clone(),
+        psk,
         heartbeat: Some(HeartbeatConfig {
             interval_ms: args.heartbeat_ms.max(1),
             ttl_ms: args.ttl_ms.max(1),

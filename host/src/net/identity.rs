@@ -8,6 +8,28 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use libp2p::identity::Keypair;
 
+/// Reads a pre-shared cluster key (the libp2p private-network key file
+/// format that `ww keygen` writes).
+///
+/// # Errors
+///
+/// When the file cannot be read or is not such a key.
+pub fn load_psk(path: &Path) -> Result<libp2p::pnet::PreSharedKey> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("reading cluster key {}", path.display()))?;
+    text.parse().map_err(|err| {
+        anyhow::anyhow!(
+            "{} is not a cluster key ({err}); create one with `ww keygen`",
+            path.display()
+        )
+    })
+}
+
+/// A new random pre-shared cluster key, in key-file form.
+pub fn new_psk() -> String {
+    libp2p::pnet::PreSharedKey::new(rand::random()).to_key_file()
+}
+
 /// File name of the identity key inside the data dir.
 pub const KEY_FILE: &str = "identity.key";
 

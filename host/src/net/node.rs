@@ -19,9 +19,10 @@ use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, PublishError};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm, Transport as _};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -77,6 +78,8 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// `Some` for hosts.
     pub heartbeat: Option<HeartbeatConfig>,
+    /// The cluster's pre-shared key, if it is a private network.
+    pub psk: Option<PreSharedKey>,
 }
 
 #[derive(NetworkBehaviour)]
@@ -141,7 +144,7 @@ impl Node {
     /// When the transport cannot be built or an address cannot be listened on.
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let peer_id = config.keypair.public().to_peer_id();
-        let mut swarm = build_swarm(config.keypair)?;
+        let mut swarm = build_swarm(config.keypair, config.psk)?;
         for addr in &config.listen {
             swarm
                 .listen_on(addr.clone())
@@ -325,43 +328,71 @@ async fn timed<T>(result: oneshot::Receiver<T>) -> Result<T> {
     }
 }
 
-fn build_swarm(keypair: Keypair) -> Result<Swarm<Behaviour>> {
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .context("building the TCP transport")?
-        .with_behaviour(|key| {
-            let gossipsub_config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(500))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .max_transmit_size(PUBSUB_MESSAGE_BYTES_MAX + 4096)
-                .build()
-                .map_err(|err| anyhow!("gossipsub config: {err}"))?;
-            let gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub_config,
+fn build_swarm(keypair: Keypair, psk: Option<PreSharedKey>) -> Result<Swarm<Behaviour>> {
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let swarm_config = |config: libp2p::swarm::Config| {
+        config.with_idle_connection_timeout(Duration::from_millis(IDLE_CONNECTION_MS))
+    };
+    // Two branches because the builder's transport type differs; both end
+    // in the same behaviour.
+    let swarm = match psk {
+        None => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
             )
-            .map_err(|err| anyhow!("gossipsub: {err}"))?;
-            Ok(Behaviour {
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/ww/0.1.0".to_owned(),
-                    key.public(),
-                )),
-                ping: ping::Behaviour::default(),
-                gossipsub,
-                stream: libp2p_stream::Behaviour::new(),
-            })
-        })
-        .map_err(|err| anyhow!("building behaviour: {err}"))?
-        .with_swarm_config(|config| {
-            config.with_idle_connection_timeout(Duration::from_millis(IDLE_CONNECTION_MS))
-        })
-        .build();
+            .context("building the TCP transport")?
+            .with_behaviour(new_behaviour)
+            .map_err(|err| anyhow!("building behaviour: {err}"))?
+            .with_swarm_config(swarm_config)
+            .build(),
+        Some(psk) => builder
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    // A private network: every connection starts with a
+                    // handshake on the pre-shared key, before Noise; a peer
+                    // without the key cannot even negotiate.
+                    Ok(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default())
+                            .timeout(Duration::from_millis(DIAL_TIMEOUT_MS)),
+                    )
+                },
+            )
+            .context("building the private-network transport")?
+            .with_behaviour(new_behaviour)
+            .map_err(|err| anyhow!("building behaviour: {err}"))?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
     Ok(swarm)
+}
+
+fn new_behaviour(key: &Keypair) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let gossipsub_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(500))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(PUBSUB_MESSAGE_BYTES_MAX + 4096)
+        .build()
+        .map_err(|err| format!("gossipsub config: {err}"))?;
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossipsub_config,
+    )
+    .map_err(|err| format!("gossipsub: {err}"))?;
+    Ok(Behaviour {
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/ww/0.1.0".to_owned(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::default(),
+        gossipsub,
+        stream: libp2p_stream::Behaviour::new(),
+    })
 }
 
 struct PendingPublish {

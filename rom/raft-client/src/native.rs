@@ -41,11 +41,25 @@ impl Runtime for TokioRuntime {
 ///
 /// When no host answers, or the host cannot open the reply channel.
 pub async fn connect(peers: &[Multiaddr], version: &str) -> Result<Group<TokioRuntime>> {
+    connect_with(peers, version, None).await
+}
+
+/// [`connect`], to a private cluster whose pre-shared key is `psk`.
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_with(
+    peers: &[Multiaddr],
+    version: &str,
+    psk: Option<libp2p::pnet::PreSharedKey>,
+) -> Result<Group<TokioRuntime>> {
     let node = ww::net::Node::start(ww::net::NodeConfig {
         keypair: Keypair::generate_ed25519(),
         listen: vec![],
         bootstrap: vec![],
         heartbeat: None,
+        psk,
     })
     .await?;
     let mut failures = Vec::new();
