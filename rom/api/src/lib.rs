@@ -3,6 +3,7 @@
 //! ([`vat::connect`]).
 
 pub mod limits;
+pub mod ops;
 pub mod vat;
 
 /// Code generated from `schema/ww.capnp`.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ww_guest::ww_api::ww_capnp::{value, RestartPolicy};
-use ww_guest::ww_api::{anchor, host, receiver, sender};
+use ww_guest::ww_api::{anchor, host, ops, receiver, sender};
 
 const MISBEHAVE: &[u8] = include_bytes!(env!("MISBEHAVE_WASM"));
 
@@ -45,21 +45,17 @@ fn main() {
 }
 
 fn walk(host: &host::Client, path: &str) -> anchor::Client {
-    let root = host.root_request().send().pipeline.get_anchor();
-    let mut walk = root.walk_request();
-    walk.get().set_path(path);
-    walk.send().pipeline.get_anchor()
+    ops::walk(&host.root_request().send().pipeline.get_anchor(), path)
 }
 
 async fn get_cap<C: capnp::capability::FromClientHook>(
     host: &host::Client,
     path: &str,
 ) -> anyhow::Result<C> {
-    let response = walk(host, path).get_request().send().promise.await?;
-    match response.get()?.get_value()?.which()? {
-        value::Which::Cap(cap) => Ok(cap.get_as_capability()?),
-        _ => bail!("{path} holds no capability"),
-    }
+    let root = host.root_request().send().pipeline.get_anchor();
+    ops::get_cap(&root, path)
+        .await?
+        .with_context(|| format!("{path} holds no capability"))
 }
 
 async fn set(host: &host::Client, path: &str, value: &str) -> anyhow::Result<()> {

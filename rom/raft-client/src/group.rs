@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{select, Either};
-use ww_api::ww_capnp::value;
-use ww_api::{anchor, host, receiver, sender};
+use ww_api::ops::{get_cap, ls, walk};
+use ww_api::{host, receiver, sender};
 
 use crate::proto::{
     self, Member, ReplicaStatus, Request, RequestBatch, Response, ResponseBatch, BATCH_REQUESTS_MAX,
@@ -110,39 +110,10 @@ impl<R: Runtime> Clone for Group<R> {
     }
 }
 
-fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<String, capnp::Error> {
-    reader?
-        .to_string()
-        .map_err(|_| capnp::Error::failed("text is not UTF-8".to_owned()))
-}
-
 fn unreachable(what: impl Into<String>, err: impl std::fmt::Display) -> GroupError {
     GroupError::Unreachable {
         what: what.into(),
         reason: err.to_string(),
-    }
-}
-
-fn walk(root: &anchor::Client, path: &str) -> anchor::Client {
-    let mut request = root.walk_request();
-    request.get().set_path(path);
-    request.send().pipeline.get_anchor()
-}
-
-async fn ls(anchor: &anchor::Client) -> Result<Vec<String>, capnp::Error> {
-    let response = anchor.ls_request().send().promise.await?;
-    response.get()?.get_children()?.iter().map(text).collect()
-}
-
-/// The capability stored at `path`, if any.
-pub(crate) async fn get_cap<C: capnp::capability::FromClientHook>(
-    root: &anchor::Client,
-    path: &str,
-) -> Result<Option<C>, capnp::Error> {
-    let response = walk(root, path).get_request().send().promise.await?;
-    match response.get()?.get_value()?.which()? {
-        value::Which::Cap(cap) => Ok(Some(cap.get_as_capability()?)),
-        _ => Ok(None),
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use raft_core::{SendError, Transport};
-use ww_guest::ww_api::{anchor, sender, ww_capnp::value};
+use ww_guest::ww_api::{anchor, ops, sender};
 
 /// Most bytes queued for one peer.
 pub const QUEUED_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -148,25 +148,10 @@ impl Outbox {
     }
 
     fn resolve(&self, id: u64, path: String) {
-        let mut walk = self.root.walk_request();
-        walk.get().set_path(&path);
-        let promise = walk
-            .send()
-            .pipeline
-            .get_anchor()
-            .get_request()
-            .send()
-            .promise;
         let this = self.clone();
         ww_guest::spawn(async move {
-            let sender: Option<sender::Client> = async {
-                let response = promise.await.ok()?;
-                match response.get().ok()?.get_value().ok()?.which().ok()? {
-                    value::Which::Cap(cap) => cap.get_as_capability().ok(),
-                    _ => None,
-                }
-            }
-            .await;
+            let sender: Option<sender::Client> =
+                ops::get_cap(&this.root, &path).await.ok().flatten();
             let now_ms = ww_guest::now_ms();
             if let Some(peer) = this.peers.borrow_mut().get_mut(&id) {
                 peer.busy = false;

@@ -13,7 +13,7 @@ use raft_core::{
     Bootstrap, ChangeId, Config, Error as RaftError, Event, FsDir, Join, Node, Options, Output,
     ReadId, RequestError, Role,
 };
-use ww_guest::ww_api::{anchor, host, receiver, topic};
+use ww_guest::ww_api::{anchor, host, ops, receiver, topic};
 use ww_guest::Env;
 
 use crate::outbox::Outbox;
@@ -102,33 +102,14 @@ struct Replica {
     destroy_after_flush: bool,
 }
 
-async fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> anyhow::Result<String> {
-    Ok(reader?.to_string()?)
-}
-
-fn walk(root: &anchor::Client, path: &str) -> anchor::Client {
-    let mut request = root.walk_request();
-    request.get().set_path(path);
-    request.send().pipeline.get_anchor()
-}
-
 async fn anchor_cap(
     root: &anchor::Client,
     path: &str,
     cap: capnp::capability::Client,
 ) -> anyhow::Result<()> {
-    let mut request = walk(root, path).set_request();
-    request
-        .get()
-        .init_value()
-        .init_cap()
-        .set_as_capability(cap.hook);
-    request
-        .send()
-        .promise
+    ops::set_cap(root, path, cap)
         .await
-        .with_context(|| format!("anchoring {path}"))?;
-    Ok(())
+        .with_context(|| format!("anchoring {path}"))
 }
 
 async fn new_channel(
@@ -149,15 +130,7 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         .cloned()
         .context("usage: raft-replica VERSION")?;
     let host = env.host.clone();
-    let peer_id = text(
-        host.peer_id_request()
-            .send()
-            .promise
-            .await?
-            .get()?
-            .get_peer_id(),
-    )
-    .await?;
+    let peer_id = ops::peer_id(&host).await?;
     let root = host.root_request().send().pipeline.get_anchor();
     let base = format!("/{peer_id}/raft/{version}");
 

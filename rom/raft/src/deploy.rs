@@ -9,7 +9,7 @@ use raft_client::proto::{Member, ReplicaStatus, Request, Response};
 use raft_client::{Group, GuestRuntime};
 use serde_json::json;
 use ww_guest::ww_api::ww_capnp::RestartPolicy;
-use ww_guest::ww_api::{host, topic};
+use ww_guest::ww_api::{host, ops, topic};
 
 use crate::args::Args;
 
@@ -26,58 +26,19 @@ pub fn random_u64() -> u64 {
     hasher.finish()
 }
 
-pub async fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> anyhow::Result<String> {
-    Ok(reader?.to_string()?)
-}
-
-/// The peer ids of the hosts in the view, sorted.
-pub async fn hosts(host: &host::Client) -> anyhow::Result<Vec<String>> {
-    let view = host.view_request().send().promise.await?;
-    let mut peers = Vec::new();
-    for info in view.get()?.get_hosts()? {
-        peers.push(text(info.get_peer_id()).await?);
-    }
-    peers.sort();
-    Ok(peers)
-}
-
-/// Spawns a supervised replica of `version` on `peer`.
+/// Spawns a supervised replica of `version` on `peer`; returns its pid.
 pub async fn spawn_replica(host: &host::Client, peer: &str, version: &str) -> anyhow::Result<u64> {
-    let mut dial = host.dial_request();
-    dial.get().set_peer_id(peer);
-    let executor = dial
-        .send()
-        .pipeline
-        .get_host()
-        .executor_request()
-        .send()
-        .pipeline
-        .get_executor();
-    let mut spawn = executor.spawn_request();
-    {
-        let mut spec = spawn.get().init_spec();
+    let (_, pid) = ops::spawn_on(host, peer, |mut spec| {
         spec.reborrow().init_rom().set_bytes(REPLICA);
         spec.reborrow().init_args(1).set(0, version);
         spec.set_volume(format!("raft-{version}"));
         spec.set_restart(RestartPolicy::OnFailure);
         spec.set_anchor(format!("raft/{version}"));
         spec.set_name(format!("raft-{version}"));
-    }
-    let process = spawn
-        .send()
-        .promise
-        .await
-        .with_context(|| format!("spawning a replica on {peer}"))?;
-    let id = process
-        .get()?
-        .get_process()?
-        .id_request()
-        .send()
-        .promise
-        .await?
-        .get()?
-        .get_id();
-    Ok(id)
+    })
+    .await
+    .with_context(|| format!("spawning a replica on {peer}"))?;
+    Ok(pid)
 }
 
 /// Waits until replicas are anchored on every host of `peers`.
@@ -124,16 +85,8 @@ pub async fn deploy(
             group.replicas()
         );
     }
-    let here = text(
-        host.peer_id_request()
-            .send()
-            .promise
-            .await?
-            .get()?
-            .get_peer_id(),
-    )
-    .await?;
-    let candidates: Vec<String> = hosts(host)
+    let here = ops::peer_id(host).await?;
+    let candidates: Vec<String> = ops::hosts(host)
         .await?
         .into_iter()
         .filter(|peer| *peer != here)
@@ -225,22 +178,8 @@ async fn subscribe_events(
     peer: &str,
 ) -> Option<ww_guest::ww_api::subscription::Client> {
     let root = group.host().root_request().send().pipeline.get_anchor();
-    let mut walk = root.walk_request();
-    walk.get()
-        .set_path(format!("/{peer}/raft/{}/response", group.version()));
-    let value = walk
-        .send()
-        .pipeline
-        .get_anchor()
-        .get_request()
-        .send()
-        .promise
-        .await
-        .ok()?;
-    let topic: topic::Client = match value.get().ok()?.get_value().ok()?.which().ok()? {
-        ww_guest::ww_api::ww_capnp::value::Which::Cap(cap) => cap.get_as_capability().ok()?,
-        _ => return None,
-    };
+    let path = format!("/{peer}/raft/{}/response", group.version());
+    let topic: topic::Client = ops::get_cap(&root, &path).await.ok()??;
     let mut subscribe = topic.subscribe_request();
     subscribe.get().set_buffer(64);
     let response = subscribe.send().promise.await.ok()?;

@@ -7,7 +7,8 @@ use raft_client::proto::{Request, Response};
 use raft_client::{Group, GuestRuntime};
 
 use crate::args::Args;
-use crate::deploy::{hosts, spawn_replica, text, wait_for_replicas};
+use crate::deploy::{spawn_replica, wait_for_replicas};
+use ww_guest::ww_api::ops;
 
 /// How long a new learner may take to catch up before it is promoted.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,18 +26,10 @@ pub async fn add(
 ) -> anyhow::Result<()> {
     let version = group.version().to_owned();
     let members = group.members().await.context("finding the group")?;
-    let here = text(
-        host.peer_id_request()
-            .send()
-            .promise
-            .await?
-            .get()?
-            .get_peer_id(),
-    )
-    .await?;
+    let here = ops::peer_id(host).await?;
     let peer = match args.option("--host") {
         Some(peer) => peer,
-        None => hosts(host)
+        None => ops::hosts(host)
             .await?
             .into_iter()
             .find(|peer| *peer != here && !members.iter().any(|member| member.peer_id == *peer) && !group.replicas().contains(peer))

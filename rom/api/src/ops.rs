@@ -1,0 +1,135 @@
+//! Common calls on the ROM API, shared by ROMs, native clients and tests:
+//! walking anchors, storing capabilities, listing hosts, spawning.
+//!
+//! Runtime-agnostic: these only build capnp requests and await them.
+
+use capnp::capability::FromClientHook;
+
+use crate::ww_capnp::{spawn_spec, value};
+use crate::{anchor, host, process};
+
+/// UTF-8 text from a capnp reader, owned.
+///
+/// # Errors
+///
+/// When the text is not UTF-8 (or the read fails).
+pub fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> capnp::Result<String> {
+    reader?
+        .to_string()
+        .map_err(|_| capnp::Error::failed("text is not UTF-8".to_owned()))
+}
+
+/// The anchor at `path` below `root` (pipelined: no round trip until used).
+pub fn walk(root: &anchor::Client, path: &str) -> anchor::Client {
+    let mut request = root.walk_request();
+    request.get().set_path(path);
+    request.send().pipeline.get_anchor()
+}
+
+/// The capability stored at `path`, if one is.
+///
+/// # Errors
+///
+/// When the walk or the read fails.
+pub async fn get_cap<C: FromClientHook>(
+    root: &anchor::Client,
+    path: &str,
+) -> capnp::Result<Option<C>> {
+    let response = walk(root, path).get_request().send().promise.await?;
+    match response.get()?.get_value()?.which()? {
+        value::Which::Cap(cap) => Ok(Some(cap.get_as_capability()?)),
+        _ => Ok(None),
+    }
+}
+
+/// Stores `cap` at `path`.
+///
+/// # Errors
+///
+/// When the walk or the write fails.
+pub async fn set_cap(
+    root: &anchor::Client,
+    path: &str,
+    cap: capnp::capability::Client,
+) -> capnp::Result<()> {
+    let mut request = walk(root, path).set_request();
+    request
+        .get()
+        .init_value()
+        .init_cap()
+        .set_as_capability(cap.hook);
+    request.send().promise.await?;
+    Ok(())
+}
+
+/// The names of `anchor`'s children.
+///
+/// # Errors
+///
+/// When the call fails.
+pub async fn ls(anchor: &anchor::Client) -> capnp::Result<Vec<String>> {
+    let response = anchor.ls_request().send().promise.await?;
+    response.get()?.get_children()?.iter().map(text).collect()
+}
+
+/// The peer id of `host`.
+///
+/// # Errors
+///
+/// When the call fails.
+pub async fn peer_id(host: &host::Client) -> capnp::Result<String> {
+    text(
+        host.peer_id_request()
+            .send()
+            .promise
+            .await?
+            .get()?
+            .get_peer_id(),
+    )
+}
+
+/// The peer ids of the hosts in `host`'s view, sorted.
+///
+/// # Errors
+///
+/// When the call fails.
+pub async fn hosts(host: &host::Client) -> capnp::Result<Vec<String>> {
+    let view = host.view_request().send().promise.await?;
+    let mut peers = view
+        .get()?
+        .get_hosts()?
+        .iter()
+        .map(|info| text(info.get_peer_id()))
+        .collect::<capnp::Result<Vec<_>>>()?;
+    peers.sort();
+    Ok(peers)
+}
+
+/// Spawns a process on host `peer`, reached through `host`; `fill` writes
+/// the spec (ROM, args, volume, restart, anchor...). Returns the process
+/// and its id.
+///
+/// # Errors
+///
+/// When the host cannot be reached or refuses the spawn.
+pub async fn spawn_on(
+    host: &host::Client,
+    peer: &str,
+    fill: impl FnOnce(spawn_spec::Builder<'_>),
+) -> capnp::Result<(process::Client, u64)> {
+    let mut dial = host.dial_request();
+    dial.get().set_peer_id(peer);
+    let executor = dial
+        .send()
+        .pipeline
+        .get_host()
+        .executor_request()
+        .send()
+        .pipeline
+        .get_executor();
+    let mut spawn = executor.spawn_request();
+    fill(spawn.get().init_spec());
+    let process = spawn.send().promise.await?.get()?.get_process()?;
+    let id = process.id_request().send().promise.await?.get()?.get_id();
+    Ok((process, id))
+}
