@@ -36,9 +36,9 @@ roms: setup
 build: host roms
 
 # Everything CI runs (.ci/run calls this). `cargo test` builds the ww
-# binary itself, with the same features as the tests: a separate
-# `cargo build -p ww` would resolve features differently and compile
-# wasmtime and libp2p twice.
+# binary itself (host/tests makes it), with the same features as the tests:
+# a separate `cargo build -p ww` would resolve features differently and
+# compile wasmtime and libp2p twice.
 test: roms
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test
