@@ -17,7 +17,7 @@ WORKLOAD ?= kv
 # `make sim SIM_PROFILE=release` for long runs (see docs/simulation.md).
 SIM_PROFILE ?= dev
 
-.PHONY: setup host roms build test sim demo bench bench-raft-core bench-queue bench-runtime fmt clippy
+.PHONY: setup host roms build test sim demo bench bench-raft-core bench-queue bench-runtime bench-raft fmt clippy
 
 setup:
 	@./scripts/setup.sh
@@ -54,7 +54,22 @@ sim:
 demo: build
 	./scripts/demo.sh
 
-bench: build bench-raft-core bench-queue bench-runtime
+# `make bench WORKLOAD=write|read|queue [CLIENTS=N] [DURATION=S] [OUT=FILE.json]`
+# runs one Raft group run (bench-raft); plain `make bench` runs everything.
+# (WORKLOAD also names the simulator's workload, default kv: only a
+# WORKLOAD given on the command line or in the environment picks a run.)
+RAFT_RUN := $(filter command line environment,$(origin WORKLOAD))
+CLIENTS ?= 16
+DURATION ?= 10
+RUNS ?= 2
+WINDOW ?=
+OUT ?=
+
+ifneq ($(RAFT_RUN),)
+bench: bench-raft
+else
+bench: build bench-raft-core bench-queue bench-runtime bench-raft
+endif
 
 bench-raft-core:
 	$(CARGO) bench -q -p raft-core --bench driver | ./scripts/bench-record.sh raft-core
@@ -70,6 +85,21 @@ bench-runtime: roms
 	  out=$$($(CARGO) bench -q -p ww-tests --bench runtime -- $${group%%:*}) || exit 1; \
 	  printf '%s\n' "$$out" | ./scripts/bench-record.sh $${group#*:} || exit 1; \
 	done
+
+# A Raft group on real `ww start` hosts (release build) on loopback, driven
+# by the native client (tests/benches/raft.rs; docs/benchmarks.md). With
+# WORKLOAD: one run, its JSON on stdout and in OUT (default
+# target/bench/<workload>-<clients>.json). Without: write and read at 1, 16
+# and 128 clients and the queue workload, RUNS runs each, recorded.
+bench-raft: roms
+	$(CARGO) build --release -q -p ww
+ifneq ($(RAFT_RUN),)
+	$(CARGO) bench -q -p ww-tests --bench raft -- --workload $(WORKLOAD) --clients $(CLIENTS) \
+	  --duration $(DURATION) $(if $(WINDOW),--window $(WINDOW)) $(if $(OUT),--out $(abspath $(OUT)))
+else
+	out=$$($(CARGO) bench -q -p ww-tests --bench raft -- matrix --runs $(RUNS) --duration $(DURATION)) || exit 1; \
+	printf '%s\n' "$$out" | ./scripts/bench-record.sh raft-group
+endif
 
 fmt:
 	$(CARGO) fmt --all

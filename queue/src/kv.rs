@@ -17,15 +17,26 @@ pub(crate) struct Kv {
     entries: BTreeMap<Vec<u8>, Versioned>,
     /// The version of the last write; 0 means "absent" and is never issued.
     revision: u64,
+    /// Bytes held in keys and values, kept as entries change (every write
+    /// checks the store limit; summing the map each time cost O(keys) per
+    /// write). Not part of the snapshot: [`Kv::recount`] rebuilds it.
+    #[serde(skip)]
+    bytes: u64,
 }
 
 impl Kv {
     /// Bytes held in keys and values.
     pub(crate) fn stored_bytes(&self) -> u64 {
-        self.entries
+        self.bytes
+    }
+
+    /// Recomputes [`Kv::stored_bytes`] (after decoding a snapshot).
+    pub(crate) fn recount(&mut self) {
+        self.bytes = self
+            .entries
             .iter()
             .map(|(key, entry)| (key.len() + entry.value.len()) as u64)
-            .sum()
+            .sum();
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Versioned> {
@@ -72,13 +83,24 @@ impl Kv {
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> u64 {
         self.revision += 1;
         let version = self.revision;
-        self.entries.insert(key, Versioned { value, version });
+        let (key_bytes, value_bytes) = (key.len() as u64, value.len() as u64);
+        self.bytes += value_bytes;
+        match self.entries.insert(key, Versioned { value, version }) {
+            Some(old) => self.bytes -= old.value.len() as u64,
+            None => self.bytes += key_bytes,
+        }
         version
     }
 
     /// Removes `key`; returns the version it had (0 if absent).
     pub(crate) fn delete(&mut self, key: &[u8]) -> u64 {
-        self.entries.remove(key).map_or(0, |entry| entry.version)
+        match self.entries.remove_entry(key) {
+            Some((key, entry)) => {
+                self.bytes -= (key.len() + entry.value.len()) as u64;
+                entry.version
+            }
+            None => 0,
+        }
     }
 
     /// Rebuild check after a restore: every version was issued.
@@ -113,4 +135,33 @@ pub(crate) fn display_key(key: &[u8]) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counted(kv: &Kv) -> u64 {
+        let mut copy = kv.clone();
+        copy.recount();
+        copy.bytes
+    }
+
+    #[test]
+    fn stored_bytes_follow_puts_overwrites_and_deletes() {
+        let mut kv = Kv::default();
+        kv.put(b"a".to_vec(), vec![0; 10]);
+        kv.put(b"bb".to_vec(), vec![0; 5]);
+        assert_eq!(kv.stored_bytes(), 1 + 10 + 2 + 5);
+        kv.put(b"a".to_vec(), vec![0; 3]);
+        assert_eq!(kv.stored_bytes(), 1 + 3 + 2 + 5);
+        kv.put(b"bb".to_vec(), vec![0; 50]);
+        assert_eq!(kv.stored_bytes(), counted(&kv));
+        assert_eq!(kv.delete(b"zz"), 0);
+        assert!(kv.delete(b"a") > 0);
+        assert_eq!(kv.stored_bytes(), 2 + 50);
+        assert_eq!(kv.stored_bytes(), counted(&kv));
+        kv.delete(b"bb");
+        assert_eq!(kv.stored_bytes(), 0);
+    }
 }

@@ -465,6 +465,7 @@ impl QueueMachine {
         for (name, topic) in &mut state.topics {
             topic.rebuild(name)?;
         }
+        state.kv.recount();
         if !state.kv.is_consistent() {
             return Err("queue snapshot has a corrupt KV map".to_owned());
         }

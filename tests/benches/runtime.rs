@@ -64,12 +64,18 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     let result: Result<()> = local.block_on(&runtime, async {
         for group in &groups {
+            let load_before = load_average();
             match group.as_str() {
                 "spawn" => spawn_group().await?,
                 "rpc" => rpc_group().await?,
                 "channels" => channel_group().await?,
                 other => bail!("unknown group {other:?}: spawn, rpc or channels"),
             }
+            // The machine may be shared: say how busy it was.
+            println!(
+                "\nLoad average (1 min) before and after this group: {load_before} and {}.",
+                load_average()
+            );
         }
         Ok(())
     });
@@ -77,6 +83,14 @@ fn main() {
         eprintln!("bench failed: {err:#}");
         std::process::exit(1);
     }
+}
+
+/// The 1-minute load average, as /proc/loadavg gives it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 // ---------------------------------------------------------------------------
@@ -88,6 +102,20 @@ struct HostProc {
     addr: String,
     pid: u32,
     _process: Spawned,
+}
+
+impl Drop for HostProc {
+    fn drop(&mut self) {
+        // `BENCH_HOST_LOGS=1`: show what the host logged (warnings and up
+        // by default; set WW_LOG for more), to see why a run failed.
+        if std::env::var_os("BENCH_HOST_LOGS").is_some() {
+            for line in self._process.stderr().lines() {
+                if !line.contains(" INFO ") || std::env::var_os("WW_LOG").is_some() {
+                    eprintln!("host {}: {line}", &self.peer_id[self.peer_id.len() - 6..]);
+                }
+            }
+        }
+    }
 }
 
 fn start_host(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> HostProc {

@@ -54,6 +54,11 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // `WW_PROFILE=perfmap` writes /tmp/perf-<pid>.map, so `perf report`
+        // names guest functions (see docs/benchmarks.md).
+        if std::env::var("WW_PROFILE").is_ok_and(|value| value == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("configuring wasmtime")?;

@@ -103,17 +103,21 @@ impl AsyncWrite for Stdout {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Start the flush and return: the host's stdout stream takes bytes
-        // eagerly, so waiting for completion would cost a poll round per
-        // message for nothing (measured in notes/transport-facts.md). The
-        // next write waits on `check_write` if the flush is still running.
+        // Nothing to do: `write` already handed the bytes to the host's
+        // stdout stream, whose writer task sends them as soon as it runs. A
+        // WASI `flush` would only make `check_write` answer 0 until that
+        // task has run, so the next capnp message (capnp-futures flushes
+        // after each one) would wait a whole poll round: pipelined calls
+        // from a guest ran at a third of the speed (docs/benchmarks.md).
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Start a real flush on close, so what is buffered goes out before
+        // the guest exits.
         match self.stream.flush() {
             Ok(()) => Poll::Ready(Ok(())),
             Err(_) => Poll::Ready(Err(closed("closed during flush"))),
         }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_flush(cx)
     }
 }

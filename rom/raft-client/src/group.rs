@@ -437,9 +437,13 @@ impl<R: Runtime> Group<R> {
     }
 }
 
-/// Sends the queued requests for `peer` if no message to it is in flight.
+/// Starts sending the queued requests for `peer` unless a message to it is
+/// in flight. The send waits for one turn of the executor first: callers
+/// woken together (by one reply batch) then all queue their next request
+/// before the message leaves, instead of the first leaving alone and the
+/// rest waiting a round trip for the next one.
 fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
-    let batch = {
+    {
         let mut outboxes = inner.outboxes.borrow_mut();
         let Some(outbox) = outboxes.get_mut(peer) else {
             return;
@@ -447,6 +451,42 @@ fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
         if outbox.in_flight || outbox.queued.is_empty() {
             return;
         }
+        outbox.in_flight = true;
+    }
+    let weak = Rc::downgrade(inner);
+    let peer = peer.to_owned();
+    inner.runtime.spawn(Box::pin(async move {
+        yield_once().await;
+        if let Some(inner) = weak.upgrade() {
+            send_queued(&inner, &peer);
+        }
+    }));
+}
+
+/// Returns `Pending` once (waking itself), so every other task that is
+/// ready runs before the caller continues.
+async fn yield_once() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// Sends what is queued for `peer` as one message (its outbox is marked in
+/// flight), then flushes again when the send completes.
+fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
+    let batch = {
+        let mut outboxes = inner.outboxes.borrow_mut();
+        let Some(outbox) = outboxes.get_mut(peer) else {
+            return;
+        };
         let mut take = 0;
         let mut bytes = 0;
         for (_, request) in &outbox.queued {
@@ -456,7 +496,10 @@ fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
             }
             take += 1;
         }
-        outbox.in_flight = true;
+        if take == 0 {
+            outbox.in_flight = false;
+            return;
+        }
         outbox.queued.drain(..take).collect::<Vec<_>>()
     };
     let Some(replica) = inner.replicas.borrow().get(peer).cloned() else {

@@ -214,6 +214,32 @@ pub struct ReplicaStatus {
     pub messages_stepped: u64,
     /// On the leader: each follower's raft id, matched index and state.
     pub progress: Vec<(u64, u64, String)>,
+    /// Where this replica's time goes, since it started.
+    pub activity: Activity,
+}
+
+/// A replica's event-loop counters, since it started (for benchmarks and
+/// diagnosis: take deltas).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Loop rounds that ran raft-core's `process` (at most one fsync each).
+    pub rounds: u64,
+    /// Time spent in `process` (persist, send, apply), in µs.
+    pub process_us: u64,
+    /// Rounds whose `process` took over 10 ms.
+    pub slow_rounds_10ms: u64,
+    /// Rounds whose `process` took over 100 ms.
+    pub slow_rounds_100ms: u64,
+    /// Request channel messages received (each a batch of requests).
+    pub request_messages: u64,
+    /// Client requests received.
+    pub requests: u64,
+    /// Reply messages sent (one per reply capability per round).
+    pub reply_messages: u64,
+    /// Snapshots this replica took of its own state.
+    pub snapshots_taken: u64,
+    /// Commands applied to the state machine.
+    pub commands_applied: u64,
 }
 
 /// Frames several encoded raft-core envelopes into one inbox message:

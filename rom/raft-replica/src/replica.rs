@@ -1,14 +1,14 @@
 //! The replica: setup, the event loop, and request and output handling.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use futures::channel::mpsc;
 use futures::future::{select, Either};
 use futures::StreamExt;
 use queue::QueueMachine;
-use raft_client::proto::{self, Member, ReplicaStatus, Request, RequestBatch, Response};
+use raft_client::proto::{self, Activity, Member, ReplicaStatus, Request, RequestBatch, Response};
 use raft_core::{
     Bootstrap, ChangeId, Config, Error as RaftError, Event, FsDir, Join, Node, Options, Output,
     ReadId, RequestError, Role,
@@ -69,6 +69,13 @@ fn config() -> Config {
     Config {
         // A snapshot travels in one channel message, capped at 64 MiB.
         max_snapshot_bytes: 48 * 1024 * 1024,
+        // raft-core snapshots synchronously, in the loop: a KV of 100,000
+        // 256-byte values stalls a round for 100-300 ms. Every 10,000
+        // entries (raft-core's default) that was a stall a second at
+        // 10k writes/s (docs/benchmarks.md); etcd's default is 100,000 too.
+        // The price: a restart replays up to this many entries, and the
+        // log holds them (~30 MiB of 256-byte writes).
+        snapshot_interval_entries: 100_000,
         ..Config::default()
     }
 }
@@ -100,6 +107,7 @@ struct Replica {
     dropped_messages: u64,
     last_drop: String,
     destroy_after_flush: bool,
+    activity: Activity,
 }
 
 async fn anchor_cap(
@@ -189,6 +197,7 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         dropped_messages: 0,
         last_drop: String::new(),
         destroy_after_flush: false,
+        activity: Activity::default(),
     };
     replica.sync_peers();
 
@@ -391,6 +400,10 @@ impl Replica {
             dropped_messages: self.dropped_messages,
             outbound_dropped: self.outbox.dropped_count(),
             last_drop: self.last_drop.clone(),
+            activity: Activity {
+                reply_messages: self.replies.sent_count(),
+                ..self.activity.clone()
+            },
             ..ReplicaStatus::default()
         };
         if let Some(node) = &self.node {
@@ -410,6 +423,8 @@ impl Replica {
             status.dropped_messages += raft.counters.messages_dropped_count;
             status.envelopes_sent = raft.counters.envelopes_sent_count;
             status.messages_stepped = raft.counters.messages_stepped_count;
+            status.activity.snapshots_taken = raft.counters.snapshots_taken_count;
+            status.activity.commands_applied = raft.counters.commands_applied_count;
             status.progress = raft
                 .progress
                 .iter()
@@ -472,6 +487,7 @@ impl Replica {
 
     fn handle_requests(&mut self, requests: Vec<(Vec<u8>, Option<capnp::capability::Client>)>) {
         for (data, reply) in requests {
+            self.activity.request_messages += 1;
             let Some(reply) = reply else { continue };
             let reply = ww_guest::ww_api::sender::Client { client: reply };
             let batch = match proto::decode::<RequestBatch>(&data) {
@@ -508,6 +524,7 @@ impl Replica {
                 }
                 continue;
             }
+            self.activity.requests += batch.requests.len() as u64;
             let id = self.replies.open(reply, batch.requests.len());
             for (request_id, request) in batch.requests {
                 let slot = Replies::slot(id, request_id);
@@ -696,12 +713,22 @@ impl Replica {
         let Some(node) = self.node.as_mut() else {
             return Ok(());
         };
+        let started = Instant::now();
         let outputs = match node.process(&mut self.outbox) {
             Ok(outputs) => outputs,
             // raft-core's rule: after an error, reopen. Exiting does that:
             // the supervisor restarts this replica from its volume.
             Err(err) => bail!("raft failed, restarting from the log: {err}"),
         };
+        let took = started.elapsed();
+        self.activity.rounds += 1;
+        self.activity.process_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if took > Duration::from_millis(10) {
+            self.activity.slow_rounds_10ms += 1;
+        }
+        if took > Duration::from_millis(100) {
+            self.activity.slow_rounds_100ms += 1;
+        }
         let leader = self.leader();
         let mut membership_changed = false;
         for output in outputs {

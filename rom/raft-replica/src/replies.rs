@@ -28,9 +28,15 @@ struct Batch {
 pub struct Replies {
     batches: HashMap<u64, Batch>,
     next: u64,
+    sent: u64,
 }
 
 impl Replies {
+    /// Reply messages sent so far.
+    pub fn sent_count(&self) -> u64 {
+        self.sent
+    }
+
     /// Whether another batch fits.
     pub fn has_room(&self) -> bool {
         self.batches.len() < BATCHES_MAX
@@ -87,6 +93,7 @@ impl Replies {
             let mut request = batch.reply.send_request();
             request.get().init_message().set_data(&bytes);
             let promise = request.send().promise;
+            self.sent += 1;
             ww_guest::spawn(async move {
                 if let Err(err) = promise.await {
                     eprintln!("raft-replica: a client's reply channel failed: {err}");
