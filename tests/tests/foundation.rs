@@ -162,12 +162,16 @@ fn roms_that_trap_spin_or_hog_end_with_a_clear_error() {
     );
     assert!(hog.stderr.contains("64 MiB"), "{hog:#?}");
 
-    let exit = ww(&["run", "--peer", &addr, misbehave, "exit", "1"]);
-    assert_eq!(
-        exit.code,
-        Some(1),
-        "a ROM's exit code is passed through: {exit:#?}"
-    );
+    for code in [0, 1, 2, 3, 42, 255] {
+        let arg = code.to_string();
+        let exit = ww(&["run", "--peer", &addr, misbehave, "exit", &arg]);
+        assert_eq!(
+            exit.code,
+            Some(code),
+            "a ROM's exit code is passed through: {exit:#?}"
+        );
+        assert!(!exit.stderr.contains("error"), "{exit:#?}");
+    }
 
     cluster.assert_all_running();
     ww(&["pub", "--peer", &addr, "still-alive", "yes"]).assert_ok();

@@ -63,8 +63,9 @@ impl Env {
 }
 
 /// Runs a ROM: connects to the host over stdin/stdout, runs `main` with its
-/// [`Env`], and exits the process with 0 when `main` returns `Ok`, or 1
-/// after printing the error to stderr.
+/// [`Env`], and exits the process with 0 when `main` returns `Ok`; with N
+/// when it returns an [`ExitCode`] error (`Err(ExitCode(N).into())`); or
+/// with 1 after printing any other error to stderr.
 pub fn run<F, Fut>(main: F) -> !
 where
     F: FnOnce(Env) -> Fut,
@@ -117,10 +118,13 @@ where
         if let Some(result) = outcome.borrow_mut().take() {
             break match result {
                 Ok(()) => 0,
-                Err(err) => {
-                    eprintln!("error: {err:#}");
-                    1
-                }
+                Err(err) => match err.downcast_ref::<ExitCode>() {
+                    Some(ExitCode(code)) => *code,
+                    None => {
+                        eprintln!("error: {err:#}");
+                        1
+                    }
+                },
             };
         }
         if reactor::parked() == 0 {
@@ -148,5 +152,32 @@ where
     // teardown is the process exit, which the host observes.
     drop(bound);
     reactor::clear();
-    std::process::exit(code)
+    exit(code)
+}
+
+/// A ROM's request to end with a given exit code: return
+/// `Err(ExitCode(N).into())` from the function given to [`run`]. Nothing is
+/// printed; `ww run` exits with N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitCode(pub u8);
+
+impl std::fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitCode {}
+
+/// Ends the process at once with `code`, which the host reports as the
+/// process's exit code. `std::process::exit` goes through WASI 0.2's
+/// `exit`, which carries only success or failure (0 or 1); this uses
+/// `exit-with-code` (WASI 0.2.12), which carries the whole byte.
+pub fn exit(code: u8) -> ! {
+    if code == 0 {
+        std::process::exit(0);
+    }
+    wasip2::cli::exit::exit_with_code(code);
+    // The host never returns from `exit-with-code`; if one did, still end.
+    std::process::exit(1)
 }

@@ -29,6 +29,6 @@ mod reactor;
 mod stdio;
 mod time;
 
-pub use executor::{run, spawn, Env};
+pub use executor::{exit, run, spawn, Env, ExitCode};
 pub use time::{now_ms, sleep, timeout, Elapsed};
 pub use ww_api;

@@ -4,7 +4,8 @@
 //! - `trap`: executes `unreachable`.
 //! - `spin`: loops forever without calling its host.
 //! - `hog`: allocates memory until something stops it.
-//! - `exit N`: exits with code N.
+//! - `exit N`: exits with code N (0-255): even codes by returning
+//!   `ww_guest::ExitCode`, odd ones by calling `ww_guest::exit`.
 //! - `peer-id`: prints its host's peer id to stderr (proves RPC works).
 //! - `export-then-exit MS`: exports a capability (a pubsub topic), then
 //!   exits with 1 after MS milliseconds.
@@ -37,12 +38,17 @@ fn main() {
                 }
             }
             "exit" => {
-                let code: i32 = env
+                let code: u8 = env
                     .args
                     .get(1)
                     .and_then(|code| code.parse().ok())
                     .unwrap_or(3);
-                std::process::exit(code);
+                // Half the codes return `ExitCode`, half call `exit`: both
+                // paths must carry the whole code to `ww run`.
+                if code % 2 == 0 {
+                    return Err(ww_guest::ExitCode(code).into());
+                }
+                ww_guest::exit(code);
             }
             "peer-id" => {
                 let response = env.host.peer_id_request().send().promise.await?;
