@@ -45,7 +45,7 @@ fn main() {
                     .unwrap_or(3);
                 // Half the codes return `ExitCode`, half call `exit`: both
                 // paths must carry the whole code to `ww run`.
-                if code % 2 == 0 {
+                if code.is_multiple_of(2) {
                     return Err(ww_guest::ExitCode(code).into());
                 }
                 ww_guest::exit(code);
