@@ -51,7 +51,7 @@ use raft_client::proto::ReplicaStatus;
 use raft_client::Group;
 use serde_json::{json, Value};
 use ww_tests::cluster::workspace_root;
-use ww_tests::{rom, wait_until, ww_with_timeout, Spawned};
+use ww_tests::{rom, ww_with_timeout, Host};
 
 const VALUE_BYTES: usize = 256;
 const WRITE_KEYS: u64 = 100_000;
@@ -202,46 +202,13 @@ fn write_json(path: &Path, report: &Value) -> Result<()> {
 // ---------------------------------------------------------------------------
 // The cluster
 
-/// One `ww start` process.
-struct HostProc {
-    peer_id: String,
-    addr: String,
-    pid: u32,
-    _process: Spawned,
-}
-
-fn start_host(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> HostProc {
-    let data_dir = data_dir.display().to_string();
-    let cache_dir = cache_dir.display().to_string();
-    let mut args = vec![
-        "start",
-        "--json",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--data-dir",
-        &data_dir,
-        "--cache-dir",
-        &cache_dir,
-    ];
-    for peer in peers {
-        args.extend(["--peer", peer]);
-    }
-    let process = Spawned::start(&args);
-    let line = wait_until("the host's JSON line", Duration::from_secs(30), || {
-        process.stdout_lines().into_iter().next()
-    });
-    let started: Value = serde_json::from_str(&line).expect("ww start prints JSON");
-    HostProc {
-        peer_id: started["peer_id"].as_str().expect("peer_id").to_owned(),
-        addr: started["addrs"][0].as_str().expect("addrs").to_owned(),
-        pid: process.pid(),
-        _process: process,
-    }
+fn start_host(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> Host {
+    Host::start_cached(data_dir, cache_dir, peers)
 }
 
 /// Four hosts with a deployed group; stopped (killed) on drop.
 struct Cluster {
-    hosts: Vec<HostProc>,
+    hosts: Vec<Host>,
     _dir: tempfile::TempDir,
 }
 
@@ -295,7 +262,11 @@ fn cpu_ns(pid: u32) -> u64 {
 
 /// CPU of host 0 .. host 3 and of this driver, in ns.
 fn cpu_sample(cluster: &Cluster) -> Vec<u64> {
-    let mut sample: Vec<u64> = cluster.hosts.iter().map(|host| cpu_ns(host.pid)).collect();
+    let mut sample: Vec<u64> = cluster
+        .hosts
+        .iter()
+        .map(|host| cpu_ns(host.pid()))
+        .collect();
     sample.push(cpu_ns(std::process::id()));
     sample
 }
@@ -450,6 +421,18 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// What host `index` of the cluster is: host 0 has the client and no
+/// replica.
+fn role_of(index: usize, host: &Host, leader: &str) -> &'static str {
+    if index == 0 {
+        "client host"
+    } else if host.peer_id == leader {
+        "leader"
+    } else {
+        "follower"
+    }
+}
+
 /// CPU per host over a window, in ms, naming host 0 (the client's), the
 /// leader's host and the followers'.
 fn cpu_json(
@@ -468,13 +451,7 @@ fn cpu_json(
     let mut hosts = Vec::new();
     let mut total = 0.0;
     for (index, host) in cluster.hosts.iter().enumerate() {
-        let role = if index == 0 {
-            "client host"
-        } else if host.peer_id == leader {
-            "leader"
-        } else {
-            "follower"
-        };
+        let role = role_of(index, host, leader);
         total += delta[index];
         hosts.push(json!({
             "host": index,
@@ -532,14 +509,8 @@ async fn run(
         }
     };
     for (index, host) in cluster.hosts.iter().enumerate() {
-        let role = if index == 0 {
-            "client host"
-        } else if host.peer_id == leader {
-            "leader"
-        } else {
-            "follower"
-        };
-        eprintln!("raft bench: host {index} pid {} ({role})", host.pid);
+        let role = role_of(index, host, &leader);
+        eprintln!("raft bench: host {index} pid {} ({role})", host.pid());
     }
     // What the cluster costs with no clients (heartbeats, gossip, ticks).
     let idle_before = cpu_sample(&cluster);

@@ -34,7 +34,7 @@ use libp2p::identity::Keypair;
 use ww::net::{Node, NodeConfig};
 use ww_api::ww_capnp::RestartPolicy;
 use ww_api::{anchor, executor, host, process, sender};
-use ww_tests::{wait_until, Spawned};
+use ww_tests::Host;
 
 /// How long one command may take before the bench gives up.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -96,55 +96,8 @@ fn load_average() -> String {
 // ---------------------------------------------------------------------------
 // Hosts, the driver's connection, CPU
 
-/// One `ww start` process.
-struct HostProc {
-    peer_id: String,
-    addr: String,
-    pid: u32,
-    _process: Spawned,
-}
-
-impl Drop for HostProc {
-    fn drop(&mut self) {
-        // `BENCH_HOST_LOGS=1`: show what the host logged (warnings and up
-        // by default; set WW_LOG for more), to see why a run failed.
-        if std::env::var_os("BENCH_HOST_LOGS").is_some() {
-            for line in self._process.stderr().lines() {
-                if !line.contains(" INFO ") || std::env::var_os("WW_LOG").is_some() {
-                    eprintln!("host {}: {line}", &self.peer_id[self.peer_id.len() - 6..]);
-                }
-            }
-        }
-    }
-}
-
-fn start_host(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> HostProc {
-    let data_dir = data_dir.display().to_string();
-    let cache_dir = cache_dir.display().to_string();
-    let mut args = vec![
-        "start",
-        "--json",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--data-dir",
-        &data_dir,
-        "--cache-dir",
-        &cache_dir,
-    ];
-    for peer in peers {
-        args.extend(["--peer", peer]);
-    }
-    let process = Spawned::start(&args);
-    let line = wait_until("the host's JSON line", Duration::from_secs(30), || {
-        process.stdout_lines().into_iter().next()
-    });
-    let started: serde_json::Value = serde_json::from_str(&line).expect("ww start prints JSON");
-    HostProc {
-        peer_id: started["peer_id"].as_str().expect("peer_id").to_owned(),
-        addr: started["addrs"][0].as_str().expect("addrs").to_owned(),
-        pid: process.pid(),
-        _process: process,
-    }
+fn start_host(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> Host {
+    Host::start_cached(data_dir, cache_dir, peers)
 }
 
 /// CPU time used so far by every live thread of process `pid`, in ns.
@@ -540,7 +493,7 @@ async fn spawn_group() -> Result<()> {
     }
 
     // From a guest on the same host, and on another host.
-    eprintln!("spawn: from a guest (host A is pid {})", a.pid);
+    eprintln!("spawn: from a guest (host A is pid {})", a.pid());
     let b = start_host(
         &dir.path().join("b"),
         &dir.path().join("b-cache"),
@@ -557,9 +510,9 @@ async fn spawn_group() -> Result<()> {
     let mut remote = Vec::new();
     let mut local_cpu = Vec::new();
     for _ in 0..runs {
-        let before = cpu_of(&[a.pid]);
+        let before = cpu_of(&[a.pid()]);
         let report = command(&host, &guest, &format!("spawn {} {count}", hex(&hash))).await?;
-        local_cpu.push((cpu_of(&[a.pid]) - before) as f64 / count as f64);
+        local_cpu.push((cpu_of(&[a.pid()]) - before) as f64 / count as f64);
         local.push(report);
         let report = command(
             &host,
@@ -747,7 +700,7 @@ async fn rpc_group() -> Result<()> {
         &dir.path().join("b-cache"),
         &[a.addr.as_str()],
     );
-    eprintln!("rpc: host A is pid {}, host B is pid {}", a.pid, b.pid);
+    eprintln!("rpc: host A is pid {}, host B is pid {}", a.pid(), b.pid());
     let node = driver_node().await?;
     let host = connect(&node, &a.addr).await?;
     wait_for_view(&host, 2).await?;
@@ -782,7 +735,7 @@ async fn rpc_group() -> Result<()> {
             native_peer_id_loop(&host, 500, inflight).await?;
         }
         for _ in 0..runs {
-            let pids = [a.pid, b.pid, me];
+            let pids = [a.pid(), b.pid(), me];
             let before = cpu_of(&pids);
             let report = match index / 2 {
                 0 => command(&host, &guest, &format!("host-rpc {count} {inflight}")).await?,
@@ -873,11 +826,15 @@ async fn channel_group() -> Result<()> {
     let node = driver_node().await?;
     let host = connect(&node, &a.addr).await?;
     wait_for_view(&host, 2).await?;
-    eprintln!("channels: host A is pid {}, host B is pid {}", a.pid, b.pid);
+    eprintln!(
+        "channels: host A is pid {}, host B is pid {}",
+        a.pid(),
+        b.pid()
+    );
     let host_b = dial(&host, &b.peer_id);
     let (_, on_a) = spawn_stepwise(&executor_of(&host), &RomRef::Bytes(&rom)).await?;
     let (_, on_b) = spawn_stepwise(&executor_of(&host_b), &RomRef::Bytes(&rom)).await?;
-    let pids = [a.pid, b.pid];
+    let pids = [a.pid(), b.pid()];
     let mut serial = 0;
 
     // Throughput: sender on A → channel on B → receiver on B.

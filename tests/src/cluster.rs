@@ -339,11 +339,27 @@ impl Host {
             .next()
             .unwrap_or(&self.listen)
             .to_owned();
-        let restarted = Host::start(&self.data_dir, &listen, &self.peers);
-        *self = Host {
-            listen: self.listen.clone(),
-            ..restarted
-        };
+        let mut restarted = Host::start(&self.data_dir, &listen, &self.peers);
+        restarted.listen = self.listen.clone();
+        *self = restarted;
+    }
+
+    /// Starts a host on an ephemeral loopback port with its own compile
+    /// cache dir (benchmarks: a shared or a fresh cache).
+    pub fn start_cached(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> Host {
+        let peers: Vec<String> = peers.iter().map(|peer| (*peer).to_owned()).collect();
+        let cache_dir = cache_dir.display().to_string();
+        Self::start_with(
+            data_dir,
+            "/ip4/127.0.0.1/tcp/0",
+            &peers,
+            &["--cache-dir", &cache_dir],
+        )
+    }
+
+    /// The host process's pid (0 once killed).
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().map_or(0, Spawned::pid)
     }
 
     /// Whether the host process is still running.
@@ -357,6 +373,22 @@ impl Host {
             .as_ref()
             .map(Spawned::stderr)
             .unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // `WW_TEST_HOST_LOGS=1`: show what the host logged (warnings and up;
+        // with WW_LOG set, everything), to see why a run failed.
+        if std::env::var_os("WW_TEST_HOST_LOGS").is_none() {
+            return;
+        }
+        let tag = &self.peer_id[self.peer_id.len().saturating_sub(6)..];
+        for line in self.log().lines() {
+            if !line.contains(" INFO ") || std::env::var_os("WW_LOG").is_some() {
+                eprintln!("host {tag}: {line}");
+            }
+        }
     }
 }
 
