@@ -23,6 +23,9 @@
 //! - Do not block: use [`sleep`] and `.await`, never `std::thread::sleep`.
 //!   A ROM that computes without yielding to its host for too long is
 //!   killed by the host's busy limit.
+//! - To end with a code other than 0 or 1, return
+//!   `Err(ExitCode(n).into())` or call [`exit`]: `std::process::exit`
+//!   goes through WASI 0.2's `exit`, which gives only 0 or 1.
 
 mod executor;
 mod reactor;
