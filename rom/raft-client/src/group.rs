@@ -523,10 +523,21 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
             .set_as_capability(inner.reply.client.hook.add_ref());
     }
     let promise = request.send().promise;
+    // One message in flight per replica: a send that never answers would
+    // hold back every later request to it, so it gets the same deadline as
+    // a call, and then counts as failed (the waiters get a retryable error
+    // and the replica is looked up again).
+    let timer = inner.runtime.sleep(CALL_TIMEOUT);
     let weak = Rc::downgrade(inner);
     let peer = peer.to_owned();
     inner.runtime.spawn(Box::pin(async move {
-        let result = promise.await;
+        let result = match select(promise, timer).await {
+            Either::Left((result, _)) => result.map(drop),
+            Either::Right(_) => Err(capnp::Error::failed(format!(
+                "no answer within {} ms",
+                CALL_TIMEOUT.as_millis()
+            ))),
+        };
         let Some(inner) = weak.upgrade() else { return };
         if let Err(err) = result {
             fail(

@@ -21,6 +21,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::time::Duration;
 
 use raft_core::{SendError, Transport};
 use ww_guest::ww_api::{anchor, ops, sender};
@@ -33,6 +34,15 @@ const MESSAGE_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
 
 /// How long to wait before resolving a peer's inbox again after a failure.
 const RESOLVE_RETRY_MS: u64 = 500;
+
+/// Longest a send or an inbox lookup may take. With one message in flight
+/// per peer, a call that never answers (a wedged connection, a peer that
+/// stopped draining its inbox) would otherwise silence this replica towards
+/// that peer for good. Past the deadline the call counts as failed: the
+/// inbox is looked up again and Raft resends what was lost. A send normally
+/// takes well under a millisecond (docs/benchmarks.md), so this only cuts
+/// off calls that are stuck.
+const CALL_TIMEOUT_MS: u64 = 3_000;
 
 /// Longest a commit notice waits for company (see the module docs).
 pub const HOLD_MS: u64 = 50;
@@ -183,7 +193,15 @@ impl Outbox {
         let promise = request.send().promise;
         let this = self.clone();
         ww_guest::spawn(async move {
-            let failed = promise.await.is_err();
+            let failed = match ww_guest::timeout(Duration::from_millis(CALL_TIMEOUT_MS), promise)
+                .await
+            {
+                Ok(result) => result.is_err(),
+                Err(elapsed) => {
+                    eprintln!("raft-replica: a send to raft node {id} got no answer: {elapsed}");
+                    true
+                }
+            };
             let now_ms = ww_guest::now_ms();
             if let Some(peer) = this.peers.borrow_mut().get_mut(&id) {
                 peer.busy = false;
@@ -201,8 +219,15 @@ impl Outbox {
     fn resolve(&self, id: u64, path: String) {
         let this = self.clone();
         ww_guest::spawn(async move {
-            let sender: Option<sender::Client> =
-                ops::get_cap(&this.root, &path).await.ok().flatten();
+            let lookup = ops::get_cap::<sender::Client>(&this.root, &path);
+            let sender =
+                match ww_guest::timeout(Duration::from_millis(CALL_TIMEOUT_MS), lookup).await {
+                    Ok(found) => found.ok().flatten(),
+                    Err(elapsed) => {
+                        eprintln!("raft-replica: looking up {path} got no answer: {elapsed}");
+                        None
+                    }
+                };
             let now_ms = ww_guest::now_ms();
             if let Some(peer) = this.peers.borrow_mut().get_mut(&id) {
                 peer.busy = false;
