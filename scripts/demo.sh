@@ -10,8 +10,20 @@ ROMS=target/rom
 dir=$(mktemp -d -t ww-demo.XXXXXX)
 pids=()
 cleanup() {
+  # Hosts are started inside $(...) subshells, which cannot add to `pids`:
+  # each writes its pid to a file instead.
+  for pidfile in "$dir"/*.pid; do
+    [ -e "$pidfile" ] && pids+=("$(cat "$pidfile")")
+  done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Wait up to 5 s for each to shut down cleanly, then SIGKILL it.
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  done
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -24,7 +36,7 @@ start_host() {
   local args=(start --json --listen /ip4/127.0.0.1/tcp/0 --data-dir "$dir/host$n")
   [ -n "$peer" ] && args+=(--peer "$peer")
   WW_LOG=warn "$WW" "${args[@]}" >"$dir/host$n.json" 2>"$dir/host$n.log" &
-  pids+=($!)
+  echo $! >"$dir/host$n.pid"
   for _ in $(seq 1 300); do
     [ -s "$dir/host$n.json" ] && break
     sleep 0.1
@@ -78,6 +90,16 @@ echo "$lease"
 receipts=$(python3 -c 'import json,sys; print(" ".join(m["receipt"] for m in json.loads(sys.argv[1])["messages"]))' "$lease")
 raft ack jobs $receipts
 raft stats jobs
+# Followers hear of the last commits a moment after the leader (and a
+# lookup that failed while hosts were still connecting is retried after
+# 500 ms): wait, at most 5 s, until every replica has applied as much.
+for _ in $(seq 1 50); do
+  raft status --json 2>&1 | tail -n 1 | python3 -c '
+import json, sys
+replicas = json.load(sys.stdin)["replicas"]
+sys.exit(0 if len({r["applied"] for r in replicas}) == 1 else 1)' 2>/dev/null && break
+  sleep 0.1
+done
 say "raft status"
 raft status
 say "demo done"

@@ -86,6 +86,8 @@ struct Peer {
     held_since_ms: u64,
     sender: Option<sender::Client>,
     busy: bool,
+    /// The last failure to reach it, logged once (empty: none).
+    last_problem: String,
     retry_after_ms: u64,
     dropped_count: u64,
 }
@@ -193,24 +195,23 @@ impl Outbox {
         let promise = request.send().promise;
         let this = self.clone();
         ww_guest::spawn(async move {
-            let failed = match ww_guest::timeout(Duration::from_millis(CALL_TIMEOUT_MS), promise)
+            let problem = match ww_guest::timeout(Duration::from_millis(CALL_TIMEOUT_MS), promise)
                 .await
             {
-                Ok(result) => result.is_err(),
-                Err(elapsed) => {
-                    eprintln!("raft-replica: a send to raft node {id} got no answer: {elapsed}");
-                    true
-                }
+                Ok(Ok(_)) => None,
+                Ok(Err(err)) => Some(format!("a send to raft node {id} failed: {err}")),
+                Err(elapsed) => Some(format!("a send to raft node {id} got no answer: {elapsed}")),
             };
             let now_ms = ww_guest::now_ms();
             if let Some(peer) = this.peers.borrow_mut().get_mut(&id) {
                 peer.busy = false;
-                if failed {
+                if problem.is_some() {
                     // The peer's replica or host is gone: resolve it again
                     // later (its envelopes are lost; Raft resends).
                     peer.sender = None;
                     peer.retry_after_ms = now_ms + RESOLVE_RETRY_MS;
                 }
+                peer.report(problem);
             }
             this.flush_peer(id, now_ms);
         });
@@ -220,13 +221,15 @@ impl Outbox {
         let this = self.clone();
         ww_guest::spawn(async move {
             let lookup = ops::get_cap::<sender::Client>(&this.root, &path);
-            let sender =
+            let (sender, problem) =
                 match ww_guest::timeout(Duration::from_millis(CALL_TIMEOUT_MS), lookup).await {
-                    Ok(found) => found.ok().flatten(),
-                    Err(elapsed) => {
-                        eprintln!("raft-replica: looking up {path} got no answer: {elapsed}");
-                        None
-                    }
+                    Ok(Ok(Some(found))) => (Some(found), None),
+                    Ok(Ok(None)) => (None, Some(format!("{path} is not anchored"))),
+                    Ok(Err(err)) => (None, Some(format!("looking up {path} failed: {err}"))),
+                    Err(elapsed) => (
+                        None,
+                        Some(format!("looking up {path} got no answer: {elapsed}")),
+                    ),
                 };
             let now_ms = ww_guest::now_ms();
             if let Some(peer) = this.peers.borrow_mut().get_mut(&id) {
@@ -235,6 +238,7 @@ impl Outbox {
                     Some(sender) => peer.sender = Some(sender),
                     None => peer.retry_after_ms = now_ms + RESOLVE_RETRY_MS,
                 }
+                peer.report(problem);
             }
             this.flush_peer(id, now_ms);
         });
@@ -242,6 +246,23 @@ impl Outbox {
 }
 
 impl Peer {
+    /// Logs a failure to reach the peer once, not on every retry, and when
+    /// it is reached again.
+    fn report(&mut self, problem: Option<String>) {
+        match problem {
+            Some(problem) if problem != self.last_problem => {
+                eprintln!("raft-replica: {problem} (retrying every {RESOLVE_RETRY_MS} ms)");
+                self.last_problem = problem;
+            }
+            Some(_) => {}
+            None if !self.last_problem.is_empty() => {
+                eprintln!("raft-replica: reached {} again", self.peer_id);
+                self.last_problem.clear();
+            }
+            None => {}
+        }
+    }
+
     /// Queues `envelope` (after any held commit notices, in order).
     fn queue(&mut self, envelope: Vec<u8>) {
         self.release_held();
