@@ -51,7 +51,7 @@ use raft_client::proto::ReplicaStatus;
 use raft_client::Group;
 use serde_json::{json, Value};
 use ww_tests::cluster::workspace_root;
-use ww_tests::{rom, ww_with_timeout, Host};
+use ww_tests::{cpu_ns, rom, ww_with_timeout, Host};
 
 const VALUE_BYTES: usize = 256;
 const WRITE_KEYS: u64 = 100_000;
@@ -202,10 +202,6 @@ fn write_json(path: &Path, report: &Value) -> Result<()> {
 // ---------------------------------------------------------------------------
 // The cluster
 
-fn start_host(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> Host {
-    Host::start_cached(data_dir, cache_dir, peers)
-}
-
 /// Four hosts with a deployed group; stopped (killed) on drop.
 struct Cluster {
     hosts: Vec<Host>,
@@ -216,11 +212,11 @@ fn start_cluster() -> Result<Cluster> {
     let dir = tempfile::tempdir()?;
     let cache = workspace_root().join("target/bench/ww-cache");
     std::fs::create_dir_all(&cache)?;
-    let first = start_host(&dir.path().join("host0"), &cache, &[]);
+    let first = Host::start_cached(&dir.path().join("host0"), &cache, &[]);
     let bootstrap = first.addr.clone();
     let mut hosts = vec![first];
     for index in 1..4 {
-        hosts.push(start_host(
+        hosts.push(Host::start_cached(
             &dir.path().join(format!("host{index}")),
             &cache,
             &[&bootstrap],
@@ -246,18 +242,6 @@ fn start_cluster() -> Result<Cluster> {
         std::thread::sleep(Duration::from_millis(500));
     }
     Ok(Cluster { hosts, _dir: dir })
-}
-
-/// CPU time used so far by every live thread of process `pid`, in ns.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// CPU of host 0 .. host 3 and of this driver, in ns.

@@ -34,7 +34,7 @@ use libp2p::identity::Keypair;
 use ww::net::{Node, NodeConfig};
 use ww_api::ww_capnp::RestartPolicy;
 use ww_api::{anchor, executor, host, process, sender};
-use ww_tests::Host;
+use ww_tests::{cpu_ns, Host};
 
 /// How long one command may take before the bench gives up.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -95,22 +95,6 @@ fn load_average() -> String {
 
 // ---------------------------------------------------------------------------
 // Hosts, the driver's connection, CPU
-
-fn start_host(data_dir: &Path, cache_dir: &Path, peers: &[&str]) -> Host {
-    Host::start_cached(data_dir, cache_dir, peers)
-}
-
-/// CPU time used so far by every live thread of process `pid`, in ns.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|task| task.ok())
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
 
 fn cpu_of(pids: &[u32]) -> u64 {
     pids.iter().map(|pid| cpu_ns(*pid)).sum()
@@ -436,7 +420,7 @@ async fn spawn_group() -> Result<()> {
     let mut cold = Vec::new();
     let pipelined_ok;
     {
-        let a = start_host(&data_a, &cache_a, &[]);
+        let a = Host::start_cached(&data_a, &cache_a, &[]);
         let host = connect(&node, &a.addr).await?;
         let executor = executor_of(&host);
         // Untimed: the host's first compile, and whether it answers a
@@ -465,7 +449,7 @@ async fn spawn_group() -> Result<()> {
 
     // A restarted host: nothing in memory, every artifact on disk.
     eprintln!("spawn: compiled artifact on disk only");
-    let a = start_host(&data_a, &cache_a, &[]);
+    let a = Host::start_cached(&data_a, &cache_a, &[]);
     let host = connect(&node, &a.addr).await?;
     let executor = executor_of(&host);
     let mut disk = Vec::new();
@@ -494,7 +478,7 @@ async fn spawn_group() -> Result<()> {
 
     // From a guest on the same host, and on another host.
     eprintln!("spawn: from a guest (host A is pid {})", a.pid());
-    let b = start_host(
+    let b = Host::start_cached(
         &dir.path().join("b"),
         &dir.path().join("b-cache"),
         &[a.addr.as_str()],
@@ -694,8 +678,8 @@ async fn rpc_group() -> Result<()> {
     let runs = runs();
     let rom = std::fs::read(ww_tests::rom("bench"))?;
     let dir = tempfile::tempdir()?;
-    let a = start_host(&dir.path().join("a"), &dir.path().join("a-cache"), &[]);
-    let b = start_host(
+    let a = Host::start_cached(&dir.path().join("a"), &dir.path().join("a-cache"), &[]);
+    let b = Host::start_cached(
         &dir.path().join("b"),
         &dir.path().join("b-cache"),
         &[a.addr.as_str()],
@@ -817,8 +801,8 @@ async fn channel_group() -> Result<()> {
     let runs = runs();
     let rom = std::fs::read(ww_tests::rom("bench"))?;
     let dir = tempfile::tempdir()?;
-    let a = start_host(&dir.path().join("a"), &dir.path().join("a-cache"), &[]);
-    let b = start_host(
+    let a = Host::start_cached(&dir.path().join("a"), &dir.path().join("a-cache"), &[]);
+    let b = Host::start_cached(
         &dir.path().join("b"),
         &dir.path().join("b-cache"),
         &[a.addr.as_str()],

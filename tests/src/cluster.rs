@@ -376,6 +376,20 @@ impl Host {
     }
 }
 
+/// CPU time used so far by every live thread of process `pid`, in ns
+/// (`/proc/<pid>/task/*/schedstat`; a host's guests run on its threads, so
+/// they are included). 0 once the process is gone.
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         // `WW_TEST_HOST_LOGS=1`: show what the host logged (warnings and up;

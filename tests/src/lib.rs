@@ -6,4 +6,6 @@
 
 pub mod cluster;
 
-pub use cluster::{rom, wait_until, ww, ww_bin, ww_with_timeout, Cluster, Host, Output, Spawned};
+pub use cluster::{
+    cpu_ns, rom, wait_until, ww, ww_bin, ww_with_timeout, Cluster, Host, Output, Spawned,
+};

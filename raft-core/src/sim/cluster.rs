@@ -173,6 +173,11 @@ impl<W: Workload> Simulation<W> {
             .collect();
         let mut group_bytes = [0u8; 16];
         rng_config.fill(&mut group_bytes);
+        // Drawn last, so the draws above are what they were before it.
+        let config = Config {
+            broadcast_commit: rng_config.below(2) == 0,
+            ..config
+        };
         let mut simulation = Self {
             now_ms: 0,
             phase: Phase::Safety,

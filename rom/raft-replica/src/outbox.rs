@@ -6,17 +6,6 @@
 //! next one ([`raft_client::proto::frame_envelopes`]). A queue over
 //! [`QUEUED_BYTES_MAX`] drops its oldest envelopes: Raft resends what is
 //! lost, and a dead peer must not make this replica hoard memory.
-//!
-//! Commit notices wait: raft-rs sends every follower an append without
-//! entries as soon as the commit index moves (raft-core keeps
-//! `skip_bcast_commit` off), and the follower answers it. At low load that
-//! doubles the channel messages and loop rounds per write on every replica.
-//! An envelope holding nothing but entry-less appends is held back until
-//! the next envelope to that peer (it then travels in the same channel
-//! message), or until the first loop round [`HOLD_MS`] later (the loop
-//! runs at least every tick, 100 ms). Raft tolerates any delay: the
-//! follower learns the commit index a little later, from the next append
-//! or heartbeat, and nothing waits on that.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -44,46 +33,12 @@ const RESOLVE_RETRY_MS: u64 = 500;
 /// off calls that are stuck.
 const CALL_TIMEOUT_MS: u64 = 3_000;
 
-/// Longest a commit notice waits for company (see the module docs).
-pub const HOLD_MS: u64 = 50;
-
-/// Envelopes at least this large carry entries and are never held (an
-/// entry-less append is well under 100 bytes); smaller ones are decoded to
-/// check.
-const HOLD_CHECK_BYTES_MAX: usize = 512;
-
-/// Whether `envelope` holds only appends without entries (commit notices
-/// and probes).
-fn is_commit_notice(envelope: &[u8]) -> bool {
-    if envelope.len() >= HOLD_CHECK_BYTES_MAX {
-        return false;
-    }
-    let limits = raft_core::EnvelopeLimits {
-        max_envelope_bytes: HOLD_CHECK_BYTES_MAX,
-        max_snapshot_bytes: 0,
-        max_messages_count: 64,
-    };
-    match raft_core::Envelope::decode(envelope, &limits) {
-        Ok(decoded) => {
-            !decoded.msgs.is_empty()
-                && decoded.msgs.iter().all(|msg| {
-                    msg.get_msg_type() == raft::eraftpb::MessageType::MsgAppend
-                        && msg.entries.is_empty()
-                })
-        }
-        Err(_) => false,
-    }
-}
-
 #[derive(Default)]
 struct Peer {
     /// The host of the peer, from the membership.
     peer_id: String,
     queued: VecDeque<Vec<u8>>,
     queued_bytes: usize,
-    /// Commit notices held back, and since when.
-    held: Vec<Vec<u8>>,
-    held_since_ms: u64,
     sender: Option<sender::Client>,
     busy: bool,
     /// The last failure to reach it, logged once (empty: none).
@@ -145,16 +100,10 @@ impl Outbox {
             .sum()
     }
 
-    /// Starts sending what is queued, for every peer that is idle; commit
-    /// notices held for [`HOLD_MS`] are queued first.
+    /// Starts sending what is queued, for every peer that is idle.
     pub fn flush(&self, now_ms: u64) {
         let ids: Vec<u64> = self.peers.borrow().keys().copied().collect();
         for id in ids {
-            if let Some(peer) = self.peers.borrow_mut().get_mut(&id) {
-                if !peer.held.is_empty() && now_ms >= peer.held_since_ms + HOLD_MS {
-                    peer.release_held();
-                }
-            }
             self.flush_peer(id, now_ms);
         }
     }
@@ -262,47 +211,19 @@ impl Peer {
             None => {}
         }
     }
-
-    /// Queues `envelope` (after any held commit notices, in order).
-    fn queue(&mut self, envelope: Vec<u8>) {
-        self.release_held();
-        self.push(envelope);
-    }
-
-    /// Queues the held commit notices.
-    fn release_held(&mut self) {
-        for held in std::mem::take(&mut self.held) {
-            self.push(held);
-        }
-    }
-
-    fn push(&mut self, envelope: Vec<u8>) {
-        self.queued_bytes += envelope.len();
-        self.queued.push_back(envelope);
-        while self.queued_bytes > QUEUED_BYTES_MAX && self.queued.len() > 1 {
-            if let Some(old) = self.queued.pop_front() {
-                self.queued_bytes -= old.len();
-                self.dropped_count += 1;
-            }
-        }
-    }
 }
-
-/// Most commit notices held for one peer; past it they are queued.
-const HELD_MAX: usize = 16;
 
 impl Transport for Outbox {
     fn send(&mut self, to: u64, envelope: Vec<u8>) -> Result<(), SendError> {
-        let now_ms = ww_guest::now_ms();
         let mut peers = self.peers.borrow_mut();
         let peer = peers.entry(to).or_default();
-        if is_commit_notice(&envelope) && peer.held.len() < HELD_MAX {
-            if peer.held.is_empty() {
-                peer.held_since_ms = now_ms;
+        peer.queued_bytes += envelope.len();
+        peer.queued.push_back(envelope);
+        while peer.queued_bytes > QUEUED_BYTES_MAX && peer.queued.len() > 1 {
+            if let Some(old) = peer.queued.pop_front() {
+                peer.queued_bytes -= old.len();
+                peer.dropped_count += 1;
             }
-            peer.held.push(envelope);
-        } else {
-            peer.queue(envelope);
         }
         Ok(())
     }
