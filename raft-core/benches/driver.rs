@@ -80,6 +80,9 @@ enum Input {
         seq: u64,
         command: Vec<u8>,
     },
+    Register {
+        nonce: u64,
+    },
     Counters(Sender<Counters>),
     Stop,
 }
@@ -103,7 +106,10 @@ impl Transport for Channels {
 
 /// A proposal's outcome, sent to the client driver.
 struct Done {
+    /// The proposer, or a registration's nonce.
     client_id: u64,
+    /// A registration's new session id.
+    registered: Option<u64>,
     ok: bool,
     error: Option<raft_core::RequestError>,
 }
@@ -158,6 +164,17 @@ fn replica(
                     if let Err(error) = node.propose(client_id, seq, now_ms(), command) {
                         let _ = done.send(Done {
                             client_id,
+                            registered: None,
+                            ok: false,
+                            error: Some(error),
+                        });
+                    }
+                }
+                Input::Register { nonce } => {
+                    if let Err(error) = node.register(nonce, now_ms()) {
+                        let _ = done.send(Done {
+                            client_id: nonce,
+                            registered: None,
                             ok: false,
                             error: Some(error),
                         });
@@ -187,6 +204,15 @@ fn replica(
                 } => {
                     let _ = done.send(Done {
                         client_id,
+                        registered: None,
+                        ok: result.is_ok(),
+                        error: result.err(),
+                    });
+                }
+                Output::Registered { nonce, result } => {
+                    let _ = done.send(Done {
+                        client_id: nonce,
+                        registered: result.as_ref().ok().copied(),
                         ok: result.is_ok(),
                         error: result.err(),
                     });
@@ -240,6 +266,7 @@ impl Cluster {
                 id,
                 voters: voters.clone(),
                 max_sessions_count: 10_000,
+                session_timeout_ms: 3_600_000,
             };
             let node = Node::bootstrap(
                 FsDir::open(dir.path()).expect("dir"),
@@ -320,7 +347,46 @@ fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
     sorted[at].as_secs_f64() * 1000.0
 }
 
+/// Registers one session per client (nonces `client_base + c`); returns
+/// their ids by client.
+fn register(cluster: &Cluster, clients: usize, client_base: u64) -> Vec<u64> {
+    let mut ids = vec![0u64; clients];
+    let mut missing = clients;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while missing > 0 {
+        assert!(Instant::now() < deadline, "registration did not finish");
+        let leader = cluster.leader.load(Ordering::SeqCst).max(1);
+        for (c, id) in ids.iter().enumerate() {
+            if *id == 0 {
+                let nonce = client_base + c as u64;
+                let _ = cluster.inboxes[(leader - 1) as usize].send(Input::Register { nonce });
+            }
+        }
+        while let Ok(done) = cluster.done.recv_timeout(Duration::from_millis(500)) {
+            let Some(c) = done
+                .client_id
+                .checked_sub(client_base)
+                .map(|c| c as usize)
+                .filter(|c| *c < clients)
+            else {
+                continue;
+            };
+            if let (Some(id), 0) = (done.registered, ids[c]) {
+                ids[c] = id;
+                missing -= 1;
+            }
+            if missing == 0 {
+                break;
+            }
+        }
+    }
+    ids
+}
+
 fn run_level(cluster: &Cluster, clients: usize, client_base: u64) -> Row {
+    let ids = register(cluster, clients, client_base);
+    let by_id: std::collections::HashMap<u64, usize> =
+        ids.iter().enumerate().map(|(c, id)| (*id, c)).collect();
     let mut seq = vec![0u64; clients];
     let mut sent_at = vec![Instant::now(); clients];
     let value = vec![0xA5u8; VALUE_BYTES];
@@ -335,7 +401,7 @@ fn run_level(cluster: &Cluster, clients: usize, client_base: u64) -> Row {
         let inbox = &cluster.inboxes[(leader - 1) as usize];
         let mut command = (c as u64).to_le_bytes().to_vec();
         command.extend_from_slice(&value);
-        let client_id = client_base + c as u64;
+        let client_id = ids[c];
         inbox
             .send(Input::Propose {
                 client_id,
@@ -365,12 +431,7 @@ fn run_level(cluster: &Cluster, clients: usize, client_base: u64) -> Row {
         let Ok(done) = cluster.done.recv_timeout(Duration::from_secs(5)) else {
             panic!("no progress for 5 s with {clients} clients");
         };
-        let Some(c) = done
-            .client_id
-            .checked_sub(client_base)
-            .map(|c| c as usize)
-            .filter(|c| *c < clients)
-        else {
+        let Some(&c) = by_id.get(&done.client_id).filter(|_| done.registered.is_none()) else {
             continue; // a late outcome from the previous level
         };
         if done.ok {

@@ -9,8 +9,13 @@ use serde::{Deserialize, Serialize};
 use crate::session::Session;
 
 const COMMAND_FORMAT: u8 = 1;
+/// Distinct from [`COMMAND_FORMAT`]: both are normal entries, told apart by
+/// their first byte.
+const REGISTER_FORMAT: u8 = 2;
 const CHANGE_FORMAT: u8 = 1;
-const SNAPSHOT_FORMAT: u8 = 1;
+/// 2: sessions carry their log time and command digest, and the snapshot
+/// the session timeout.
+const SNAPSHOT_FORMAT: u8 = 2;
 
 /// A normal entry proposed through [`crate::Node::propose`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +25,14 @@ pub(crate) struct CommandEntry {
     /// Stamped by the proposer; see [`crate::ApplyContext::time_ms`].
     pub(crate) time_ms: u64,
     pub(crate) command: Vec<u8>,
+}
+
+/// A normal entry proposed through [`crate::Node::register`]: opens a
+/// client session whose id is this entry's log index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RegisterEntry {
+    /// Stamped by the proposer; the session's first activity.
+    pub(crate) time_ms: u64,
 }
 
 /// The context of a membership change entry: what the change carries
@@ -38,6 +51,8 @@ pub(crate) struct SnapshotData {
     pub(crate) group_id: u128,
     /// The session table bound, fixed at bootstrap.
     pub(crate) max_sessions_count: u64,
+    /// Log time after which an idle session expires, fixed at bootstrap.
+    pub(crate) session_timeout_ms: u64,
     /// The last `ApplyContext::time_ms` applied.
     pub(crate) last_time_ms: u64,
     /// Node metadata by raft id.
@@ -75,6 +90,16 @@ impl CommandEntry {
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         decode(COMMAND_FORMAT, bytes)
+    }
+}
+
+impl RegisterEntry {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        encode(REGISTER_FORMAT, self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        decode(REGISTER_FORMAT, bytes)
     }
 }
 
@@ -116,9 +141,17 @@ mod tests {
             metadata: vec![(4, b"12D3KooW".to_vec())],
         };
         assert_eq!(ChangeContext::decode(&context.encode()), Some(context));
+        let register = RegisterEntry { time_ms: 77 };
+        assert_eq!(RegisterEntry::decode(&register.encode()), Some(register.clone()));
+        assert_eq!(
+            CommandEntry::decode(&register.encode()),
+            None,
+            "a register entry is never read as a command"
+        );
         let data = SnapshotData {
             group_id: u128::MAX - 5,
             max_sessions_count: 10,
+            session_timeout_ms: 60_000,
             last_time_ms: 5,
             metadata: vec![(1, vec![1])],
             removed_ids: vec![7],
@@ -127,6 +160,8 @@ mod tests {
                 Session {
                     last_seq: 1,
                     last_index: 3,
+                    last_time_ms: 4,
+                    digest: 5,
                     result: vec![4],
                 },
             )],
@@ -155,6 +190,7 @@ mod tests {
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = CommandEntry::decode(&bytes);
             let _ = ChangeContext::decode(&bytes);
+            let _ = RegisterEntry::decode(&bytes);
             let _ = SnapshotData::decode(&bytes);
         }
     }

@@ -136,6 +136,27 @@ pub enum RequestError {
         /// The client's last applied sequence number.
         last_seq: u64,
     },
+    /// The client's session does not exist: it was never registered, or
+    /// it expired (idle past the group's session timeout) or was evicted
+    /// (more clients than the table holds). The command did not apply
+    /// now; an earlier attempt of it may have. Not retryable as is:
+    /// register a new session.
+    #[error("client session {client_id} is unknown or expired; register a new session")]
+    SessionExpired {
+        /// The client.
+        client_id: u64,
+    },
+    /// The client's last applied command had this `seq` and other bytes:
+    /// two commands share one `(client_id, seq)`. Not retryable: it is a
+    /// client bug (or two clients share an id), and answering with the
+    /// other command's result would be a silent wrong answer.
+    #[error("client {client_id} reused sequence {seq} for a different command")]
+    SessionConflict {
+        /// The client.
+        client_id: u64,
+        /// The reused sequence number.
+        seq: u64,
+    },
     /// A membership change that cannot apply to the current configuration
     /// (unknown node, already a member, last voter). Not retryable as is.
     #[error("membership change refused: {0}")]
@@ -164,6 +185,8 @@ impl RequestError {
             | RequestError::Stopped(_) => true,
             RequestError::TooLarge { .. }
             | RequestError::StaleSequence { .. }
+            | RequestError::SessionExpired { .. }
+            | RequestError::SessionConflict { .. }
             | RequestError::InvalidMembershipChange(_) => false,
         }
     }

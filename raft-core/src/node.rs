@@ -13,7 +13,7 @@ use raft::eraftpb::{
 use raft::{RawNode, StateRole};
 use slog::Logger;
 
-use crate::command::{ChangeContext, CommandEntry, SnapshotData};
+use crate::command::{ChangeContext, CommandEntry, RegisterEntry, SnapshotData};
 use crate::config::Config;
 use crate::envelope::{Envelope, EnvelopeLimits};
 use crate::error::{DropReason, Error, RequestError};
@@ -21,7 +21,7 @@ use crate::identity::{self, Identity};
 use crate::membership::Membership;
 use crate::output::{ChangeId, Counters, Output, PeerProgress, ReadId, Role, Status};
 use crate::rng::Rng;
-use crate::session::Sessions;
+use crate::session::{command_digest, Sessions};
 use crate::state_machine::StateMachine;
 use crate::storage::dir::Dir;
 use crate::storage::LogStore;
@@ -40,6 +40,11 @@ pub struct Bootstrap {
     /// Bound of the replicated client session table; fixed for the life of
     /// the group. Use more than the number of clients ever active at once.
     pub max_sessions_count: u64,
+    /// Log time after which an idle client session expires (its next
+    /// command gets [`RequestError::SessionExpired`]); fixed for the life
+    /// of the group. Use more than the longest a client retries one
+    /// command.
+    pub session_timeout_ms: u64,
 }
 
 /// How to prepare a replica that will join an existing group as a learner
@@ -76,12 +81,42 @@ impl Options {
 /// A proposal waiting for its entry to apply.
 #[derive(Debug)]
 pub(crate) struct PendingProposal {
+    /// 0 for a registration, whose `seq` is the caller's nonce.
     pub(crate) client_id: u64,
     pub(crate) seq: u64,
+    /// A registration ([`Node::register`]) rather than a command.
+    pub(crate) register: bool,
+    /// [`crate::session::command_digest`] of the command.
+    pub(crate) digest: u64,
     /// The term it was appended in: the entry at its index is this
     /// proposal only if its term matches (Log Matching).
     pub(crate) term: u64,
     pub(crate) deadline_tick: u64,
+}
+
+impl PendingProposal {
+    /// The output that reports `result` to this proposal's caller. A
+    /// registration's `Ok` carries the new client id (8 bytes, little
+    /// endian).
+    pub(crate) fn outcome(&self, result: Result<Vec<u8>, RequestError>) -> Output {
+        if self.register {
+            let result = result.map(|bytes| {
+                let id: [u8; 8] = bytes.as_slice().try_into().unwrap_or([0; 8]);
+                u64::from_le_bytes(id)
+            });
+            debug_assert!(result != Ok(0), "a registration applies to a non-zero id");
+            Output::Registered {
+                nonce: self.seq,
+                result,
+            }
+        } else {
+            Output::Proposal {
+                client_id: self.client_id,
+                seq: self.seq,
+                result,
+            }
+        }
+    }
 }
 
 /// A membership change waiting for its entry to apply.
@@ -208,10 +243,16 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 "max_sessions_count must be at least 1".into(),
             ));
         }
+        if bootstrap.session_timeout_ms == 0 {
+            return Err(Error::InvalidBootstrap(
+                "session_timeout_ms must be at least 1".into(),
+            ));
+        }
         prepare_empty_dir(&mut dir)?;
         let data = SnapshotData {
             group_id: bootstrap.group_id,
             max_sessions_count: bootstrap.max_sessions_count,
+            session_timeout_ms: bootstrap.session_timeout_ms,
             last_time_ms: 0,
             metadata: bootstrap.voters.clone(),
             removed_ids: Vec::new(),
@@ -338,13 +379,17 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                     reason,
                 })?;
             (
-                Sessions::from_entries(data.max_sessions_count, data.sessions),
+                Sessions::from_entries(
+                    data.max_sessions_count,
+                    data.session_timeout_ms,
+                    data.sessions,
+                ),
                 data.metadata.into_iter().collect(),
                 data.removed_ids.into_iter().collect(),
                 data.last_time_ms,
             )
         } else {
-            (Sessions::new(1), BTreeMap::new(), BTreeSet::new(), 0)
+            (Sessions::new(1, 1), BTreeMap::new(), BTreeSet::new(), 0)
         };
         let logger = options.logger.unwrap_or_else(discard_logger);
         // The state machine is rebuilt from the snapshot, so its durable
@@ -500,10 +545,13 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
 
     /// Proposes a command for the state machine, on the leader.
     ///
-    /// `(client_id, seq)` identifies the command: a client numbers its
-    /// commands with increasing `seq` and has at most one outstanding; a
-    /// retry with the same pair applies at most once and gets the first
-    /// result (client id 0 opts out of this). `time_ms` is the proposer's
+    /// `(client_id, seq)` identifies the command: `client_id` comes from
+    /// [`Node::register`]; a client numbers its commands with increasing
+    /// `seq` and has at most one outstanding; a retry with the same pair and
+    /// the same bytes applies at most once and gets the first result, and
+    /// the same pair with other bytes gets [`RequestError::SessionConflict`]
+    /// (client id 0 opts out of all this: for commands never retried, such
+    /// as a replica's own clock ticks). `time_ms` is the proposer's
     /// clock (milliseconds since the Unix epoch): the state machine sees
     /// `max(previous, time_ms)` as [`crate::ApplyContext::time_ms`].
     ///
@@ -516,8 +564,9 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     ///
     /// Immediately, without proposing: [`RequestError::NotLeader`],
     /// [`RequestError::TooLarge`], [`RequestError::Overloaded`],
-    /// [`RequestError::Dropped`] (raft-rs refused it), or
-    /// [`RequestError::Stopped`].
+    /// [`RequestError::Dropped`] (raft-rs refused it),
+    /// [`RequestError::SessionConflict`] (the pair is pending here with
+    /// other bytes), or [`RequestError::Stopped`].
     pub fn propose(
         &mut self,
         client_id: u64,
@@ -532,13 +581,16 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 max_bytes: self.config.max_command_bytes,
             });
         }
-        if client_id != 0 && self.proposals_by_key.contains_key(&(client_id, seq)) {
-            return Ok(());
-        }
-        if self.proposals.len() >= self.config.max_pending_proposals_count {
-            return Err(RequestError::Overloaded {
-                pending_count: self.proposals.len(),
-            });
+        let digest = command_digest(&command);
+        if client_id != 0 {
+            if let Some(index) = self.proposals_by_key.get(&(client_id, seq)) {
+                let same = self.proposals.get(index).is_some_and(|p| p.digest == digest);
+                return if same {
+                    Ok(())
+                } else {
+                    Err(RequestError::SessionConflict { client_id, seq })
+                };
+            }
         }
         let data = CommandEntry {
             client_id,
@@ -547,6 +599,41 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             command,
         }
         .encode();
+        self.append_proposal(client_id, seq, false, digest, data)
+    }
+
+    /// Registers a new client session, on the leader (Raft dissertation,
+    /// section 6.3). The session's client id is the log index of the
+    /// register entry: unique by construction. `nonce` is the caller's own
+    /// label for the outcome; `time_ms` as in [`Node::propose`].
+    ///
+    /// The outcome comes later as [`Output::Registered`] with the new client
+    /// id, or a retryable error. A registration whose answer was lost may
+    /// still have applied; registering again just opens another session,
+    /// and the orphan expires.
+    ///
+    /// # Errors
+    ///
+    /// Immediately, as [`Node::propose`].
+    pub fn register(&mut self, nonce: u64, time_ms: u64) -> Result<(), RequestError> {
+        self.require_leader()?;
+        let data = RegisterEntry { time_ms }.encode();
+        self.append_proposal(0, nonce, true, command_digest(&[]), data)
+    }
+
+    fn append_proposal(
+        &mut self,
+        client_id: u64,
+        seq: u64,
+        register: bool,
+        digest: u64,
+        data: Vec<u8>,
+    ) -> Result<(), RequestError> {
+        if self.proposals.len() >= self.config.max_pending_proposals_count {
+            return Err(RequestError::Overloaded {
+                pending_count: self.proposals.len(),
+            });
+        }
         let before = self.raw.raft.raft_log.last_index();
         self.raw
             .propose(Vec::new(), data)
@@ -563,16 +650,15 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         let pending = PendingProposal {
             client_id,
             seq,
+            register,
+            digest,
             term,
             deadline_tick: self.deadline(),
         };
         if let Some(old) = self.proposals.insert(index, pending) {
             self.proposals_by_key.remove(&(old.client_id, old.seq));
-            self.outputs.push_back(Output::Proposal {
-                client_id: old.client_id,
-                seq: old.seq,
-                result: Err(RequestError::Superseded { index }),
-            });
+            self.outputs
+                .push_back(old.outcome(Err(RequestError::Superseded { index })));
         }
         if client_id != 0 {
             self.proposals_by_key.insert((client_id, seq), index);
@@ -866,11 +952,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         for index in expired {
             if let Some(p) = self.proposals.remove(&index) {
                 self.proposals_by_key.remove(&(p.client_id, p.seq));
-                self.outputs.push_back(Output::Proposal {
-                    client_id: p.client_id,
-                    seq: p.seq,
-                    result: Err(timed_out.clone()),
-                });
+                self.outputs.push_back(p.outcome(Err(timed_out.clone())));
             }
         }
         let expired: Vec<u64> = self

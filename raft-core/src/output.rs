@@ -26,6 +26,14 @@ pub enum Output {
         /// The state machine's result, or why there is none.
         result: Result<Vec<u8>, RequestError>,
     },
+    /// The outcome of a session registration made on this node with
+    /// [`crate::Node::register`].
+    Registered {
+        /// The caller's nonce.
+        nonce: u64,
+        /// The new session's client id, or why there is none.
+        result: Result<u64, RequestError>,
+    },
     /// The outcome of a linearizable read.
     Read {
         /// The read.
@@ -128,6 +136,11 @@ pub struct Counters {
     pub commands_applied_count: u64,
     /// Retried commands answered from the session table.
     pub commands_deduplicated_count: u64,
+    /// Client sessions registered (on every replica, as they apply).
+    pub sessions_registered_count: u64,
+    /// Commands refused because their `(client_id, seq)` had applied with
+    /// other bytes: each one is a client bug made loud.
+    pub session_conflicts_count: u64,
     /// Normal entries whose payload did not decode (applied as no-ops).
     pub undecodable_entries_count: u64,
     /// Snapshots this replica took of its own state.

@@ -22,12 +22,12 @@ use raft::eraftpb::{
 };
 use raft::{SnapshotStatus, StateRole};
 
-use crate::command::{ChangeContext, CommandEntry, SnapshotData};
+use crate::command::{ChangeContext, CommandEntry, RegisterEntry, SnapshotData};
 use crate::envelope::{pack, EnvelopeKind};
 use crate::error::{Error, RequestError};
 use crate::node::{Node, ReadBatch};
 use crate::output::{Event, Output, Role};
-use crate::session::{SessionCheck, Sessions};
+use crate::session::{command_digest, SessionCheck, Sessions};
 use crate::state_machine::{ApplyContext, StateMachine};
 use crate::storage::dir::Dir;
 use crate::transport::Transport;
@@ -244,7 +244,11 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         self.state_machine
             .restore(&data.state)
             .map_err(|reason| Error::Restore { index, reason })?;
-        self.sessions = Sessions::from_entries(data.max_sessions_count, data.sessions);
+        self.sessions = Sessions::from_entries(
+            data.max_sessions_count,
+            data.session_timeout_ms,
+            data.sessions,
+        );
         self.metadata = data.metadata.into_iter().collect();
         self.removed_ids = data.removed_ids.into_iter().collect();
         self.last_time_ms = data.last_time_ms;
@@ -259,11 +263,8 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             if let Some(p) = self.proposals.remove(&i) {
                 self.proposals_by_key.remove(&(p.client_id, p.seq));
                 let ticks = self.config.request_timeout_ticks;
-                self.outputs.push_back(Output::Proposal {
-                    client_id: p.client_id,
-                    seq: p.seq,
-                    result: Err(RequestError::TimedOut { ticks }),
-                });
+                self.outputs
+                    .push_back(p.outcome(Err(RequestError::TimedOut { ticks })));
             }
         }
         let covered: Vec<u64> = self.changes.range(..=index).map(|(i, _)| *i).collect();
@@ -335,11 +336,9 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     fn supersede_at(&mut self, entry: &Entry) {
         if let Some(p) = self.proposals.remove(&entry.index) {
             self.proposals_by_key.remove(&(p.client_id, p.seq));
-            self.outputs.push_back(Output::Proposal {
-                client_id: p.client_id,
-                seq: p.seq,
-                result: Err(RequestError::Superseded { index: entry.index }),
-            });
+            self.outputs.push_back(p.outcome(Err(RequestError::Superseded {
+                index: entry.index,
+            })));
         }
         if let Some(c) = self.changes.remove(&entry.index) {
             let error = if c.term == entry.term {
@@ -363,14 +362,18 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             return;
         }
         let Some(command) = CommandEntry::decode(&entry.data) else {
+            if let Some(register) = RegisterEntry::decode(&entry.data) {
+                self.apply_register(entry, &register);
+                return;
+            }
             // Deterministic on every replica: all skip the same entry.
             self.counters.undecodable_entries_count += 1;
             self.supersede_at(entry);
             return;
         };
-        let time_ms = self.last_time_ms.max(command.time_ms);
-        self.last_time_ms = time_ms;
-        let result = match self.sessions.check(command.client_id, command.seq) {
+        let time_ms = self.advance_log_time(command.time_ms);
+        let digest = command_digest(&command.command);
+        let result = match self.sessions.check(command.client_id, command.seq, digest) {
             SessionCheck::Apply => {
                 let ctx = ApplyContext {
                     index: entry.index,
@@ -379,8 +382,14 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 };
                 let result = self.state_machine.apply(&ctx, &command.command);
                 self.counters.commands_applied_count += 1;
-                self.sessions
-                    .record(command.client_id, command.seq, entry.index, result.clone());
+                self.sessions.record(
+                    command.client_id,
+                    command.seq,
+                    entry.index,
+                    time_ms,
+                    digest,
+                    result.clone(),
+                );
                 Ok(result)
             }
             SessionCheck::Duplicate(result) => {
@@ -391,6 +400,16 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 client_id: command.client_id,
                 seq: command.seq,
                 last_seq,
+            }),
+            SessionCheck::Conflict => {
+                self.counters.session_conflicts_count += 1;
+                Err(RequestError::SessionConflict {
+                    client_id: command.client_id,
+                    seq: command.seq,
+                })
+            }
+            SessionCheck::Expired => Err(RequestError::SessionExpired {
+                client_id: command.client_id,
             }),
         };
         let ours = self.proposals.get(&entry.index).is_some_and(|p| {
@@ -411,13 +430,36 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             if let Some(index) = index {
                 if let Some(p) = self.proposals.remove(&index) {
                     self.proposals_by_key.remove(&(p.client_id, p.seq));
-                    self.outputs.push_back(Output::Proposal {
-                        client_id: p.client_id,
-                        seq: p.seq,
-                        result,
-                    });
+                    self.outputs.push_back(p.outcome(result));
                 }
             }
+        }
+    }
+
+    /// Log time at an entry stamped `time_ms`: never decreases along the
+    /// log. Sessions idle past their timeout at that time expire first.
+    fn advance_log_time(&mut self, time_ms: u64) -> u64 {
+        let time_ms = self.last_time_ms.max(time_ms);
+        self.last_time_ms = time_ms;
+        self.sessions.expire(time_ms);
+        time_ms
+    }
+
+    fn apply_register(&mut self, entry: &Entry, register: &RegisterEntry) {
+        let time_ms = self.advance_log_time(register.time_ms);
+        let client_id = self.sessions.register(entry.index, time_ms);
+        self.counters.sessions_registered_count += 1;
+        let ours = self
+            .proposals
+            .get(&entry.index)
+            .is_some_and(|p| p.term == entry.term && p.register);
+        if !ours {
+            self.supersede_at(entry);
+            return;
+        }
+        if let Some(p) = self.proposals.remove(&entry.index) {
+            self.outputs
+                .push_back(p.outcome(Ok(client_id.to_le_bytes().to_vec())));
         }
     }
 
@@ -559,6 +601,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         let data = SnapshotData {
             group_id: self.group_id,
             max_sessions_count: self.sessions.max_sessions_count(),
+            session_timeout_ms: self.sessions.session_timeout_ms(),
             last_time_ms: self.last_time_ms,
             metadata: self
                 .metadata

@@ -14,9 +14,10 @@ use raft_core::{
 fn a_write_commits_and_a_read_sees_it() {
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     let put = KvOp::Put { key: 1, value: 42 };
     assert_eq!(
-        decode(&group.write(leader, 7, 1, &put).expect("put")),
+        decode(&group.write(leader, client, 1, &put).expect("put")),
         KvResult::Done
     );
 
@@ -71,8 +72,9 @@ fn a_retried_command_applies_once_even_after_restarts() {
     // CAS, restart every replica, retry the CAS with the same seq.
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     group
-        .write(leader, 9, 1, &KvOp::Put { key: 0, value: 1 })
+        .write(leader, client, 1, &KvOp::Put { key: 0, value: 1 })
         .expect("put");
     let cas = KvOp::Cas {
         key: 0,
@@ -80,7 +82,7 @@ fn a_retried_command_applies_once_even_after_restarts() {
         new: 2,
     };
     assert_eq!(
-        decode(&group.write(leader, 9, 2, &cas).expect("cas")),
+        decode(&group.write(leader, client, 2, &cas).expect("cas")),
         KvResult::Swapped(true)
     );
     for id in 1..=3 {
@@ -89,16 +91,16 @@ fn a_retried_command_applies_once_even_after_restarts() {
     let leader = group.elect();
     // Applying it again would answer Swapped(false): the value is 2 now.
     assert_eq!(
-        decode(&group.write(leader, 9, 2, &cas).expect("retry")),
+        decode(&group.write(leader, client, 2, &cas).expect("retry")),
         KvResult::Swapped(true)
     );
     let stale = group
-        .write(leader, 9, 1, &KvOp::Put { key: 0, value: 5 })
+        .write(leader, client, 1, &KvOp::Put { key: 0, value: 5 })
         .expect_err("stale");
     assert_eq!(
         stale,
         RequestError::StaleSequence {
-            client_id: 9,
+            client_id: client,
             seq: 1,
             last_seq: 2
         }
@@ -132,6 +134,7 @@ fn apply_time_never_goes_backwards() {
         id: 1,
         voters: vec![(1, vec![])],
         max_sessions_count: 10,
+        session_timeout_ms: common::SESSION_TIMEOUT_MS,
     };
     let mut node = Node::bootstrap(
         FsDir::open(dir.path()).expect("dir"),
@@ -151,7 +154,8 @@ fn apply_time_never_goes_backwards() {
     }
     assert!(node.is_leader(), "a single voter elects itself");
     for (seq, time_ms) in [(1, 5_000), (2, 3_000), (3, 7_000)] {
-        node.propose(1, seq, time_ms, vec![]).expect("propose");
+        // Client 0: no session (these are never retried).
+        node.propose(0, seq, time_ms, vec![]).expect("propose");
         node.process(&mut wire).expect("process");
     }
     assert_eq!(node.state_machine().0, vec![5_000, 5_000, 7_000]);
@@ -173,6 +177,7 @@ fn forged_and_garbage_messages_are_dropped_without_panic() {
     // heartbeat whose commit lies beyond the log; the driver drops it.
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let term = group.node(follower).status().term;
 
@@ -263,7 +268,7 @@ fn forged_and_garbage_messages_are_dropped_without_panic() {
     }
     // The group still works.
     group
-        .write(leader, 1, 1, &KvOp::Put { key: 2, value: 3 })
+        .write(leader, client, 1, &KvOp::Put { key: 2, value: 3 })
         .expect("the group still serves");
     assert!(group.node(follower).counters().messages_dropped_count >= 7);
 }
@@ -275,8 +280,9 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
     // snapshot: the log starts at 2), promote it, remove replica 1 or 2.
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     group
-        .write(leader, 1, 1, &KvOp::Put { key: 0, value: 10 })
+        .write(leader, client, 1, &KvOp::Put { key: 0, value: 10 })
         .expect("put");
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -370,7 +376,7 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
         Some(DropReason::RemovedSender { from: victim })
     );
     group
-        .write(leader, 1, 2, &KvOp::Put { key: 0, value: 11 })
+        .write(leader, client, 2, &KvOp::Put { key: 0, value: 11 })
         .expect("still serves");
 }
 
@@ -378,8 +384,9 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
 fn leadership_transfers_on_request() {
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     group
-        .write(leader, 1, 1, &KvOp::Put { key: 0, value: 1 })
+        .write(leader, client, 1, &KvOp::Put { key: 0, value: 1 })
         .expect("put");
     let target = (1..=3).find(|id| *id != leader).expect("another voter");
     group
@@ -395,14 +402,15 @@ fn a_minority_cannot_commit_and_the_request_is_retryable() {
     // a retryable outcome (superseded or timed out), never a false Ok.
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     group.isolated[(leader - 1) as usize] = true;
     group
         .node(leader)
-        .propose(5, 1, 0, encode(&KvOp::Put { key: 3, value: 3 }))
+        .propose(client, 1, 0, encode(&KvOp::Put { key: 3, value: 3 }))
         .expect("accepted locally");
     let mut outcome = None;
     group.run_until(500, "an outcome", |g| {
-        outcome = g.take_proposal(leader, 5, 1);
+        outcome = g.take_proposal(leader, client, 1);
         outcome.is_some()
     });
     let error = outcome
@@ -412,7 +420,7 @@ fn a_minority_cannot_commit_and_the_request_is_retryable() {
     group.isolated[(leader - 1) as usize] = false;
     let new_leader = group.elect();
     group
-        .write(new_leader, 5, 1, &KvOp::Put { key: 3, value: 3 })
+        .write(new_leader, client, 1, &KvOp::Put { key: 3, value: 3 })
         .expect("the retry succeeds");
 }
 
@@ -429,9 +437,10 @@ fn opening_refuses_empty_corrupt_and_reused_directories() {
 
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     for seq in 1..=20 {
         group
-            .write(leader, 1, seq, &KvOp::Put { key: 0, value: seq })
+            .write(leader, client, seq, &KvOp::Put { key: 0, value: seq })
             .expect("put");
     }
     let bootstrap = Bootstrap {
@@ -439,6 +448,7 @@ fn opening_refuses_empty_corrupt_and_reused_directories() {
         id: 1,
         voters: vec![(1, vec![])],
         max_sessions_count: 10,
+        session_timeout_ms: common::SESSION_TIMEOUT_MS,
     };
     let again = Node::bootstrap(
         FsDir::open(group.dirs[0].path()).expect("dir"),
@@ -486,16 +496,17 @@ fn fsyncs_are_batched_per_ready() {
     // one Ready: one frame, one fsync on the leader.
     let mut group = Group::bootstrap(3);
     let leader = group.elect();
+    let client = group.register(leader);
     group
-        .write(leader, 1, 1, &KvOp::Put { key: 0, value: 0 })
+        .write(leader, client, 1, &KvOp::Put { key: 0, value: 0 })
         .expect("warm up");
     let before = group.node(leader).counters().storage;
     for client in 10..110 {
         group
             .node(leader)
             .propose(
+                0,
                 client,
-                1,
                 0,
                 encode(&KvOp::Put {
                     key: 1,
@@ -520,4 +531,97 @@ fn fsyncs_are_batched_per_ready() {
     let mut peers: Vec<u64> = wire.queue.iter().map(|(to, _)| *to).collect();
     peers.sort_unstable();
     assert_eq!(peers.len(), 2, "{peers:?}");
+}
+
+#[test]
+fn sessions_registered_at_the_same_instant_never_collide() {
+    // Goal: the collision that lost acknowledged writes cannot happen.
+    // Before sessions were registered through the log, a client id came
+    // from the client's clock; two clients starting in the same
+    // millisecond shared `(client_id, seq = 1)`, and the second put was
+    // answered with the first one's result without applying. Method: two
+    // clients register with the same clock, each puts its own value with
+    // seq 1; then a forced collision (one id, one seq, other bytes).
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    let a = group.try_register(leader, 5_000).expect("register a");
+    let b = group.try_register(leader, 5_000).expect("register b");
+    assert_ne!(a, b, "ids are log indexes: unique by construction");
+    for (client, key) in [(a, 1), (b, 2)] {
+        let put = KvOp::Put {
+            key,
+            value: u64::from(key) * 10,
+        };
+        assert_eq!(
+            decode(&group.write_at(leader, client, 1, 5_000, &put).expect("put")),
+            KvResult::Done
+        );
+    }
+    // Both applied: each key holds its own value.
+    let applied = group.node(leader).counters().commands_applied_count;
+    let collide = KvOp::Put { key: 1, value: 99 };
+    let error = group
+        .write_at(leader, b, 1, 5_000, &collide)
+        .expect_err("same (client, seq), other bytes");
+    assert_eq!(error, RequestError::SessionConflict { client_id: b, seq: 1 });
+    assert!(!error.is_retryable());
+    assert_eq!(
+        group.node(leader).counters().commands_applied_count,
+        applied,
+        "nothing applied"
+    );
+    assert_eq!(group.node(leader).counters().session_conflicts_count, 1);
+    // A true retry (same bytes) still gets the first result.
+    let retry = KvOp::Put { key: 2, value: 20 };
+    assert_eq!(
+        decode(&group.write_at(leader, b, 1, 5_000, &retry).expect("retry")),
+        KvResult::Done
+    );
+}
+
+#[test]
+fn an_unknown_or_expired_session_is_refused_loudly() {
+    // Goal: a command from a session the group does not hold (never
+    // registered, or idle past the timeout in log time) gets a clear,
+    // non-retryable error and applies nothing.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    let error = group
+        .write(leader, 424_242, 1, &KvOp::Put { key: 0, value: 1 })
+        .expect_err("never registered");
+    assert_eq!(error, RequestError::SessionExpired { client_id: 424_242 });
+    assert!(!error.is_retryable());
+
+    let idle = group.try_register(leader, 1_000).expect("register");
+    let busy = group.try_register(leader, 1_000).expect("register");
+    group
+        .write_at(leader, idle, 1, 1_000, &KvOp::Put { key: 0, value: 1 })
+        .expect("put");
+    let mid_ms = 1_000 + common::SESSION_TIMEOUT_MS / 2;
+    group
+        .write_at(leader, busy, 1, mid_ms, &KvOp::Put { key: 1, value: 0 })
+        .expect("put");
+    // Log time moves past the idle session's timeout (not the busy one's).
+    let later_ms = 1_000 + common::SESSION_TIMEOUT_MS + 1;
+    group
+        .write_at(leader, busy, 2, later_ms, &KvOp::Put { key: 1, value: 1 })
+        .expect("put");
+    let applied = group.node(leader).counters().commands_applied_count;
+    let error = group
+        .write_at(leader, idle, 2, later_ms, &KvOp::Put { key: 0, value: 2 })
+        .expect_err("expired");
+    assert_eq!(error, RequestError::SessionExpired { client_id: idle });
+    assert_eq!(group.node(leader).counters().commands_applied_count, applied);
+    // Expiry is replicated state: it survives restarts like the rest.
+    for id in 1..=3 {
+        group.restart(id);
+    }
+    let leader = group.elect();
+    let error = group
+        .write_at(leader, idle, 2, later_ms, &KvOp::Put { key: 0, value: 2 })
+        .expect_err("still expired");
+    assert_eq!(error, RequestError::SessionExpired { client_id: idle });
+    group
+        .write_at(leader, busy, 3, later_ms, &KvOp::Put { key: 1, value: 2 })
+        .expect("the busy session lives on");
 }

@@ -20,7 +20,9 @@ use crate::sim::{SimFailure, SimOptions, SimReport};
 use crate::state_machine::StateMachine;
 
 /// Client ids start here (0 opts out of sessions).
-const CLIENT_ID_BASE: u64 = 1_000;
+/// Log time after which an idle session expires: longer than any run, so
+/// a client's session never expires under it (expiry has its own tests).
+const SESSION_TIMEOUT_MS: u64 = 24 * 3_600_000;
 /// A client gives up on a node after this long and retries elsewhere.
 const ATTEMPT_TIMEOUT_MS: u64 = 1_000;
 /// Events kept for failure reports.
@@ -73,8 +75,17 @@ struct PendingRequest {
     retry_at_ms: u64,
 }
 
+/// A registration in flight: the node asked, and until when.
+struct Registration {
+    node: usize,
+    deadline_ms: u64,
+}
+
 struct Client {
-    client_id: u64,
+    /// From the group, once registered: requests wait until then.
+    client_id: Option<u64>,
+    registration: Option<Registration>,
+    register_at_ms: u64,
     seq: u64,
     pending: Option<PendingRequest>,
     idle_until_ms: u64,
@@ -162,8 +173,10 @@ impl<W: Workload> Simulation<W> {
         };
         let workload = W::new(options.client_count, &mut rng_clients);
         let clients = (0..options.client_count)
-            .map(|c| Client {
-                client_id: CLIENT_ID_BASE + c as u64,
+            .map(|_| Client {
+                client_id: None,
+                registration: None,
+                register_at_ms: 0,
                 seq: 0,
                 pending: None,
                 idle_until_ms: 0,
@@ -330,6 +343,7 @@ impl<W: Workload> Simulation<W> {
                 id: self.nodes[index].raft_id,
                 voters: voters.clone(),
                 max_sessions_count: 1_000,
+                session_timeout_ms: SESSION_TIMEOUT_MS,
             };
             let machine = self.machine(index);
             let options = Options::with_seed(self.rng_nodes.next_u64());
@@ -871,6 +885,10 @@ impl<W: Workload> Simulation<W> {
                 });
             }
             let now = self.now_ms;
+            if self.clients[c].client_id.is_none() {
+                self.register(c);
+                continue;
+            }
             let Some(pending) = self.clients[c].pending.as_mut() else {
                 continue;
             };
@@ -894,6 +912,57 @@ impl<W: Workload> Simulation<W> {
         Ok(())
     }
 
+    /// Registers client `c`'s session (its nonce is `c`), retrying on
+    /// another node after a timeout or an error.
+    fn register(&mut self, c: usize) {
+        let now = self.now_ms;
+        let client = &mut self.clients[c];
+        if client
+            .registration
+            .as_ref()
+            .is_some_and(|r| r.deadline_ms > now)
+            || client.register_at_ms > now
+        {
+            return;
+        }
+        client.registration = None;
+        let live = self.live_indexes();
+        let target = if live.contains(&self.clients[c].target) {
+            self.clients[c].target
+        } else if live.is_empty() {
+            self.clients[c].register_at_ms = now + 10;
+            return;
+        } else {
+            live[self.rng_clients.below(live.len() as u64) as usize]
+        };
+        let time_ms = EPOCH_MS + now + self.nodes[target].clock_skew_ms;
+        let Some(node) = self.nodes[target].node.as_mut() else {
+            return;
+        };
+        let result = node.register(c as u64, time_ms);
+        self.nodes[target].dirty = true;
+        let backoff_ms = self.rng_clients.range(5, 30);
+        let client = &mut self.clients[c];
+        match result {
+            Ok(()) => {
+                client.registration = Some(Registration {
+                    node: target,
+                    deadline_ms: now + ATTEMPT_TIMEOUT_MS,
+                });
+            }
+            Err(RequestError::NotLeader {
+                leader_id: Some(id),
+            }) => {
+                client.target = self.index_of.get(&id).copied().unwrap_or(target);
+                client.register_at_ms = now + backoff_ms;
+            }
+            Err(_) => {
+                client.target = self.rng_clients.below(self.nodes.len() as u64) as usize;
+                client.register_at_ms = now + backoff_ms;
+            }
+        }
+    }
+
     fn attempt(&mut self, c: usize) -> Result<(), SimFailure> {
         let mut target = self.clients[c].target;
         if target >= self.nodes.len() || self.nodes[target].node.is_none() {
@@ -910,7 +979,9 @@ impl<W: Workload> Simulation<W> {
         let now = self.now_ms;
         let time_ms = EPOCH_MS + now + self.nodes[target].clock_skew_ms;
         let incarnation = self.nodes[target].incarnation;
-        let client_id = self.clients[c].client_id;
+        let Some(client_id) = self.clients[c].client_id else {
+            return Ok(());
+        };
         let Some(pending) = self.clients[c].pending.as_ref() else {
             return Ok(());
         };
@@ -989,7 +1060,11 @@ impl<W: Workload> Simulation<W> {
                 seq,
                 result,
             } => {
-                let Some(c) = client_id.checked_sub(CLIENT_ID_BASE).map(|c| c as usize) else {
+                let Some(c) = self
+                    .clients
+                    .iter()
+                    .position(|cl| cl.client_id == Some(client_id))
+                else {
                     return Ok(());
                 };
                 let Some(pending) = self.clients.get(c).and_then(|cl| cl.pending.as_ref()) else {
@@ -1006,6 +1081,35 @@ impl<W: Workload> Simulation<W> {
                         return Err(
                             self.fail(format!("client {c} got a non-retryable error: {error}"))
                         )
+                    }
+                    Err(_) => {}
+                }
+            }
+            Output::Registered { nonce, result } => {
+                let Some(client) = usize::try_from(nonce)
+                    .ok()
+                    .and_then(|c| self.clients.get_mut(c))
+                else {
+                    return Ok(());
+                };
+                if client.client_id.is_some() {
+                    // A slower attempt's session: an orphan that expires.
+                    return Ok(());
+                }
+                match result {
+                    Ok(client_id) => {
+                        if self.clients.iter().any(|cl| cl.client_id == Some(client_id)) {
+                            return Err(self.fail(format!(
+                                "two clients were given session {client_id}"
+                            )));
+                        }
+                        let client = &mut self.clients[nonce as usize];
+                        client.client_id = Some(client_id);
+                        client.registration = None;
+                    }
+                    Err(_) if client.registration.as_ref().is_some_and(|r| r.node == index) => {
+                        client.registration = None;
+                        client.register_at_ms = self.now_ms + 10;
                     }
                     Err(_) => {}
                 }

@@ -26,6 +26,9 @@ impl Transport for Wire {
 
 pub const GROUP_ID: u128 = 0x5eed_0000_0000_0000_0000_0000_0000_0001;
 
+/// Long enough that no test's session expires unless it means to.
+pub const SESSION_TIMEOUT_MS: u64 = 3_600_000;
+
 pub fn config() -> Config {
     Config {
         snapshot_interval_entries: 50,
@@ -61,6 +64,7 @@ impl Group {
                 id,
                 voters: voters.clone(),
                 max_sessions_count: 100,
+                session_timeout_ms: SESSION_TIMEOUT_MS,
             };
             let node = Node::bootstrap(
                 FsDir::open(dir.path()).expect("dir"),
@@ -159,6 +163,35 @@ impl Group {
         }
     }
 
+    /// Registers a client session on `id` and runs until it is open.
+    pub fn register(&mut self, id: u64) -> u64 {
+        self.try_register(id, 1_000).expect("register")
+    }
+
+    /// Registers a client session on `id` at log time `time_ms`.
+    pub fn try_register(
+        &mut self,
+        id: u64,
+        time_ms: u64,
+    ) -> Result<u64, raft_core::RequestError> {
+        let nonce = self.outputs.iter().map(Vec::len).sum::<usize>() as u64;
+        self.node(id).register(nonce, time_ms)?;
+        let mut outcome = None;
+        self.run_until(500, "a registration", |g| {
+            let outputs = &mut g.outputs[(id - 1) as usize];
+            if let Some(at) = outputs
+                .iter()
+                .position(|o| matches!(o, Output::Registered { nonce: n, .. } if *n == nonce))
+            {
+                if let Output::Registered { result, .. } = outputs.remove(at) {
+                    outcome = Some(result);
+                }
+            }
+            outcome.is_some()
+        });
+        outcome.expect("outcome")
+    }
+
     /// Proposes on `id` and runs until its outcome arrives.
     pub fn write(
         &mut self,
@@ -167,7 +200,19 @@ impl Group {
         seq: u64,
         op: &KvOp,
     ) -> Result<Vec<u8>, raft_core::RequestError> {
-        self.node(id).propose(client_id, seq, 1_000, encode(op))?;
+        self.write_at(id, client_id, seq, 1_000, op)
+    }
+
+    /// [`Group::write`] stamped with log time `time_ms`.
+    pub fn write_at(
+        &mut self,
+        id: u64,
+        client_id: u64,
+        seq: u64,
+        time_ms: u64,
+        op: &KvOp,
+    ) -> Result<Vec<u8>, raft_core::RequestError> {
+        self.node(id).propose(client_id, seq, time_ms, encode(op))?;
         let mut outcome = None;
         self.run_until(500, "a proposal outcome", |g| {
             outcome = g.take_proposal(id, client_id, seq);

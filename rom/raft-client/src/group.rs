@@ -19,6 +19,14 @@ use crate::{Runtime, Session};
 /// (and retried elsewhere, when that is safe).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long [`Group::leader_call`] waits for one attempt at the leader
+/// before it tries again, at whichever replica leads then. Short, because
+/// a paused or dead leader answers nothing and its successor is elected
+/// within 1-2 s; retries are safe (sessions), and a retry that reaches a
+/// leader still working on the first attempt joins it there. Several
+/// times the p99.9 of a write under load (docs/benchmarks.md).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_000);
+
 /// How long [`Group::leader_call`] keeps retrying by default: a leader
 /// election takes 1-2 s; a host restart a few more.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -89,6 +97,11 @@ struct Inner<R: Runtime> {
     pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     next_request: Cell<u64>,
     outboxes: RefCell<HashMap<String, Outbox>>,
+    /// The highest term a replica reported leading in (status events).
+    leader_term: Cell<u64>,
+    /// Woken when status events name a new leader, so that calls waiting
+    /// on the old one move at once.
+    leader_waiters: RefCell<Vec<oneshot::Sender<()>>>,
     /// Whatever the connection to the host depends on (a native client's
     /// libp2p node), dropped with the last clone of the group.
     keepalive: RefCell<Vec<Box<dyn std::any::Any>>>,
@@ -158,6 +171,8 @@ impl<R: Runtime> Group<R> {
                 pending: RefCell::new(HashMap::new()),
                 next_request: Cell::new(1),
                 outboxes: RefCell::new(HashMap::new()),
+                leader_term: Cell::new(0),
+                leader_waiters: RefCell::new(Vec::new()),
                 keepalive: RefCell::new(Vec::new()),
             }),
         };
@@ -165,6 +180,7 @@ impl<R: Runtime> Group<R> {
             Rc::downgrade(&group.inner),
             receiver,
         )));
+        runtime.spawn(Box::pin(watch_leaders(Rc::downgrade(&group.inner))));
         group.discover().await?;
         Ok(group)
     }
@@ -321,6 +337,28 @@ impl<R: Runtime> Group<R> {
         request: Request,
         deadline: Duration,
     ) -> Result<Response, GroupError> {
+        self.leader_call_tracked(request, deadline, &Cell::new(false))
+            .await
+    }
+
+    /// [`Group::leader_call`], setting `maybe_delivered` when an attempt
+    /// may have reached a leader without its answer coming back (timed
+    /// out, abandoned for a new leader, or a retryable error): then the
+    /// request may have taken effect even if a later attempt is refused.
+    ///
+    /// Each attempt waits at most [`ATTEMPT_TIMEOUT`], and less when the
+    /// group's status events name a new leader meanwhile: the attempt is
+    /// abandoned and the request goes to the new leader at once.
+    ///
+    /// # Errors
+    ///
+    /// When no leader answered before the deadline.
+    pub async fn leader_call_tracked(
+        &self,
+        request: Request,
+        deadline: Duration,
+        maybe_delivered: &Cell<bool>,
+    ) -> Result<Response, GroupError> {
         let give_up_ms =
             self.inner.runtime.now_ms() + u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         let mut backoff = Duration::from_millis(20);
@@ -336,7 +374,36 @@ impl<R: Runtime> Group<R> {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             };
-            match self.call(&target, request.clone(), CALL_TIMEOUT).await {
+            let timeout = ATTEMPT_TIMEOUT
+                .min(Duration::from_millis(give_up_ms.saturating_sub(self.inner.runtime.now_ms())))
+                .max(Duration::from_millis(1));
+            let (moved, leader_moved) = oneshot::channel();
+            {
+                // Waiters of finished attempts are dropped here, so the
+                // list holds at most one per call in flight.
+                let mut waiters = self.inner.leader_waiters.borrow_mut();
+                waiters.retain(|waiter| !waiter.is_canceled());
+                waiters.push(moved);
+            }
+            let attempt = self.call(&target, request.clone(), timeout);
+            let answer = match select(Box::pin(attempt), leader_moved).await {
+                Either::Left((answer, _)) => answer,
+                Either::Right(_) => {
+                    // Status events name another leader: go there now. The
+                    // abandoned attempt may still apply; the session makes
+                    // the retry safe.
+                    maybe_delivered.set(true);
+                    let known = self
+                        .leader()
+                        .is_some_and(|leader| self.inner.replicas.borrow().contains_key(&leader));
+                    if !known {
+                        let _ = self.discover().await;
+                    }
+                    backoff = Duration::from_millis(20);
+                    continue;
+                }
+            };
+            match answer {
                 Ok(Response::NotLeader {
                     leader: Some(leader),
                 }) if leader.peer_id != target => {
@@ -357,6 +424,7 @@ impl<R: Runtime> Group<R> {
                     retryable: true,
                     message,
                 }) => {
+                    maybe_delivered.set(true);
                     last_error = unreachable("the group's leader", message);
                     self.inner.runtime.sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -366,6 +434,7 @@ impl<R: Runtime> Group<R> {
                     return Ok(response);
                 }
                 Err(err) => {
+                    maybe_delivered.set(true);
                     self.forget_leader(&target);
                     if matches!(err, GroupError::Unreachable { .. }) {
                         self.inner.replicas.borrow_mut().remove(&target);
@@ -572,6 +641,58 @@ fn fail<R: Runtime>(inner: &Rc<Inner<R>>, batch: &[(u64, Request)], reason: &str
                 retryable: true,
                 message: reason.to_owned(),
             });
+        }
+    }
+}
+
+/// Follows the group's status events (the `response` topic, `ww/raft/V`,
+/// joined through this client's own host so that it outlives any one
+/// replica's host): when a replica reports leading in a term at least as
+/// new as any seen, it becomes the leader, and waiting calls move to it.
+/// Best effort, like pubsub: without events, calls still find the leader
+/// by timeouts and redirects.
+async fn watch_leaders<R: Runtime>(weak: std::rc::Weak<Inner<R>>) {
+    let subscription = {
+        let Some(inner) = weak.upgrade() else { return };
+        let pubsub = inner.host.pubsub_request().send().pipeline.get_pubsub();
+        let mut join = pubsub.join_request();
+        join.get().set_topic(format!("ww/raft/{}", inner.version));
+        let topic = join.send().pipeline.get_topic();
+        let mut subscribe = topic.subscribe_request();
+        subscribe.get().set_buffer(64);
+        let Ok(response) = subscribe.send().promise.await else {
+            return;
+        };
+        let Ok(subscription) = response.get().and_then(|r| r.get_subscription()) else {
+            return;
+        };
+        subscription
+    };
+    loop {
+        let Ok(message) = subscription.next_request().send().promise.await else {
+            return;
+        };
+        let Some(inner) = weak.upgrade() else { return };
+        let Ok(data) = message
+            .get()
+            .and_then(|m| m.get_message())
+            .and_then(|m| m.get_data())
+        else {
+            continue;
+        };
+        let Ok(status) = proto::decode::<ReplicaStatus>(data) else {
+            continue;
+        };
+        if status.role != "leader" || status.term < inner.leader_term.get() {
+            continue;
+        }
+        inner.leader_term.set(status.term);
+        let changed = inner.leader.borrow().as_deref() != Some(status.peer_id.as_str());
+        if changed {
+            *inner.leader.borrow_mut() = Some(status.peer_id);
+            for waiter in inner.leader_waiters.borrow_mut().drain(..) {
+                let _ = waiter.send(());
+            }
         }
     }
 }

@@ -133,6 +133,10 @@ pub enum Request {
         /// Destroy even if it is still a member.
         force: bool,
     },
+    /// Opens a client session through the log; answered with
+    /// [`Response::Registered`]. Leader only. Retrying after a lost answer
+    /// is safe: it opens another session, and the unused one expires.
+    Register,
 }
 
 /// A replica's answer to one request.
@@ -156,6 +160,17 @@ pub enum Response {
         /// Whether sending it again (same client id and seq) may succeed.
         retryable: bool,
         /// Why, and what to do.
+        message: String,
+    },
+    /// A new session's client id (the log index of its registration).
+    Registered {
+        /// Use it in every `Command`.
+        client_id: u64,
+    },
+    /// The command's session is unknown: never registered, expired or
+    /// evicted. It did not apply now; register a new session.
+    SessionExpired {
+        /// Why.
         message: String,
     },
 }

@@ -34,8 +34,10 @@ const QUEUE_TICK_MS: u64 = 1_000;
 /// A status event goes out at least this often, and on every change.
 const STATUS_EVERY_MS: u64 = 5_000;
 
-/// Client ids at or above this are the replicas' own (queue ticks).
-const INTERNAL_CLIENT_BASE: u64 = u64::MAX - (1 << 20);
+/// raft-core's client id for commands outside any session: the leader's
+/// own queue ticks, which are never retried (a lost tick is replaced by the
+/// next one). Clients may not use it: they register a session.
+const NO_SESSION_CLIENT_ID: u64 = 0;
 
 /// Capacity of the request and inbox channels.
 const CHANNEL_CAPACITY: u32 = 1024;
@@ -49,6 +51,13 @@ const LOG_DIR: &str = "/data/raft";
 /// Session table bound of a new group: far more clients than are ever
 /// active at once.
 const SESSIONS_MAX: u64 = 100_000;
+
+/// Log time after which an idle client session of a new group expires:
+/// far longer than a client retries one command (30 s) or waits out a
+/// failover, short enough that the sessions of finished `ww run` processes
+/// do not pile up. A client idle for longer registers again, transparently
+/// when the command it was about to send never left (raft-client).
+const SESSION_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
 
 enum Input {
     /// Request messages: data, reply capability, origin.
@@ -100,6 +109,10 @@ struct Replica {
     outbox: Outbox,
     replies: Replies,
     proposals: HashMap<(u64, u64), Vec<Slot>>,
+    /// Registrations by this replica's own nonce (clients' nonces could
+    /// collide; these cannot).
+    registrations: HashMap<u64, Slot>,
+    next_registration_nonce: u64,
     reads: HashMap<ReadId, Slot>,
     changes: HashMap<ChangeId, Slot>,
     events: topic::Client,
@@ -190,6 +203,8 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         outbox: Outbox::new(root, version),
         replies: Replies::default(),
         proposals: HashMap::new(),
+        registrations: HashMap::new(),
+        next_registration_nonce: 1,
         reads: HashMap::new(),
         changes: HashMap::new(),
         events,
@@ -338,6 +353,9 @@ fn role_name(role: Role) -> &'static str {
 fn error_response(err: &RequestError, leader: Option<Member>) -> Response {
     match err {
         RequestError::NotLeader { .. } => Response::NotLeader { leader },
+        RequestError::SessionExpired { .. } => Response::SessionExpired {
+            message: err.to_string(),
+        },
         other => Response::Error {
             retryable: other.is_retryable(),
             message: other.to_string(),
@@ -575,14 +593,23 @@ impl Replica {
                         seq,
                         command,
                     } => {
-                        if client_id >= INTERNAL_CLIENT_BASE {
-                            return Some(refused("client ids this high are reserved for replicas"));
+                        if client_id == NO_SESSION_CLIENT_ID {
+                            return Some(refused(
+                                "client id 0 has no session; register one first (Register)",
+                            ));
                         }
                         node.propose(client_id, seq, wall_ms(), command).map(|()| {
                             self.proposals
                                 .entry((client_id, seq))
                                 .or_default()
                                 .push(slot);
+                        })
+                    }
+                    Request::Register => {
+                        let nonce = self.next_registration_nonce;
+                        self.next_registration_nonce += 1;
+                        node.register(nonce, wall_ms()).map(|()| {
+                            self.registrations.insert(nonce, slot);
                         })
                     }
                     Request::Query { query } => node.read_index(query).map(|read_id| {
@@ -635,6 +662,7 @@ impl Replica {
                 .map(|(id, peer)| (id, peer.into_bytes()))
                 .collect(),
             max_sessions_count: SESSIONS_MAX,
+            session_timeout_ms: SESSION_TIMEOUT_MS,
         };
         let opened = FsDir::open(LOG_DIR)
             .map_err(|err| err.to_string())
@@ -704,9 +732,8 @@ impl Replica {
         }
         self.last_queue_tick_ms = now;
         self.queue_tick_seq = self.queue_tick_seq.max(now) + 1;
-        let client_id = INTERNAL_CLIENT_BASE + node.id().min((1 << 20) - 1);
         let _ = node.propose(
-            client_id,
+            NO_SESSION_CLIENT_ID,
             self.queue_tick_seq,
             now,
             queue::encode_command(&queue::Command::Tick),
@@ -751,6 +778,15 @@ impl Replica {
                     };
                     for slot in slots {
                         self.replies.answer(slot, response.clone());
+                    }
+                }
+                Output::Registered { nonce, result } => {
+                    if let Some(slot) = self.registrations.remove(&nonce) {
+                        let response = match result {
+                            Ok(client_id) => Response::Registered { client_id },
+                            Err(err) => error_response(&err, leader.clone()),
+                        };
+                        self.replies.answer(slot, response);
                     }
                 }
                 Output::Read { read_id, result } => {

@@ -57,9 +57,10 @@ pub async fn run(
         "lease" => {
             let n: u32 = args.parsed("--n")?.unwrap_or(1);
             let lease_ms: Option<u64> = args.parsed("--lease-ms")?;
-            let consumer = args
-                .option("--consumer")
-                .unwrap_or_else(|| format!("cli-{:x}", session.client_id()));
+            let consumer = match args.option("--consumer") {
+                Some(consumer) => consumer,
+                None => format!("cli-{:x}", session.client_id().await?),
+            };
             let topic = args.required("TOPIC")?;
             let deliveries = client.lease(&topic, &consumer, n, lease_ms).await?;
             if json {
