@@ -4,8 +4,10 @@
 //! [`LogStore`] implements [`raft::Storage`]. The driver writes each Ready
 //! through `LogStore::persist_ready`: one frame, one write, one
 //! `sync_data`. Recovery (`LogStore::open`) reads the newest snapshot
-//! file, replays the segments, cuts a torn tail, and refuses to start on
-//! damage a crash cannot explain.
+//! file, replays the segments, cuts a torn tail, rewrites the last segment
+//! into a fresh synced file (so bytes a failed sync left in the page cache
+//! are never taken for durable), and refuses to start on damage a crash
+//! cannot explain, including a bit flip in a frame that was written whole.
 
 pub mod dir;
 mod frame;
@@ -174,6 +176,8 @@ impl<D: Dir> LogStore<D> {
         }
         let counters = StorageCounters {
             torn_tail_bytes: replayed.torn_bytes,
+            // The rewrite of the last segment (`Wal::open`).
+            fsync_count: 2,
             ..Default::default()
         };
         Ok(Some(Self {
