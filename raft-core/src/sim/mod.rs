@@ -37,7 +37,7 @@ pub mod workload;
 use std::fmt;
 
 pub use cluster::Simulation;
-pub use disk::{DiskFaults, SimDisk};
+pub use disk::{DiskFaults, IoFault, SimDisk};
 pub use kv::KvWorkload;
 pub use workload::{Request, Workload};
 
@@ -119,6 +119,12 @@ pub struct SimReport {
     pub snapshots_installed_count: u64,
     /// Torn tails cut at recovery.
     pub torn_tail_count: u64,
+    /// Nodes stopped by an injected I/O error (EIO, ENOSPC) and reopened.
+    pub io_fault_count: u64,
+    /// Bits flipped in synced data.
+    pub bitflip_count: u64,
+    /// Replicas that refused to start on a flipped bit and were replaced.
+    pub corrupt_refusal_count: u64,
     /// Forged or garbage messages injected (all dropped).
     pub forged_count: u64,
     /// Highest term reached.
