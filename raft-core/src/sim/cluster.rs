@@ -52,8 +52,9 @@ struct SimNode<W: Workload> {
     clock_skew_ms: u64,
     /// Removed from the group for good.
     retired: bool,
-    /// A bit of its synced data was flipped since it last started.
-    bit_flipped: bool,
+    /// A bit of its synced data was flipped since it last started: which
+    /// file, at which byte.
+    bit_flipped: Option<(String, usize)>,
     /// Refused to start on that flipped bit: dead until replaced.
     corrupt: bool,
     /// Has input since its last `process`.
@@ -244,7 +245,7 @@ impl<W: Workload> Simulation<W> {
             tick_period_ms,
             clock_skew_ms: self.rng_nodes.range(0, 1_000),
             retired: false,
-            bit_flipped: false,
+            bit_flipped: None,
             corrupt: false,
             dirty: false,
         });
@@ -524,7 +525,24 @@ impl<W: Workload> Simulation<W> {
             Ok(node) => node,
             Err(error) => return self.refused_restart(index, &error),
         };
-        self.nodes[index].bit_flipped = false;
+        if let Some((name, at)) = self.nodes[index].bit_flipped.take() {
+            // Starting is fine only if the flipped byte was not needed (a
+            // frame's trailer, a file no longer read). A log segment that
+            // lost it was cut as if torn: synced data lost in silence.
+            let is_segment = name.starts_with("wal-") && name.ends_with(".log");
+            let kept = self.nodes[index]
+                .disk
+                .len_bytes(&name)
+                .is_some_and(|len| len > at);
+            if is_segment && !kept {
+                return Err(self.fail(format!(
+                    "node {index} started after a bit flip at byte {at} of {name} by cutting it: synced data lost without a word"
+                )));
+            }
+            self.trace(format!(
+                "node {index} starts: its flipped bit in {name} was not needed"
+            ));
+        }
         if node.counters().storage.torn_tail_bytes > 0 {
             self.report.torn_tail_count += 1;
         }
@@ -548,7 +566,7 @@ impl<W: Workload> Simulation<W> {
             ));
             return Ok(());
         }
-        if !(self.nodes[index].bit_flipped && matches!(error, Error::Corruption { .. })) {
+        if !(self.nodes[index].bit_flipped.is_some() && matches!(error, Error::Corruption { .. })) {
             return Err(self.fail(format!("node {index} refused to restart: {error}")));
         }
         if self.membership.step != Replacement::Idle {
@@ -606,7 +624,7 @@ impl<W: Workload> Simulation<W> {
         let pending = self
             .nodes
             .iter()
-            .any(|n| !n.retired && (n.bit_flipped || n.corrupt));
+            .any(|n| !n.retired && (n.bit_flipped.is_some() || n.corrupt));
         if self.report.bitflip_count >= BITFLIPS_MAX_COUNT
             || self.membership.step != Replacement::Idle
             || pending
@@ -627,13 +645,20 @@ impl<W: Workload> Simulation<W> {
             let down_ms = self.rng_nemesis.range(20, 1_500);
             self.nodes[index].restart_at_ms = Some(self.now_ms + down_ms);
         }
-        if let Some(name) = self.nodes[index]
+        let prefix = if self.rng_nemesis.chance(1, 2) {
+            "wal-"
+        } else {
+            ""
+        };
+        if let Some((name, at)) = self.nodes[index]
             .disk
-            .flip_durable_bit("", &mut self.rng_nemesis)
+            .flip_durable_bit(prefix, &mut self.rng_nemesis)
         {
-            self.nodes[index].bit_flipped = true;
+            self.trace(format!(
+                "flip a synced bit of node {index}'s {name} at byte {at}"
+            ));
+            self.nodes[index].bit_flipped = Some((name, at));
             self.report.bitflip_count += 1;
-            self.trace(format!("flip a synced bit of node {index}'s {name}"));
         }
     }
 
@@ -802,7 +827,7 @@ impl<W: Workload> Simulation<W> {
             || self
                 .nodes
                 .iter()
-                .any(|n| !n.retired && (n.bit_flipped || n.corrupt))
+                .any(|n| !n.retired && (n.bit_flipped.is_some() || n.corrupt))
         {
             return;
         }

@@ -79,6 +79,10 @@ struct SimFile {
     /// Byte ranges a failed sync lost: readable in `data`, never written
     /// to the disk, whatever later syncs of this file report.
     lost: Vec<(usize, usize)>,
+    /// Bytes a `sync_data` made durable. Unlike `durable`, not grown by a
+    /// crash that happens to keep unsynced bytes (a torn tail is on the
+    /// disk, but nobody synced it).
+    synced_len: usize,
 }
 
 impl SimFile {
@@ -206,6 +210,7 @@ impl SimDisk {
                 }
                 Durable::Bytes(bytes) => bytes.clone(),
             };
+            file.synced_len = file.durable_len().min(kept.len());
             file.durable = Durable::Prefix(kept.len());
             file.data = kept;
             file.lost.clear();
@@ -235,28 +240,40 @@ impl SimDisk {
         std::mem::take(&mut self.state.borrow_mut().fired_count) > 0
     }
 
-    /// Flips one random bit in the synced part of a random file whose name
-    /// starts with `prefix` (damage to stored data, as a bad sector or a
-    /// firmware bug would do). Returns the file name, or `None` if no such
-    /// file has synced bytes.
-    pub fn flip_durable_bit(&self, prefix: &str, rng: &mut Rng) -> Option<String> {
+    /// Flips one random bit in the synced part of a file whose name starts
+    /// with `prefix` (damage to stored data, as a bad sector or a firmware
+    /// bug would do). Half the time the file is the last such name (the
+    /// newest log segment for `"wal-"`) and the bit is among its last
+    /// [`FLIP_TAIL_BYTES`] synced bytes, where a flip is hardest to tell
+    /// from a torn write. Returns the file name and the byte's offset, or
+    /// `None` if no such file has synced bytes.
+    pub fn flip_durable_bit(&self, prefix: &str, rng: &mut Rng) -> Option<(String, usize)> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         let candidates: Vec<(String, u64)> = state
             .durable_names
             .iter()
             .filter(|(name, inode)| {
-                name.starts_with(prefix)
-                    && state.files.get(inode).is_some_and(|f| f.durable_len() > 0)
+                name.starts_with(prefix) && state.files.get(inode).is_some_and(|f| f.synced_len > 0)
             })
             .map(|(name, inode)| (name.clone(), *inode))
             .collect();
         if candidates.is_empty() {
             return None;
         }
-        let (name, inode) = rng.pick(&candidates).clone();
+        let near_end = rng.chance(1, 2);
+        let (name, inode) = if near_end {
+            candidates[candidates.len() - 1].clone()
+        } else {
+            rng.pick(&candidates).clone()
+        };
         let file = state.files.get_mut(&inode)?;
-        let at = rng.below(file.durable_len() as u64) as usize;
+        let len = file.synced_len.min(file.durable_len());
+        let at = if near_end {
+            len - 1 - rng.below(len.min(FLIP_TAIL_BYTES) as u64) as usize
+        } else {
+            rng.below(len as u64) as usize
+        };
         let mask = 1u8 << rng.below(8);
         // The running process reads the flipped bit too (a cached page may
         // hide it, but the next start reads from the disk).
@@ -266,9 +283,19 @@ impl SimDisk {
         if let Durable::Bytes(bytes) = &mut file.durable {
             bytes[at] ^= mask;
         }
-        Some(name)
+        Some((name, at))
+    }
+
+    /// The length of a file as the running process sees it, if it exists.
+    pub fn len_bytes(&self, name: &str) -> Option<usize> {
+        let state = self.state.borrow();
+        let inode = state.names.get(name)?;
+        state.files.get(inode).map(|f| f.data.len())
     }
 }
+
+/// How close to the end of a file the aimed bit flips land.
+pub const FLIP_TAIL_BYTES: usize = 64;
 
 impl Dir for SimDisk {
     fn list(&self) -> io::Result<Vec<String>> {
@@ -297,6 +324,7 @@ impl Dir for SimDisk {
                 data: data[..kept].to_vec(),
                 durable: Durable::Prefix(0),
                 lost: Vec::new(),
+                synced_len: 0,
             },
         );
         state.names.insert(name.to_owned(), inode);
@@ -337,6 +365,7 @@ impl Dir for SimDisk {
         }
         state.sync_count += 1;
         if let Some(file) = state.files.get_mut(&inode) {
+            file.synced_len = file.data.len();
             file.durable = if file.lost.is_empty() {
                 Durable::Prefix(file.data.len())
             } else {
@@ -366,6 +395,7 @@ impl Dir for SimDisk {
             }
             file.data.truncate(len);
             file.lost.retain(|&(from, _)| from < len);
+            file.synced_len = file.synced_len.min(len);
         }
         Ok(())
     }
@@ -467,10 +497,8 @@ mod tests {
             disk.sync_dir().expect("sync dir");
             disk.append("wal-a", b"unsynced").expect("append");
             let mut rng = Rng::new(seed);
-            assert_eq!(
-                disk.flip_durable_bit("wal-", &mut rng).as_deref(),
-                Some("wal-a")
-            );
+            let (name, at) = disk.flip_durable_bit("wal-", &mut rng).expect("a flip");
+            assert_eq!((name.as_str(), at < 6), ("wal-a", true));
             let a = disk.read("wal-a").expect("a");
             assert_ne!(&a[..6], b"synced");
             assert_eq!(&a[6..], b"unsynced");
