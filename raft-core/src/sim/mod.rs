@@ -13,7 +13,10 @@
 //!    (isolating the leader, a minority, a majority, a bridge); crashes
 //!    that lose unsynced bytes and may tear the last write; restarts;
 //!    pauses; forged and garbage messages; leader transfers; membership
-//!    changes that replace a voter with a fresh node.
+//!    changes that replace a voter with a fresh node; EIO on writes and
+//!    syncs and ENOSPC (the node fails, is dropped and reopened); bit
+//!    flips in synced data (the replica must refuse to start, and is then
+//!    replaced).
 //! 2. **Liveness**: every fault heals. Within a bounded number of ticks the
 //!    group must serve every client again and all replicas must converge
 //!    to the same state.

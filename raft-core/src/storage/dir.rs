@@ -56,7 +56,10 @@ pub trait Dir {
     /// # Errors
     ///
     /// Any I/O error. After a failed sync the file's durable content is
-    /// unknown; callers must stop using the file (fsyncgate).
+    /// unknown, and its unsynced bytes may stay readable without ever
+    /// reaching the disk, even after a later sync reports success
+    /// (fsyncgate). Storage stops; recovery copies what it keeps into a new
+    /// file and syncs that.
     fn sync_data(&mut self, name: &str) -> io::Result<()>;
 
     /// Shortens a file to `len_bytes`, unsynced.

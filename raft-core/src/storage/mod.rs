@@ -131,6 +131,8 @@ impl<D: Dir> LogStore<D> {
                 ));
             }
         }
+        let replayed_something = !replayed.entries.is_empty() || replayed.snapshot_marker.is_some();
+        let replayed_marker = replayed.snapshot_marker;
         let mut entries: VecDeque<Entry> = replayed.entries.into();
         let (mut first_index, mut compacted_term) = (snap_index + 1, snap_term);
         if let (Some(first), Some(last)) = (entries.front(), entries.back()) {
@@ -180,7 +182,7 @@ impl<D: Dir> LogStore<D> {
             fsync_count: 2,
             ..Default::default()
         };
-        Ok(Some(Self {
+        let mut store = Self {
             dir,
             wal,
             entries,
@@ -191,7 +193,24 @@ impl<D: Dir> LogStore<D> {
             snapshot,
             snapshot_wanted: Cell::new(false),
             counters,
-        }))
+        };
+        let marker_missing = replayed_marker != Some((snap_index, snap_term));
+        if store.entries.is_empty() && snap_index > 0 && marker_missing && replayed_something {
+            // The newest snapshot replaced the log, but its marker never
+            // reached the log (a crash or an I/O error between the snapshot
+            // file and the frame). Write it now: otherwise the next entries
+            // would follow the old log in the segments, and the next replay
+            // would find a gap and refuse to start.
+            let mut frame = FrameBuilder::default();
+            frame.snapshot_marker(snap_index, snap_term);
+            frame.hard_state(&store.hard_state);
+            let written = store.written_hard_state.clone();
+            let (syncs, bytes) = store.wal.write(&mut store.dir, frame, true, &written)?;
+            store.counters.fsync_count += syncs;
+            store.counters.log_bytes_written += bytes;
+            store.counters.frame_count += 1;
+        }
+        Ok(Some(store))
     }
 
     /// Persists one Ready: an installed snapshot (its own file first), new

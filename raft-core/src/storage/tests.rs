@@ -641,3 +641,49 @@ fn a_bit_flip_in_the_synced_last_frame_refuses_to_start() {
         Ok(_) => panic!("a flipped bit in a synced frame was cut as a torn write"),
     }
 }
+
+#[test]
+fn a_snapshot_whose_marker_failed_to_reach_the_log_still_reopens() {
+    // Goal: an I/O error after an installed snapshot's file is durable but
+    // before its marker frame is written does not brick the replica.
+    // Method: fail the marker's append; reopen; append after the
+    // snapshot; reopen again (the replay must find the marker).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = Rc::new(RefCell::new(Plan::default()));
+    let mut store = create_faulty(&dir, &plan);
+    store
+        .persist_ready(None, &[entry(2, 1, 10), entry(3, 1, 10)], None, true)
+        .expect("persist");
+    let snapshot = Snapshot {
+        data: b"from the leader".to_vec(),
+        metadata: Some(SnapshotMetadata {
+            conf_state: Some(ConfState {
+                voters: vec![1, 2, 3],
+                ..Default::default()
+            }),
+            index: 100,
+            term: 4,
+        }),
+    };
+    let hard_state = HardState {
+        term: 4,
+        vote: 0,
+        commit: 100,
+    };
+    plan.borrow_mut().fail_append = Some((io::ErrorKind::Other, 7));
+    store
+        .persist_ready(Some(&snapshot), &[], Some(&hard_state), true)
+        .expect_err("the marker's write fails");
+    drop(store);
+
+    let mut store = reopen_faulty(&dir, &plan).expect("reopen");
+    assert_eq!(store.first_index().expect("first"), 101);
+    store
+        .persist_ready(None, &[entry(101, 4, 10)], None, true)
+        .expect("append after the snapshot");
+    drop(store);
+    power_loss(&dir, &plan);
+    let store = reopen_faulty(&dir, &plan).expect("reopen after the append");
+    assert_eq!(terms(&store), vec![(101, 4)]);
+    assert_eq!(store.term(100).expect("snapshot term"), 4);
+}
