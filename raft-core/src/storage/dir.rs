@@ -18,7 +18,11 @@ use std::path::{Path, PathBuf};
 /// - Creating, renaming or removing a file survives a crash only after
 ///   [`Dir::sync_dir`] returned.
 /// - A crash may keep any prefix of the unsynced bytes of a file, possibly
-///   with the last bytes garbled (a torn write). Storage must cope.
+///   with the last bytes garbled (a torn write). Storage must cope. It
+///   relies on the prefix: a frame whose last bytes landed intact is taken
+///   as written whole, so a device that persists the end of a write before
+///   its middle makes recovery refuse to start after a crash (never lose
+///   data).
 ///
 /// Names are plain file names, without separators.
 pub trait Dir {

@@ -104,8 +104,10 @@ impl<D: Dir> LogStore<D> {
     /// # Errors
     ///
     /// [`Error::Corruption`] for damage a crash cannot explain (a bad frame
-    /// before the end of the last segment, a missing segment, a log that
-    /// does not connect to the snapshot); [`Error::Io`] for I/O failures.
+    /// before the end of the last segment, a bad last frame that was
+    /// written whole, a missing segment, a log that does not connect to the
+    /// snapshot); [`Error::Io`] for I/O failures, including no room for the
+    /// copy of the last segment that recovery writes.
     pub(crate) fn open(mut dir: D, segment_max_bytes: u64) -> Result<Option<Self>, Error> {
         let snapshot = snapfile::read_newest_snapshot(&mut dir)?;
         let Some((wal, replayed)) = Wal::open(&mut dir, segment_max_bytes)? else {
