@@ -529,7 +529,11 @@ impl<W: Workload> Simulation<W> {
             // Starting is fine only if the flipped byte was not needed (a
             // frame's trailer, a file no longer read). A log segment that
             // lost it was cut as if torn: synced data lost in silence.
-            let is_segment = name.starts_with("wal-") && name.ends_with(".log");
+            // (Segment names carry 16 hex digits; `wal-tmp.log` is a
+            // leftover that recovery rightly deletes.)
+            let is_segment = name.starts_with("wal-")
+                && name.ends_with(".log")
+                && name.len() == "wal-".len() + 16 + ".log".len();
             let kept = self.nodes[index]
                 .disk
                 .len_bytes(&name)
