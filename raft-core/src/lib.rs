@@ -56,8 +56,12 @@
 //!
 //! Each Ready is written as one checksummed frame with one write and one
 //! `sync_data` before any acknowledgement leaves. Recovery cuts a torn last
-//! frame and refuses to start on damage anywhere else
-//! ([`Error::Corruption`]). See `docs/raft-core.md` for the file formats.
+//! frame, refuses to start on damage anywhere else, including a bit flip in
+//! a last frame that was written whole ([`Error::Corruption`]), and copies
+//! the last segment into a fresh synced file so that bytes a failed sync
+//! left in the page cache are never taken for durable. See
+//! `docs/raft-core.md` for the file formats and for what an operator does
+//! when a replica refuses to start.
 //!
 //! # Determinism and the simulator
 //!

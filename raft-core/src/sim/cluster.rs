@@ -8,11 +8,11 @@ use raft::eraftpb::{Message, MessageType};
 
 use crate::config::Config;
 use crate::envelope::Envelope;
-use crate::error::RequestError;
+use crate::error::{Error, RequestError};
 use crate::node::{Bootstrap, Join, Node, Options};
 use crate::output::{ChangeId, Event, Output, ReadId, Role};
 use crate::rng::Rng;
-use crate::sim::disk::SimDisk;
+use crate::sim::disk::{IoFault, SimDisk};
 use crate::sim::network::{Network, NetworkFaults, SimTransport};
 use crate::sim::recorder::{Recorder, SharedAppliedLog};
 use crate::sim::workload::{Request, Workload};
@@ -31,6 +31,10 @@ const TRACE_TAIL_MAX_COUNT: usize = 60;
 const HELD_PACKETS_MAX_COUNT: usize = 10_000;
 /// Membership replacements per run at most.
 const REPLACEMENTS_MAX_COUNT: u64 = 2;
+/// Bit flips in synced data per run at most. Each costs a replica (it must
+/// refuse to start and be replaced), so more would mostly measure how long
+/// replacements take.
+const BITFLIPS_MAX_COUNT: u64 = 1;
 /// Wall-clock epoch of virtual time 0, so that stamped times look real.
 const EPOCH_MS: u64 = 1_700_000_000_000;
 
@@ -50,6 +54,11 @@ struct SimNode<W: Workload> {
     clock_skew_ms: u64,
     /// Removed from the group for good.
     retired: bool,
+    /// A bit of its synced data was flipped since it last started: which
+    /// file, at which byte.
+    bit_flipped: Option<(String, usize)>,
+    /// Refused to start on that flipped bit: dead until replaced.
+    corrupt: bool,
     /// Has input since its last `process`.
     dirty: bool,
 }
@@ -249,6 +258,8 @@ impl<W: Workload> Simulation<W> {
             tick_period_ms,
             clock_skew_ms: self.rng_nodes.range(0, 1_000),
             retired: false,
+            bit_flipped: None,
+            corrupt: false,
             dirty: false,
         });
         self.index_of.insert(raft_id, index);
@@ -441,9 +452,10 @@ impl<W: Workload> Simulation<W> {
                 self.trace(format!("network faults {faults:?}"));
                 self.network.set_faults(faults);
             }
-            70..=84 => self.inject_forged()?,
-            85..=92 => self.transfer_leadership(),
-            _ => self.start_replacement(),
+            70..=81 => self.inject_forged()?,
+            82..=87 => self.transfer_leadership(),
+            88..=92 => self.start_replacement(),
+            _ => self.inject_disk_fault(),
         }
         Ok(())
     }
@@ -469,13 +481,23 @@ impl<W: Workload> Simulation<W> {
     }
 
     fn crash(&mut self, index: usize) {
+        self.take_down(index, true);
+        self.report.crash_count += 1;
+        self.trace(format!("crash node {index}"));
+    }
+
+    /// Stops a node. With `power_loss` its disk keeps only what a crash
+    /// keeps; without, the disk stays as the kernel sees it (the node was
+    /// dropped, the machine kept running).
+    fn take_down(&mut self, index: usize, power_loss: bool) {
         let slot = &mut self.nodes[index];
         slot.node = None;
-        slot.disk.crash(&mut self.rng_disk);
+        if power_loss {
+            slot.disk.crash(&mut self.rng_disk);
+        }
         slot.incarnation += 1;
         slot.held.clear();
         slot.paused_until_ms = None;
-        self.report.crash_count += 1;
         // Clients connected to it notice the connection drop and retry.
         for client in &mut self.clients {
             if let Some(pending) = &mut client.pending {
@@ -485,15 +507,60 @@ impl<W: Workload> Simulation<W> {
                 }
             }
         }
-        self.trace(format!("crash node {index}"));
+    }
+
+    /// A node whose `process` failed on an injected I/O error: dropped and
+    /// opened again soon (the caller's obligation), sometimes after a power
+    /// loss too.
+    fn fail_stop(&mut self, index: usize, error: &Error) {
+        self.report.io_fault_count += 1;
+        let power_loss = self.rng_nemesis.chance(1, 3);
+        self.take_down(index, power_loss);
+        let reopen_ms = self.rng_nemesis.range(1, 300);
+        self.nodes[index].restart_at_ms = Some(self.now_ms + reopen_ms);
+        self.trace(format!(
+            "node {index} stopped on an injected fault ({error}); reopen in {reopen_ms} ms{}",
+            if power_loss {
+                " after a power loss"
+            } else {
+                ""
+            }
+        ));
     }
 
     fn restart(&mut self, index: usize) -> Result<(), SimFailure> {
+        if self.nodes[index].corrupt {
+            return Ok(());
+        }
         let machine = self.machine(index);
         let options = Options::with_seed(self.rng_nodes.next_u64());
         let disk = self.nodes[index].disk.clone();
-        let node = Node::open(disk, self.config.clone(), machine, options)
-            .map_err(|e| self.fail(format!("node {index} refused to restart: {e}")))?;
+        let node = match Node::open(disk, self.config.clone(), machine, options) {
+            Ok(node) => node,
+            Err(error) => return self.refused_restart(index, &error),
+        };
+        if let Some((name, at)) = self.nodes[index].bit_flipped.take() {
+            // Starting is fine only if the flipped byte was not needed (a
+            // frame's trailer, a file no longer read). A log segment that
+            // lost it was cut as if torn: synced data lost in silence.
+            // (Segment names carry 16 hex digits; `wal-tmp.log` is a
+            // leftover that recovery rightly deletes.)
+            let is_segment = name.starts_with("wal-")
+                && name.ends_with(".log")
+                && name.len() == "wal-".len() + 16 + ".log".len();
+            let kept = self.nodes[index]
+                .disk
+                .len_bytes(&name)
+                .is_some_and(|len| len > at);
+            if is_segment && !kept {
+                return Err(self.fail(format!(
+                    "node {index} started after a bit flip at byte {at} of {name} by cutting it: synced data lost without a word"
+                )));
+            }
+            self.trace(format!(
+                "node {index} starts: its flipped bit in {name} was not needed"
+            ));
+        }
         if node.counters().storage.torn_tail_bytes > 0 {
             self.report.torn_tail_count += 1;
         }
@@ -504,6 +571,113 @@ impl<W: Workload> Simulation<W> {
         slot.dirty = true;
         self.trace(format!("restart node {index}"));
         Ok(())
+    }
+
+    /// A node that would not open: expected after an injected fault (try
+    /// again later) or a flipped bit (it must refuse; the group replaces
+    /// it, as an operator would); anything else fails the run.
+    fn refused_restart(&mut self, index: usize, error: &Error) -> Result<(), SimFailure> {
+        if self.nodes[index].disk.take_fired() {
+            self.nodes[index].restart_at_ms = Some(self.now_ms + 50);
+            self.trace(format!(
+                "node {index} could not reopen on an injected fault ({error}); retry in 50 ms"
+            ));
+            return Ok(());
+        }
+        if !(self.nodes[index].bit_flipped.is_some() && matches!(error, Error::Corruption { .. })) {
+            return Err(self.fail(format!("node {index} refused to restart: {error}")));
+        }
+        if self.membership.step != Replacement::Idle {
+            return Err(self.fail(format!(
+                "simulator: node {index} must be replaced but replacement {:?} is under way",
+                self.membership.step
+            )));
+        }
+        let slot = &mut self.nodes[index];
+        slot.corrupt = true;
+        slot.restart_at_ms = None;
+        self.report.corrupt_refusal_count += 1;
+        self.membership.step = Replacement::Removing { victim: index };
+        self.membership.change = None;
+        self.trace(format!(
+            "node {index} refuses to start on its flipped bit ({error}); replacing it"
+        ));
+        Ok(())
+    }
+
+    /// Arms an I/O fault on a live node's disk, or flips a bit in a node's
+    /// synced data.
+    fn inject_disk_fault(&mut self) {
+        let kind = self.rng_nemesis.below(4);
+        let fault = match kind {
+            0 => IoFault::WriteEio,
+            1 => IoFault::NoSpace,
+            2 => IoFault::SyncEio,
+            _ => return self.inject_bitflip(),
+        };
+        let up = self.live_indexes();
+        if up.is_empty() {
+            return;
+        }
+        let index = up[self.rng_nemesis.below(up.len() as u64) as usize];
+        let skip_count = self.rng_nemesis.below(8) as u32;
+        let fail_count = if fault == IoFault::NoSpace {
+            self.rng_nemesis.range(1, 4) as u32
+        } else {
+            1
+        };
+        let seed = self.rng_nemesis.next_u64();
+        self.nodes[index]
+            .disk
+            .arm(fault, skip_count, fail_count, seed);
+        self.trace(format!(
+            "arm {fault:?} on node {index}'s disk: after {skip_count} operations, {fail_count} fail"
+        ));
+    }
+
+    /// Flips a bit in the synced data of a stopped node (stopping it
+    /// first). It must then refuse to start, or start with its data intact
+    /// (a bit in a file it no longer reads); the checks catch the rest.
+    fn inject_bitflip(&mut self) {
+        let pending = self
+            .nodes
+            .iter()
+            .any(|n| !n.retired && (n.bit_flipped.is_some() || n.corrupt));
+        if self.report.bitflip_count >= BITFLIPS_MAX_COUNT
+            || self.membership.step != Replacement::Idle
+            || pending
+        {
+            return;
+        }
+        let candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| !self.nodes[*i].retired)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let index = candidates[self.rng_nemesis.below(candidates.len() as u64) as usize];
+        if self.nodes[index].node.is_some() {
+            self.crash(index);
+        }
+        if self.nodes[index].restart_at_ms.is_none() {
+            let down_ms = self.rng_nemesis.range(20, 1_500);
+            self.nodes[index].restart_at_ms = Some(self.now_ms + down_ms);
+        }
+        let prefix = if self.rng_nemesis.chance(1, 2) {
+            "wal-"
+        } else {
+            ""
+        };
+        if let Some((name, at)) = self.nodes[index]
+            .disk
+            .flip_durable_bit(prefix, &mut self.rng_nemesis)
+        {
+            self.trace(format!(
+                "flip a synced bit of node {index}'s {name} at byte {at}"
+            ));
+            self.nodes[index].bit_flipped = Some((name, at));
+            self.report.bitflip_count += 1;
+        }
     }
 
     fn partition(&mut self) {
@@ -668,6 +842,10 @@ impl<W: Workload> Simulation<W> {
     fn start_replacement(&mut self) {
         if self.membership.step != Replacement::Idle
             || self.membership.started_count >= REPLACEMENTS_MAX_COUNT
+            || self
+                .nodes
+                .iter()
+                .any(|n| !n.retired && (n.bit_flipped.is_some() || n.corrupt))
         {
             return;
         }
@@ -706,6 +884,7 @@ impl<W: Workload> Simulation<W> {
         self.network.set_faults(NetworkFaults::healthy());
         self.heal_at_ms = None;
         for index in 0..self.nodes.len() {
+            self.nodes[index].disk.disarm();
             if self.nodes[index].retired {
                 continue;
             }
@@ -841,6 +1020,10 @@ impl<W: Workload> Simulation<W> {
             };
             let outputs = match node.process(&mut transport) {
                 Ok(outputs) => outputs,
+                Err(error) if self.nodes[index].disk.take_fired() => {
+                    self.fail_stop(index, &error);
+                    continue;
+                }
                 Err(error) => return Err(self.fail(format!("node {index} failed: {error}"))),
             };
             for output in outputs {

@@ -13,7 +13,10 @@
 //!    (isolating the leader, a minority, a majority, a bridge); crashes
 //!    that lose unsynced bytes and may tear the last write; restarts;
 //!    pauses; forged and garbage messages; leader transfers; membership
-//!    changes that replace a voter with a fresh node.
+//!    changes that replace a voter with a fresh node; EIO on writes and
+//!    syncs and ENOSPC (the node fails, is dropped and reopened); bit
+//!    flips in synced data (the replica must refuse to start, and is then
+//!    replaced).
 //! 2. **Liveness**: every fault heals. Within a bounded number of ticks the
 //!    group must serve every client again and all replicas must converge
 //!    to the same state.
@@ -37,7 +40,7 @@ pub mod workload;
 use std::fmt;
 
 pub use cluster::Simulation;
-pub use disk::{DiskFaults, SimDisk};
+pub use disk::{DiskFaults, IoFault, SimDisk};
 pub use kv::KvWorkload;
 pub use workload::{Request, Workload};
 
@@ -119,6 +122,12 @@ pub struct SimReport {
     pub snapshots_installed_count: u64,
     /// Torn tails cut at recovery.
     pub torn_tail_count: u64,
+    /// Nodes stopped by an injected I/O error (EIO, ENOSPC) and reopened.
+    pub io_fault_count: u64,
+    /// Bits flipped in synced data.
+    pub bitflip_count: u64,
+    /// Replicas that refused to start on a flipped bit and were replaced.
+    pub corrupt_refusal_count: u64,
     /// Forged or garbage messages injected (all dropped).
     pub forged_count: u64,
     /// Highest term reached.

@@ -18,7 +18,11 @@ use std::path::{Path, PathBuf};
 /// - Creating, renaming or removing a file survives a crash only after
 ///   [`Dir::sync_dir`] returned.
 /// - A crash may keep any prefix of the unsynced bytes of a file, possibly
-///   with the last bytes garbled (a torn write). Storage must cope.
+///   with the last bytes garbled (a torn write). Storage must cope. It
+///   relies on the prefix: a frame whose last bytes landed intact is taken
+///   as written whole, so a device that persists the end of a write before
+///   its middle makes recovery refuse to start after a crash (never lose
+///   data).
 ///
 /// Names are plain file names, without separators.
 pub trait Dir {
@@ -56,7 +60,10 @@ pub trait Dir {
     /// # Errors
     ///
     /// Any I/O error. After a failed sync the file's durable content is
-    /// unknown; callers must stop using the file (fsyncgate).
+    /// unknown, and its unsynced bytes may stay readable without ever
+    /// reaching the disk, even after a later sync reports success
+    /// (fsyncgate). Storage stops; recovery copies what it keeps into a new
+    /// file and syncs that.
     fn sync_data(&mut self, name: &str) -> io::Result<()>;
 
     /// Shortens a file to `len_bytes`, unsynced.

@@ -4,8 +4,10 @@
 //! [`LogStore`] implements [`raft::Storage`]. The driver writes each Ready
 //! through `LogStore::persist_ready`: one frame, one write, one
 //! `sync_data`. Recovery (`LogStore::open`) reads the newest snapshot
-//! file, replays the segments, cuts a torn tail, and refuses to start on
-//! damage a crash cannot explain.
+//! file, replays the segments, cuts a torn tail, rewrites the last segment
+//! into a fresh synced file (so bytes a failed sync left in the page cache
+//! are never taken for durable), and refuses to start on damage a crash
+//! cannot explain, including a bit flip in a frame that was written whole.
 
 pub mod dir;
 mod frame;
@@ -102,8 +104,10 @@ impl<D: Dir> LogStore<D> {
     /// # Errors
     ///
     /// [`Error::Corruption`] for damage a crash cannot explain (a bad frame
-    /// before the end of the last segment, a missing segment, a log that
-    /// does not connect to the snapshot); [`Error::Io`] for I/O failures.
+    /// before the end of the last segment, a bad last frame that was
+    /// written whole, a missing segment, a log that does not connect to the
+    /// snapshot); [`Error::Io`] for I/O failures, including no room for the
+    /// copy of the last segment that recovery writes.
     pub(crate) fn open(mut dir: D, segment_max_bytes: u64) -> Result<Option<Self>, Error> {
         let snapshot = snapfile::read_newest_snapshot(&mut dir)?;
         let Some((wal, replayed)) = Wal::open(&mut dir, segment_max_bytes)? else {
@@ -129,6 +133,8 @@ impl<D: Dir> LogStore<D> {
                 ));
             }
         }
+        let replayed_something = !replayed.entries.is_empty() || replayed.snapshot_marker.is_some();
+        let replayed_marker = replayed.snapshot_marker;
         let mut entries: VecDeque<Entry> = replayed.entries.into();
         let (mut first_index, mut compacted_term) = (snap_index + 1, snap_term);
         if let (Some(first), Some(last)) = (entries.front(), entries.back()) {
@@ -174,9 +180,11 @@ impl<D: Dir> LogStore<D> {
         }
         let counters = StorageCounters {
             torn_tail_bytes: replayed.torn_bytes,
+            // The rewrite of the last segment (`Wal::open`).
+            fsync_count: 2,
             ..Default::default()
         };
-        Ok(Some(Self {
+        let mut store = Self {
             dir,
             wal,
             entries,
@@ -187,7 +195,24 @@ impl<D: Dir> LogStore<D> {
             snapshot,
             snapshot_wanted: Cell::new(false),
             counters,
-        }))
+        };
+        let marker_missing = replayed_marker != Some((snap_index, snap_term));
+        if store.entries.is_empty() && snap_index > 0 && marker_missing && replayed_something {
+            // The newest snapshot replaced the log, but its marker never
+            // reached the log (a crash or an I/O error between the snapshot
+            // file and the frame). Write it now: otherwise the next entries
+            // would follow the old log in the segments, and the next replay
+            // would find a gap and refuse to start.
+            let mut frame = FrameBuilder::default();
+            frame.snapshot_marker(snap_index, snap_term);
+            frame.hard_state(&store.hard_state);
+            let written = store.written_hard_state.clone();
+            let (syncs, bytes) = store.wal.write(&mut store.dir, frame, true, &written)?;
+            store.counters.fsync_count += syncs;
+            store.counters.log_bytes_written += bytes;
+            store.counters.frame_count += 1;
+        }
+        Ok(Some(store))
     }
 
     /// Persists one Ready: an installed snapshot (its own file first), new

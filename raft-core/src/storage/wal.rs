@@ -8,7 +8,18 @@
 //!
 //! Segments are named `wal-<16 hex digits>.log`, numbered without gaps.
 //! Every segment starts with a header record and a copy of the hard state,
-//! so deleting old segments (compaction) never loses the hard state.
+//! so deleting old segments (compaction) never loses the hard state. A new
+//! segment is written and synced under [`TEMP_NAME`] and only then renamed,
+//! so a segment under its final name always starts with a whole header.
+//!
+//! Recovery copies the valid frames of the last segment into a fresh file
+//! and syncs that before anything else happens. After a failed `sync_data`
+//! the kernel may keep serving the unsynced bytes from its page cache while
+//! they never reach the disk, and a second `sync_data` of the same file
+//! may succeed without writing them (the PostgreSQL "fsyncgate" lesson).
+//! Only bytes written to a new file and synced are known to be durable, so
+//! the copy makes everything the replica is about to rely on durable,
+//! whatever the previous process managed to sync.
 
 use prost::Message as _;
 use raft::eraftpb::{Entry, HardState};
@@ -19,6 +30,11 @@ use crate::storage::frame::{encode_frame, scan_frames};
 
 /// Version of the segment format, in every segment header.
 const WAL_FORMAT_VERSION: u32 = 1;
+
+/// Where a segment is written before it is renamed to its final name, both
+/// when a segment starts and when recovery rewrites the last one. Not a
+/// segment name (no 16-digit number), so a leftover is never replayed.
+const TEMP_NAME: &str = "wal-tmp.log";
 
 const RECORD_HEADER: u8 = 0;
 const RECORD_ENTRY: u8 = 1;
@@ -137,7 +153,9 @@ impl Wal {
     }
 
     /// Writes a new segment holding only its header and `hard_state`, then
-    /// makes both the file and its directory entry durable.
+    /// makes both the file and its directory entry durable. The file gets
+    /// its final name only once synced: a failed write (ENOSPC, EIO) leaves
+    /// at most a temporary file, which recovery removes.
     fn start_segment(
         &mut self,
         dir: &mut impl Dir,
@@ -150,12 +168,7 @@ impl Wal {
         frame.hard_state(hard_state);
         let mut bytes = Vec::new();
         encode_frame(&mut bytes, &frame.payload);
-        dir.write_new(&name, &bytes)
-            .map_err(|e| Error::io(format!("create {name}"), e))?;
-        dir.sync_data(&name)
-            .map_err(|e| Error::io(format!("sync {name}"), e))?;
-        dir.sync_dir()
-            .map_err(|e| Error::io("sync directory after creating a segment", e))?;
+        replace_durably(dir, &name, &bytes)?;
         self.segments.push(Segment {
             seq,
             len_bytes: bytes.len() as u64,
@@ -166,7 +179,8 @@ impl Wal {
     }
 
     /// Reads every segment and rebuilds the log. Cuts a torn tail off the
-    /// last segment (durably) before anything is appended after it.
+    /// last segment, and rewrites the last segment durably into a fresh
+    /// file (see the module docs) before anything is appended after it.
     ///
     /// Returns `None` when the directory holds no segment at all.
     pub(crate) fn open(
@@ -174,6 +188,11 @@ impl Wal {
         segment_max_bytes: u64,
     ) -> Result<Option<(Self, Replayed)>, Error> {
         let names = dir.list().map_err(|e| Error::io("list directory", e))?;
+        if names.iter().any(|n| n == TEMP_NAME) {
+            // A segment start or a rewrite that never got its final name.
+            dir.remove(TEMP_NAME)
+                .map_err(|e| Error::io(format!("remove {TEMP_NAME}"), e))?;
+        }
         let mut seqs: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         if seqs.is_empty() {
             return Ok(None);
@@ -188,12 +207,25 @@ impl Wal {
                 ));
             }
         }
+        let mut last_seq = seqs[seqs.len() - 1];
+        if seqs.len() > 1 && Self::holds_no_frame(dir, last_seq)? {
+            // Left by a segment start that failed before its header was
+            // written (older versions wrote it under its final name). It
+            // holds nothing: drop it, the previous segment is whole.
+            let name = segment_name(last_seq);
+            dir.remove(&name)
+                .map_err(|e| Error::io(format!("remove empty {name}"), e))?;
+            dir.sync_dir()
+                .map_err(|e| Error::io("sync directory after removing a segment", e))?;
+            seqs.pop();
+            last_seq -= 1;
+        }
         let mut wal = Wal {
             segments: Vec::new(),
             segment_max_bytes,
         };
         let mut replay = Replay::default();
-        let last_seq = seqs[seqs.len() - 1];
+        let mut last_bytes = Vec::new();
         for seq in seqs {
             let name = segment_name(seq);
             let bytes = dir
@@ -208,8 +240,9 @@ impl Wal {
                 max_entry_index: 0,
                 unsynced: false,
             };
-            let mut offset = 0u64;
-            for (frame_number, payload) in scan.payloads.iter().enumerate() {
+            for (frame_number, (payload, offset)) in
+                scan.payloads.iter().zip(&scan.offsets).enumerate()
+            {
                 replay
                     .frame(
                         payload,
@@ -217,29 +250,38 @@ impl Wal {
                         frame_number == 0,
                         &mut segment.max_entry_index,
                     )
-                    .map_err(|reason| Error::corrupt(&name, offset, reason))?;
-                offset += (payload.len() + crate::storage::frame::FRAME_HEADER_BYTES) as u64;
+                    .map_err(|reason| Error::corrupt(&name, *offset as u64, reason))?;
             }
-            if scan.payloads.is_empty() && !is_last {
+            if scan.payloads.is_empty() {
                 return Err(Error::corrupt(
                     &name,
                     0,
-                    "empty log segment before the last one",
+                    "log segment without a single whole frame (no header, no hard state)",
                 ));
             }
-            let torn_bytes = (bytes.len() - scan.valid_len_bytes) as u64;
-            if torn_bytes > 0 {
-                // The torn frame was never synced, so nothing depended on
-                // it. Cut it durably: a later frame must not follow garbage.
-                dir.truncate(&name, scan.valid_len_bytes as u64)
-                    .map_err(|e| Error::io(format!("truncate torn tail of {name}"), e))?;
-                dir.sync_data(&name)
-                    .map_err(|e| Error::io(format!("sync {name}"), e))?;
-                replay.out.torn_bytes = torn_bytes;
+            let valid_len = scan.valid_len_bytes;
+            replay.out.torn_bytes = (bytes.len() - valid_len) as u64;
+            if is_last {
+                last_bytes = bytes;
+                last_bytes.truncate(valid_len);
             }
             wal.segments.push(segment);
         }
+        // The torn tail is not copied: later frames never follow garbage.
+        replace_durably(dir, &segment_name(last_seq), &last_bytes)?;
         Ok(Some((wal, replay.out)))
+    }
+
+    /// Whether segment `seq` holds no whole frame (only for the last one,
+    /// where a torn tail is allowed).
+    fn holds_no_frame(dir: &mut impl Dir, seq: u64) -> Result<bool, Error> {
+        let name = segment_name(seq);
+        let bytes = dir
+            .read(&name)
+            .map_err(|e| Error::io(format!("read {name}"), e))?;
+        let scan = scan_frames(&bytes, true)
+            .map_err(|c| Error::corrupt(&name, c.offset as u64, c.reason))?;
+        Ok(scan.payloads.is_empty())
     }
 
     /// Appends one frame to the active segment, starting a new segment
@@ -309,6 +351,21 @@ impl Wal {
     pub(crate) fn segment_count(&self) -> usize {
         self.segments.len()
     }
+}
+
+/// Writes `bytes` under `name` durably and atomically: to [`TEMP_NAME`],
+/// synced, renamed, directory synced. The data lands in a new file, so it
+/// is durable even if an earlier sync of `name` failed (see the module
+/// docs). Two fsyncs.
+fn replace_durably(dir: &mut impl Dir, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    dir.write_new(TEMP_NAME, bytes)
+        .map_err(|e| Error::io(format!("write {name} (as {TEMP_NAME})"), e))?;
+    dir.sync_data(TEMP_NAME)
+        .map_err(|e| Error::io(format!("sync {name} (as {TEMP_NAME})"), e))?;
+    dir.rename(TEMP_NAME, name)
+        .map_err(|e| Error::io(format!("rename {TEMP_NAME} to {name}"), e))?;
+    dir.sync_dir()
+        .map_err(|e| Error::io(format!("sync directory after writing {name}"), e))
 }
 
 /// Replay state across all frames of all segments.

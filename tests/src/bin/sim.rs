@@ -149,6 +149,9 @@ fn main() -> ExitCode {
                         totals.membership_change_count += report.membership_change_count;
                         totals.snapshots_installed_count += report.snapshots_installed_count;
                         totals.torn_tail_count += report.torn_tail_count;
+                        totals.io_fault_count += report.io_fault_count;
+                        totals.bitflip_count += report.bitflip_count;
+                        totals.corrupt_refusal_count += report.corrupt_refusal_count;
                         totals.forged_count += report.forged_count;
                         totals.elapsed_ms += report.elapsed_ms;
                         add_summary(&mut totals.workload_summary, &report.workload_summary);
@@ -176,7 +179,7 @@ fn main() -> ExitCode {
     let wall = started.elapsed();
     println!(
         "sim: workload={} nodes={} seeds {}..{}: {} passed, {} failed in {:.1} s ({} jobs); \
-         {} requests, {} crashes, {} partitions, {} membership changes, {} snapshot installs, {} torn tails, {} forged messages, {:.0} s simulated",
+         {} requests, {} crashes, {} partitions, {} membership changes, {} snapshot installs, {} torn tails, {} I/O faults, {} bit flips ({} replicas refused to start), {} forged messages, {:.0} s simulated",
         args.workload,
         args.nodes,
         args.start,
@@ -191,6 +194,9 @@ fn main() -> ExitCode {
         totals.membership_change_count,
         totals.snapshots_installed_count,
         totals.torn_tail_count,
+        totals.io_fault_count,
+        totals.bitflip_count,
+        totals.corrupt_refusal_count,
         totals.forged_count,
         totals.elapsed_ms as f64 / 1000.0,
     );
