@@ -431,7 +431,10 @@ fn run_level(cluster: &Cluster, clients: usize, client_base: u64) -> Row {
         let Ok(done) = cluster.done.recv_timeout(Duration::from_secs(5)) else {
             panic!("no progress for 5 s with {clients} clients");
         };
-        let Some(&c) = by_id.get(&done.client_id).filter(|_| done.registered.is_none()) else {
+        let Some(&c) = by_id
+            .get(&done.client_id)
+            .filter(|_| done.registered.is_none())
+        else {
             continue; // a late outcome from the previous level
         };
         if done.ok {

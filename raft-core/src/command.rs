@@ -142,7 +142,10 @@ mod tests {
         };
         assert_eq!(ChangeContext::decode(&context.encode()), Some(context));
         let register = RegisterEntry { time_ms: 77 };
-        assert_eq!(RegisterEntry::decode(&register.encode()), Some(register.clone()));
+        assert_eq!(
+            RegisterEntry::decode(&register.encode()),
+            Some(register.clone())
+        );
         assert_eq!(
             CommandEntry::decode(&register.encode()),
             None,

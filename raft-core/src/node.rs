@@ -584,7 +584,10 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         let digest = command_digest(&command);
         if client_id != 0 {
             if let Some(index) = self.proposals_by_key.get(&(client_id, seq)) {
-                let same = self.proposals.get(index).is_some_and(|p| p.digest == digest);
+                let same = self
+                    .proposals
+                    .get(index)
+                    .is_some_and(|p| p.digest == digest);
                 return if same {
                     Ok(())
                 } else {

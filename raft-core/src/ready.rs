@@ -336,9 +336,8 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     fn supersede_at(&mut self, entry: &Entry) {
         if let Some(p) = self.proposals.remove(&entry.index) {
             self.proposals_by_key.remove(&(p.client_id, p.seq));
-            self.outputs.push_back(p.outcome(Err(RequestError::Superseded {
-                index: entry.index,
-            })));
+            self.outputs
+                .push_back(p.outcome(Err(RequestError::Superseded { index: entry.index })));
         }
         if let Some(c) = self.changes.remove(&entry.index) {
             let error = if c.term == entry.term {

@@ -244,7 +244,10 @@ mod tests {
         );
         assert_eq!(sessions.check(id, 2, first), SessionCheck::Apply);
         sessions.record(id, 2, 101, 0, first, b"second".to_vec());
-        assert_eq!(sessions.check(id, 1, first), SessionCheck::Stale { last_seq: 2 });
+        assert_eq!(
+            sessions.check(id, 1, first),
+            SessionCheck::Stale { last_seq: 2 }
+        );
         // Client 0 opts out: always applies, never recorded.
         sessions.record(0, 5, 102, 0, first, b"x".to_vec());
         assert_eq!(sessions.check(0, 5, first), SessionCheck::Apply);
@@ -262,13 +265,21 @@ mod tests {
         let old = sessions.register(1, 10_000);
         let young = sessions.register(2, 10_500);
         sessions.expire(11_000);
-        assert_eq!(sessions.check(old, 1, 0), SessionCheck::Apply, "exactly at the timeout: kept");
+        assert_eq!(
+            sessions.check(old, 1, 0),
+            SessionCheck::Apply,
+            "exactly at the timeout: kept"
+        );
         sessions.expire(11_001);
         assert_eq!(sessions.check(old, 1, 0), SessionCheck::Expired);
         assert_eq!(sessions.check(young, 1, 0), SessionCheck::Apply);
         sessions.record(young, 1, 3, 11_400, 0, vec![]);
         sessions.expire(12_000);
-        assert_eq!(sessions.check(young, 2, 0), SessionCheck::Apply, "activity renews");
+        assert_eq!(
+            sessions.check(young, 2, 0),
+            SessionCheck::Apply,
+            "activity renews"
+        );
         assert_eq!(sessions.len(), 1);
     }
 

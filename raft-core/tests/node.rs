@@ -563,7 +563,13 @@ fn sessions_registered_at_the_same_instant_never_collide() {
     let error = group
         .write_at(leader, b, 1, 5_000, &collide)
         .expect_err("same (client, seq), other bytes");
-    assert_eq!(error, RequestError::SessionConflict { client_id: b, seq: 1 });
+    assert_eq!(
+        error,
+        RequestError::SessionConflict {
+            client_id: b,
+            seq: 1
+        }
+    );
     assert!(!error.is_retryable());
     assert_eq!(
         group.node(leader).counters().commands_applied_count,
@@ -611,7 +617,10 @@ fn an_unknown_or_expired_session_is_refused_loudly() {
         .write_at(leader, idle, 2, later_ms, &KvOp::Put { key: 0, value: 2 })
         .expect_err("expired");
     assert_eq!(error, RequestError::SessionExpired { client_id: idle });
-    assert_eq!(group.node(leader).counters().commands_applied_count, applied);
+    assert_eq!(
+        group.node(leader).counters().commands_applied_count,
+        applied
+    );
     // Expiry is replicated state: it survives restarts like the rest.
     for id in 1..=3 {
         group.restart(id);

@@ -1281,16 +1281,25 @@ impl<W: Workload> Simulation<W> {
                 }
                 match result {
                     Ok(client_id) => {
-                        if self.clients.iter().any(|cl| cl.client_id == Some(client_id)) {
-                            return Err(self.fail(format!(
-                                "two clients were given session {client_id}"
-                            )));
+                        if self
+                            .clients
+                            .iter()
+                            .any(|cl| cl.client_id == Some(client_id))
+                        {
+                            return Err(
+                                self.fail(format!("two clients were given session {client_id}"))
+                            );
                         }
                         let client = &mut self.clients[nonce as usize];
                         client.client_id = Some(client_id);
                         client.registration = None;
                     }
-                    Err(_) if client.registration.as_ref().is_some_and(|r| r.node == index) => {
+                    Err(_)
+                        if client
+                            .registration
+                            .as_ref()
+                            .is_some_and(|r| r.node == index) =>
+                    {
                         client.registration = None;
                         client.register_at_ms = self.now_ms + 10;
                     }

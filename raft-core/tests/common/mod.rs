@@ -169,11 +169,7 @@ impl Group {
     }
 
     /// Registers a client session on `id` at log time `time_ms`.
-    pub fn try_register(
-        &mut self,
-        id: u64,
-        time_ms: u64,
-    ) -> Result<u64, raft_core::RequestError> {
+    pub fn try_register(&mut self, id: u64, time_ms: u64) -> Result<u64, raft_core::RequestError> {
         let nonce = self.outputs.iter().map(Vec::len).sum::<usize>() as u64;
         self.node(id).register(nonce, time_ms)?;
         let mut outcome = None;

@@ -375,7 +375,9 @@ impl<R: Runtime> Group<R> {
                 continue;
             };
             let timeout = ATTEMPT_TIMEOUT
-                .min(Duration::from_millis(give_up_ms.saturating_sub(self.inner.runtime.now_ms())))
+                .min(Duration::from_millis(
+                    give_up_ms.saturating_sub(self.inner.runtime.now_ms()),
+                ))
                 .max(Duration::from_millis(1));
             let (moved, leader_moved) = oneshot::channel();
             {
