@@ -361,6 +361,13 @@ impl<R: Runtime> Group<R> {
     ) -> Result<Response, GroupError> {
         let give_up_ms =
             self.inner.runtime.now_ms() + u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        // Sessions make commands, reads and registrations safe to resend;
+        // a membership change resent while the first one applies would be
+        // refused as already made, so those wait longer.
+        let per_attempt = match request {
+            Request::Command { .. } | Request::Query { .. } | Request::Register => ATTEMPT_TIMEOUT,
+            _ => CALL_TIMEOUT,
+        };
         let mut backoff = Duration::from_millis(20);
         let mut last_error = GroupError::NoReplicas {
             version: self.inner.version.clone(),
@@ -374,7 +381,7 @@ impl<R: Runtime> Group<R> {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             };
-            let timeout = ATTEMPT_TIMEOUT
+            let timeout = per_attempt
                 .min(Duration::from_millis(
                     give_up_ms.saturating_sub(self.inner.runtime.now_ms()),
                 ))
