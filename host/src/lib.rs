@@ -21,5 +21,6 @@
 pub mod cap;
 pub mod cli;
 pub mod net;
+pub mod private;
 pub mod rpc;
 pub mod runner;

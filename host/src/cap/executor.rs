@@ -201,9 +201,9 @@ impl Processes {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().context("a path with a parent")?;
-    std::fs::create_dir_all(dir)?;
+    crate::private::create_dir(dir)?;
     let tmp = path.with_extension(format!("tmp.{}", rand::random::<u64>()));
-    let mut file = std::fs::File::create(&tmp)?;
+    let mut file = crate::private::file_options().open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -340,7 +340,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
     let volume = match &proc.spec.volume {
         Some(name) => {
             let dir = ctx.processes.data_dir.join("volumes").join(name);
-            if let Err(err) = std::fs::create_dir_all(&dir) {
+            if let Err(err) = crate::private::create_dir(&dir) {
                 return failed(format!("cannot create volume {}: {err}", dir.display()));
             }
             Some(dir)

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
@@ -33,6 +33,11 @@ pub struct Args {
     /// same key can connect.
     #[arg(long = "key", env = "WW_KEY")]
     key: Option<PathBuf>,
+    /// Listen on addresses other than loopback without a cluster key. Then
+    /// anyone who can reach the host can join the cluster and run code on
+    /// it: only for a network you control end to end.
+    #[arg(long)]
+    insecure: bool,
     /// Print the peer id and addresses as one JSON line.
     #[arg(long)]
     json: bool,
@@ -51,18 +56,33 @@ struct Started {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    std::fs::create_dir_all(&args.data_dir)
+    // Refused before anything is created or bound: a host on a shared
+    // network without a key is open to anyone who can reach it.
+    let exposed: Vec<&Multiaddr> = args.listen.iter().filter(|a| !is_loopback(a)).collect();
+    if args.key.is_none() && !exposed.is_empty() {
+        if !args.insecure {
+            bail!(
+                "refusing to listen on {} without a cluster key: anyone who can reach it could \
+                 join the cluster and run code. Create a key with `ww keygen > cluster.key` and \
+                 pass `--key cluster.key` to every host, or pass --insecure on a network you control",
+                exposed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
+        warn!(
+            "--insecure: listening on {} with no cluster key: anyone who can reach it can join \
+             and run code",
+            exposed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    crate::private::create_dir(&args.data_dir)
+        .and_then(|()| crate::private::tighten(&args.data_dir))
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let keypair = identity::load_or_create(&args.data_dir.join(identity::KEY_FILE))?;
     let psk = args.key.as_deref().map(identity::load_psk).transpose()?;
-    for addr in &args.listen {
-        if psk.is_none() && !is_loopback(addr) {
-            warn!(
-                "listening on {addr}, which is not loopback, and this cluster has no pre-shared key: \
-                 anyone who can reach it can join and run code"
-            );
-        }
-    }
     let node = Node::start(NodeConfig {
         keypair,
         listen: args.listen.clone(),

@@ -67,21 +67,17 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
             path.display()
         );
     };
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::private::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
+    let mut file = crate::private::file_options()
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    // Without this a crash could forget the new name, and the next start
+    // would make another key: a new peer id for the same data.
+    crate::private::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
 

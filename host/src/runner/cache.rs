@@ -161,7 +161,7 @@ fn store_artifact(
     artifact: &std::path::Path,
     checksum: &std::path::Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
+    crate::private::create_dir(dir)?;
     let bytes = component.serialize()?;
     // A unique name: several processes may compile the same ROM at once.
     let tmp = artifact.with_extension(format!(
