@@ -26,6 +26,7 @@ use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm, Transp
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::inbound::{self, InboundStream};
 use super::pubsub::{Hub, Membership};
 use super::view::{Heartbeat, View};
 
@@ -48,6 +49,15 @@ pub const DIAL_TIMEOUT_MS: u64 = 5_000;
 
 /// How long an unused connection stays open.
 const IDLE_CONNECTION_MS: u64 = 60_000;
+
+/// Most inbound RPC streams waiting for the accept loop. The loop runs on
+/// the swarm's thread and only spawns a handler per stream, so it empties
+/// this as fast as the swarm fills it; the bound only matters if it stops.
+pub const INBOUND_STREAMS_QUEUED_MAX: usize = 1024;
+
+/// Inbound RPC streams, in the order they were negotiated. Poll it
+/// continuously.
+pub type IncomingStreams = mpsc::Receiver<(PeerId, libp2p::Stream)>;
 
 /// Heartbeat settings of a host. Clients (`ww run`, `ww ls`...) have none:
 /// they never appear in the view.
@@ -87,7 +97,10 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
+    /// Outbound streams (and inbound ones on protocols other than RPC).
     stream: libp2p_stream::Behaviour,
+    /// Inbound RPC streams, queued rather than dropped (see `inbound`).
+    inbound: inbound::Behaviour,
 }
 
 enum Command {
@@ -122,6 +135,8 @@ pub struct Node {
     view: Rc<RefCell<View>>,
     hub: Rc<Hub>,
     listen_addrs: Rc<Vec<Multiaddr>>,
+    /// Where the swarm task puts inbound RPC streams, once someone accepts.
+    accepted: Rc<RefCell<Option<mpsc::Sender<(PeerId, libp2p::Stream)>>>>,
 }
 
 struct Joiner(mpsc::UnboundedSender<Command>);
@@ -171,7 +186,9 @@ impl Node {
         let (commands, receiver) = mpsc::unbounded_channel();
         let view = Rc::new(RefCell::new(View::default()));
         let hub = Rc::new(Hub::default());
+        let accepted = Rc::new(RefCell::new(None));
         let task = SwarmTask {
+            accepted: accepted.clone(),
             swarm,
             peer_id,
             receiver,
@@ -197,6 +214,7 @@ impl Node {
             view,
             hub,
             listen_addrs: Rc::new(listen_addrs),
+            accepted,
         })
     }
 
@@ -297,20 +315,21 @@ impl Node {
         }
     }
 
-    /// Accepts inbound streams on `protocol`. Poll the result continuously:
-    /// libp2p drops inbound streams when the accept loop falls behind.
+    /// Accepts inbound streams on [`RPC_PROTOCOL`]. Poll the result
+    /// continuously: streams wait in it (up to
+    /// [`INBOUND_STREAMS_QUEUED_MAX`]) until taken.
     ///
     /// # Errors
     ///
-    /// When the protocol is already accepted.
-    pub fn accept(
-        &self,
-        protocol: libp2p::StreamProtocol,
-    ) -> Result<libp2p_stream::IncomingStreams> {
-        self.control
-            .borrow_mut()
-            .accept(protocol.clone())
-            .map_err(|err| anyhow!("accepting {protocol}: {err}"))
+    /// When RPC streams are already being accepted.
+    pub fn accept_rpc(&self) -> Result<IncomingStreams> {
+        let mut accepted = self.accepted.borrow_mut();
+        if accepted.as_ref().is_some_and(|sender| !sender.is_closed()) {
+            return Err(anyhow!("accepting {RPC_PROTOCOL}: already accepted"));
+        }
+        let (sender, receiver) = mpsc::channel(INBOUND_STREAMS_QUEUED_MAX);
+        *accepted = Some(sender);
+        Ok(receiver)
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -392,6 +411,7 @@ fn new_behaviour(key: &Keypair) -> Result<Behaviour, Box<dyn std::error::Error +
         ping: ping::Behaviour::default(),
         gossipsub,
         stream: libp2p_stream::Behaviour::new(),
+        inbound: inbound::Behaviour::new(RPC_PROTOCOL),
     })
 }
 
@@ -404,6 +424,7 @@ struct PendingPublish {
 
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
+    accepted: Rc<RefCell<Option<mpsc::Sender<(PeerId, libp2p::Stream)>>>>,
     peer_id: PeerId,
     receiver: mpsc::UnboundedReceiver<Command>,
     view: Rc<RefCell<View>>,
@@ -624,6 +645,9 @@ impl SwarmTask {
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Inbound(InboundStream { peer, stream })) => {
+                self.on_inbound(peer, stream);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -687,6 +711,19 @@ impl SwarmTask {
                 debug!(%peer_id, "disconnected");
             }
             _ => {}
+        }
+    }
+
+    /// Hands an inbound RPC stream to the accept loop. Dropping it (nobody
+    /// accepts: a client node) resets it, so its opener gets an error.
+    fn on_inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let accepted = self.accepted.borrow();
+        let Some(sender) = accepted.as_ref() else {
+            debug!(%peer, "dropping an inbound RPC stream: this node serves none");
+            return;
+        };
+        if let Err(err) = sender.try_send((peer, stream)) {
+            warn!(%peer, "refusing an inbound RPC stream: {err}");
         }
     }
 
