@@ -474,31 +474,7 @@ impl SwarmTask {
     }
 
     fn on_tick(&mut self, heartbeat_topic: &IdentTopic) {
-        if let Some(config) = self.heartbeat {
-            let heartbeat = Heartbeat {
-                peer_id: self.peer_id.to_base58(),
-                addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
-                ttl_ms: config.ttl_ms,
-            };
-            let now = Instant::now();
-            self.view.borrow_mut().observe(
-                self.peer_id,
-                self.listen_addrs.clone(),
-                Duration::from_millis(u64::from(config.ttl_ms)),
-                now,
-            );
-            if let Ok(bytes) = serde_json::to_vec(&heartbeat) {
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(heartbeat_topic.clone(), bytes)
-                {
-                    Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
-                    Err(err) => debug!("heartbeat not published: {err}"),
-                }
-            }
-        }
+        self.publish_heartbeat(heartbeat_topic);
         // Keep dialing bootstrap peers we are not connected to, so hosts may
         // start in any order and reconnect after a peer restarts.
         for index in 0..self.bootstrap.len() {
@@ -509,6 +485,36 @@ impl SwarmTask {
                 if let Err(err) = self.swarm.dial(opts) {
                     debug!("dialing bootstrap peer {addr}: {err}");
                 }
+            }
+        }
+    }
+
+    /// Publishes this host's heartbeat (hosts only) and refreshes its own
+    /// entry in the view.
+    fn publish_heartbeat(&mut self, heartbeat_topic: &IdentTopic) {
+        let Some(config) = self.heartbeat else {
+            return;
+        };
+        let heartbeat = Heartbeat {
+            peer_id: self.peer_id.to_base58(),
+            addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
+            ttl_ms: config.ttl_ms,
+        };
+        self.view.borrow_mut().observe(
+            self.peer_id,
+            self.listen_addrs.clone(),
+            Duration::from_millis(u64::from(config.ttl_ms)),
+            Instant::now(),
+        );
+        if let Ok(bytes) = serde_json::to_vec(&heartbeat) {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(heartbeat_topic.clone(), bytes)
+            {
+                Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
+                Err(err) => debug!("heartbeat not published: {err}"),
             }
         }
     }
@@ -741,6 +747,16 @@ impl SwarmTask {
                 }
             }
             gossipsub::Event::Subscribed { topic, .. } => {
+                if topic == IdentTopic::new(HEARTBEAT_TOPIC).hash() {
+                    // A host that just (re)started has an empty view, and
+                    // cannot resolve its peers' anchors until heartbeats
+                    // arrive; the next tick is up to a second away, and a
+                    // heartbeat published before its first subscriber was
+                    // lost. Tell every newly subscribed peer at once who we
+                    // are: both sides do, so a restarted host and its
+                    // neighbours know each other within a round trip.
+                    self.publish_heartbeat(&IdentTopic::new(HEARTBEAT_TOPIC));
+                }
                 let (ready, waiting): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut self.pending_publishes)
                         .into_iter()
