@@ -20,9 +20,9 @@ use crate::net::{Node, RPC_PROTOCOL};
 pub const INBOUND_CONNECTIONS_MAX: usize = 1024;
 
 /// How long [`connect_addr`] keeps retrying a host that does not answer
-/// yet: one that is starting, restarting, or busy accepting a crowd of
-/// clients. A host that refuses the TCP connection (nothing listens) is not
-/// retried.
+/// yet: one busy accepting a crowd of clients, or one whose connection
+/// closes while connecting. A dial that fails outright (nothing listens, a
+/// failed handshake) is not retried.
 pub const CONNECT_DEADLINE_MS: u64 = 20_000;
 
 /// Longest wait for the first answer on a new connection. Past it the
@@ -107,8 +107,8 @@ pub async fn connect_host(
 /// checks that it answers. Retries for up to [`CONNECT_DEADLINE_MS`] while
 /// the failure may pass: a connection or stream closed while connecting
 /// ("Peer disconnected"), a dial or first call that times out. Gives up at
-/// once when nothing listens at `addr` or it does not serve the RPC
-/// protocol.
+/// once when the dial fails otherwise (nothing listens at `addr`, another
+/// cluster key) or the host does not serve the RPC protocol.
 ///
 /// # Errors
 ///
@@ -152,9 +152,12 @@ async fn connect_addr_once(
     addr: &libp2p::Multiaddr,
 ) -> Result<(PeerId, host::Client), ConnectFailure> {
     let peer = node.dial(addr.clone()).await.map_err(|error| {
-        // A refused TCP connection means nothing listens there: say so now
-        // rather than after the whole deadline.
-        let transient = !format!("{error:#}").contains("Connection refused");
+        // Only a dial that timed out may pass (a host busy with a crowd of
+        // handshakes). A refused connection (nothing listens) or a failed
+        // handshake (another cluster key) will not: say so now rather than
+        // after the whole deadline.
+        let message = format!("{error:#}").to_lowercase();
+        let transient = message.contains("timed out") || message.contains("timeout");
         ConnectFailure { error, transient }
     })?;
     let stream = node

@@ -59,6 +59,9 @@ pub const INBOUND_STREAMS_QUEUED_MAX: usize = 1024;
 /// continuously.
 pub type IncomingStreams = mpsc::Receiver<(PeerId, libp2p::Stream)>;
 
+/// Where the swarm task puts inbound RPC streams, once someone accepts.
+type AcceptSlot = Rc<RefCell<Option<mpsc::Sender<(PeerId, libp2p::Stream)>>>>;
+
 /// Heartbeat settings of a host. Clients (`ww run`, `ww ls`...) have none:
 /// they never appear in the view.
 #[derive(Clone, Copy, Debug)]
@@ -136,7 +139,7 @@ pub struct Node {
     hub: Rc<Hub>,
     listen_addrs: Rc<Vec<Multiaddr>>,
     /// Where the swarm task puts inbound RPC streams, once someone accepts.
-    accepted: Rc<RefCell<Option<mpsc::Sender<(PeerId, libp2p::Stream)>>>>,
+    accepted: AcceptSlot,
 }
 
 struct Joiner(mpsc::UnboundedSender<Command>);
@@ -424,7 +427,7 @@ struct PendingPublish {
 
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
-    accepted: Rc<RefCell<Option<mpsc::Sender<(PeerId, libp2p::Stream)>>>>,
+    accepted: AcceptSlot,
     peer_id: PeerId,
     receiver: mpsc::UnboundedReceiver<Command>,
     view: Rc<RefCell<View>>,
