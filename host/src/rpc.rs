@@ -184,7 +184,7 @@ async fn connect_addr_once(
             transient: err.kind == capnp::ErrorKind::Disconnected
                 || err.kind == capnp::ErrorKind::Overloaded
                 || is_disconnect(&err),
-            error: anyhow!("{addr} closed the connection while connecting: {err}"),
+            error: anyhow!("the first call to {addr} failed: {err}"),
         }),
         Err(_) => Err(ConnectFailure {
             error: anyhow!("{addr} did not answer within {CONNECT_PROBE_TIMEOUT_MS} ms"),
