@@ -2,8 +2,9 @@
 //! local pubsub subscriptions.
 
 pub mod identity;
+pub mod inbound;
 pub mod node;
 pub mod pubsub;
 pub mod view;
 
-pub use node::{HeartbeatConfig, Node, NodeConfig, RPC_PROTOCOL};
+pub use node::{HeartbeatConfig, IncomingStreams, Node, NodeConfig, RPC_PROTOCOL};

@@ -26,6 +26,7 @@ use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm, Transp
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::inbound::{self, InboundStream};
 use super::pubsub::{Hub, Membership};
 use super::view::{Heartbeat, View};
 
@@ -48,6 +49,18 @@ pub const DIAL_TIMEOUT_MS: u64 = 5_000;
 
 /// How long an unused connection stays open.
 const IDLE_CONNECTION_MS: u64 = 60_000;
+
+/// Most inbound RPC streams waiting for the accept loop. The loop runs on
+/// the swarm's thread and only spawns a handler per stream, so it empties
+/// this as fast as the swarm fills it; the bound only matters if it stops.
+pub const INBOUND_STREAMS_QUEUED_MAX: usize = 1024;
+
+/// Inbound RPC streams, in the order they were negotiated. Poll it
+/// continuously.
+pub type IncomingStreams = mpsc::Receiver<(PeerId, libp2p::Stream)>;
+
+/// Where the swarm task puts inbound RPC streams, once someone accepts.
+type AcceptSlot = Rc<RefCell<Option<mpsc::Sender<(PeerId, libp2p::Stream)>>>>;
 
 /// Heartbeat settings of a host. Clients (`ww run`, `ww ls`...) have none:
 /// they never appear in the view.
@@ -87,7 +100,10 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
+    /// Outbound streams (and inbound ones on protocols other than RPC).
     stream: libp2p_stream::Behaviour,
+    /// Inbound RPC streams, queued rather than dropped (see `inbound`).
+    inbound: inbound::Behaviour,
 }
 
 enum Command {
@@ -122,6 +138,8 @@ pub struct Node {
     view: Rc<RefCell<View>>,
     hub: Rc<Hub>,
     listen_addrs: Rc<Vec<Multiaddr>>,
+    /// Where the swarm task puts inbound RPC streams, once someone accepts.
+    accepted: AcceptSlot,
 }
 
 struct Joiner(mpsc::UnboundedSender<Command>);
@@ -171,7 +189,9 @@ impl Node {
         let (commands, receiver) = mpsc::unbounded_channel();
         let view = Rc::new(RefCell::new(View::default()));
         let hub = Rc::new(Hub::default());
+        let accepted = Rc::new(RefCell::new(None));
         let task = SwarmTask {
+            accepted: accepted.clone(),
             swarm,
             peer_id,
             receiver,
@@ -197,6 +217,7 @@ impl Node {
             view,
             hub,
             listen_addrs: Rc::new(listen_addrs),
+            accepted,
         })
     }
 
@@ -297,20 +318,21 @@ impl Node {
         }
     }
 
-    /// Accepts inbound streams on `protocol`. Poll the result continuously:
-    /// libp2p drops inbound streams when the accept loop falls behind.
+    /// Accepts inbound streams on [`RPC_PROTOCOL`]. Poll the result
+    /// continuously: streams wait in it (up to
+    /// [`INBOUND_STREAMS_QUEUED_MAX`]) until taken.
     ///
     /// # Errors
     ///
-    /// When the protocol is already accepted.
-    pub fn accept(
-        &self,
-        protocol: libp2p::StreamProtocol,
-    ) -> Result<libp2p_stream::IncomingStreams> {
-        self.control
-            .borrow_mut()
-            .accept(protocol.clone())
-            .map_err(|err| anyhow!("accepting {protocol}: {err}"))
+    /// When RPC streams are already being accepted.
+    pub fn accept_rpc(&self) -> Result<IncomingStreams> {
+        let mut accepted = self.accepted.borrow_mut();
+        if accepted.as_ref().is_some_and(|sender| !sender.is_closed()) {
+            return Err(anyhow!("accepting {RPC_PROTOCOL}: already accepted"));
+        }
+        let (sender, receiver) = mpsc::channel(INBOUND_STREAMS_QUEUED_MAX);
+        *accepted = Some(sender);
+        Ok(receiver)
     }
 
     fn send(&self, command: Command) -> Result<()> {
@@ -392,6 +414,7 @@ fn new_behaviour(key: &Keypair) -> Result<Behaviour, Box<dyn std::error::Error +
         ping: ping::Behaviour::default(),
         gossipsub,
         stream: libp2p_stream::Behaviour::new(),
+        inbound: inbound::Behaviour::new(RPC_PROTOCOL),
     })
 }
 
@@ -404,6 +427,7 @@ struct PendingPublish {
 
 struct SwarmTask {
     swarm: Swarm<Behaviour>,
+    accepted: AcceptSlot,
     peer_id: PeerId,
     receiver: mpsc::UnboundedReceiver<Command>,
     view: Rc<RefCell<View>>,
@@ -453,31 +477,7 @@ impl SwarmTask {
     }
 
     fn on_tick(&mut self, heartbeat_topic: &IdentTopic) {
-        if let Some(config) = self.heartbeat {
-            let heartbeat = Heartbeat {
-                peer_id: self.peer_id.to_base58(),
-                addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
-                ttl_ms: config.ttl_ms,
-            };
-            let now = Instant::now();
-            self.view.borrow_mut().observe(
-                self.peer_id,
-                self.listen_addrs.clone(),
-                Duration::from_millis(u64::from(config.ttl_ms)),
-                now,
-            );
-            if let Ok(bytes) = serde_json::to_vec(&heartbeat) {
-                match self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .publish(heartbeat_topic.clone(), bytes)
-                {
-                    Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
-                    Err(err) => debug!("heartbeat not published: {err}"),
-                }
-            }
-        }
+        self.publish_heartbeat(heartbeat_topic);
         // Keep dialing bootstrap peers we are not connected to, so hosts may
         // start in any order and reconnect after a peer restarts.
         for index in 0..self.bootstrap.len() {
@@ -488,6 +488,36 @@ impl SwarmTask {
                 if let Err(err) = self.swarm.dial(opts) {
                     debug!("dialing bootstrap peer {addr}: {err}");
                 }
+            }
+        }
+    }
+
+    /// Publishes this host's heartbeat (hosts only) and refreshes its own
+    /// entry in the view.
+    fn publish_heartbeat(&mut self, heartbeat_topic: &IdentTopic) {
+        let Some(config) = self.heartbeat else {
+            return;
+        };
+        let heartbeat = Heartbeat {
+            peer_id: self.peer_id.to_base58(),
+            addrs: self.listen_addrs.iter().map(ToString::to_string).collect(),
+            ttl_ms: config.ttl_ms,
+        };
+        self.view.borrow_mut().observe(
+            self.peer_id,
+            self.listen_addrs.clone(),
+            Duration::from_millis(u64::from(config.ttl_ms)),
+            Instant::now(),
+        );
+        if let Ok(bytes) = serde_json::to_vec(&heartbeat) {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(heartbeat_topic.clone(), bytes)
+            {
+                Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
+                Err(err) => debug!("heartbeat not published: {err}"),
             }
         }
     }
@@ -624,6 +654,9 @@ impl SwarmTask {
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossipsub(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Inbound(InboundStream { peer, stream })) => {
+                self.on_inbound(peer, stream);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -690,6 +723,19 @@ impl SwarmTask {
         }
     }
 
+    /// Hands an inbound RPC stream to the accept loop. Dropping it (nobody
+    /// accepts: a client node) resets it, so its opener gets an error.
+    fn on_inbound(&mut self, peer: PeerId, stream: libp2p::Stream) {
+        let accepted = self.accepted.borrow();
+        let Some(sender) = accepted.as_ref() else {
+            debug!(%peer, "dropping an inbound RPC stream: this node serves none");
+            return;
+        };
+        if let Err(err) = sender.try_send((peer, stream)) {
+            warn!(%peer, "refusing an inbound RPC stream: {err}");
+        }
+    }
+
     fn on_gossipsub(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message { message, .. } => {
@@ -704,6 +750,16 @@ impl SwarmTask {
                 }
             }
             gossipsub::Event::Subscribed { topic, .. } => {
+                if topic == IdentTopic::new(HEARTBEAT_TOPIC).hash() {
+                    // A host that just (re)started has an empty view, and
+                    // cannot resolve its peers' anchors until heartbeats
+                    // arrive; the next tick is up to a second away, and a
+                    // heartbeat published before its first subscriber was
+                    // lost. Tell every newly subscribed peer at once who we
+                    // are: both sides do, so a restarted host and its
+                    // neighbours know each other within a round trip.
+                    self.publish_heartbeat(&IdentTopic::new(HEARTBEAT_TOPIC));
+                }
                 let (ready, waiting): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut self.pending_publishes)
                         .into_iter()
