@@ -110,6 +110,8 @@ pub fn run(config: &Config) {
         history_path.display()
     );
 
+    // Both a kill -9 and a SIGSTOP, however short the run.
+    let enough_faults = schedule.faults.len() >= 2;
     let rom = rom("raft");
     let mut cluster = Cluster::start(HOST_COUNT);
     deploy(&cluster, &rom);
@@ -166,7 +168,6 @@ pub fn run(config: &Config) {
         config.seed,
         recorder.len()
     );
-    let enough_faults = schedule.faults.len() >= 2;
     assert!(
         verdicts.passed() && drained.is_ok() && enough_faults,
         "chaos run FAILED: seed={} history={}\n{verdicts}\ndrain: {drained:?}\nreplay: make chaos SEED={} DURATION={}",

@@ -31,7 +31,7 @@ fn leader(shared: &Shared, cluster: &Cluster) -> Option<usize> {
         stderr,
     } = raft(
         &shared.rom,
-        &[&shared.addrs[0]],
+        &[shared.addrs[0].as_str()],
         &["status".to_owned(), "--json".to_owned()],
     )
     else {
