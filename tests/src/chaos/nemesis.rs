@@ -54,7 +54,7 @@ impl Schedule {
     /// (so even a short run has both); the target and the hold time are
     /// drawn, the leader twice as often as a follower.
     pub fn new(seed: u64, duration_ms: u64) -> Schedule {
-        let mut rng = Rng::new(seed ^ 0x6E65_6D65_7369_73);
+        let mut rng = Rng::new(seed ^ 0x006E_656D_6573_6973);
         let mut faults = Vec::new();
         let mut at_ms = FIRST_FAULT_MS + rng.below(2_000);
         while at_ms + QUIET_TAIL_MS <= duration_ms && faults.len() < FAULTS_MAX_COUNT {
