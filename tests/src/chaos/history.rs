@@ -18,12 +18,13 @@
 //! ([`queue::sim::History`]): lost and unexpected values, duplicate
 //! deliveries, and leases that overlap or follow an ack.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::path::Path;
 
 use queue::sim::{History as QueueHistory, Report as QueueReport};
+use queue::{AckOutcome, Delivery, Receipt};
 use raft_core::sim::checker::{self, Model, Operation, Verdict};
 use serde_json::json;
 
@@ -138,8 +139,11 @@ struct FaultRecord {
 pub struct Recorder {
     entries: Vec<Entry>,
     kv: BTreeMap<String, Vec<Operation<KvInput, KvOutput>>>,
-    /// The queue history, fed directly by the queue clients.
-    pub queue: QueueHistory,
+    queue: QueueHistory,
+    /// Each acknowledged enqueue's topic and id, by value.
+    enqueued: BTreeMap<Vec<u8>, (String, u64)>,
+    /// Values whose ack applied, or may have.
+    settled: BTreeSet<Vec<u8>>,
     faults: Vec<FaultRecord>,
     notes: Vec<(u64, String)>,
 }
@@ -151,7 +155,16 @@ pub struct Verdicts {
     pub kv: Vec<(String, Verdict, usize)>,
     /// The total-queue checker's report.
     pub queue: QueueReport,
+    /// Up to [`SHOWN_MAX_COUNT`] lost values, with their topic and id.
+    pub lost: Vec<String>,
+    /// Message ids acknowledged to two different enqueues of one topic
+    /// (at most one of them can hold: the other was acknowledged but not
+    /// applied).
+    pub id_conflicts: Vec<String>,
 }
+
+/// How many lost values and id conflicts a report lists.
+pub const SHOWN_MAX_COUNT: usize = 10;
 
 impl Verdicts {
     /// True when every key is linearizable and the queue lost nothing,
@@ -161,6 +174,7 @@ impl Verdicts {
             .iter()
             .all(|(_, verdict, _)| *verdict == Verdict::Linearizable)
             && self.queue.passed()
+            && self.id_conflicts.is_empty()
     }
 }
 
@@ -169,7 +183,14 @@ impl fmt::Display for Verdicts {
         for (key, verdict, count) in &self.kv {
             writeln!(f, "kv {key}: {verdict:?} ({count} ops)")?;
         }
-        write!(f, "queue: {}", self.queue)
+        write!(f, "queue: {}", self.queue)?;
+        for lost in &self.lost {
+            write!(f, "\n  lost: {lost}")?;
+        }
+        for conflict in &self.id_conflicts {
+            write!(f, "\n  id conflict: {conflict}")?;
+        }
+        Ok(())
     }
 }
 
@@ -273,8 +294,36 @@ impl Recorder {
         });
     }
 
+    /// A producer is about to try to enqueue `value`.
+    pub fn enqueue_attempted(&mut self, value: &[u8]) {
+        self.queue.enqueue_attempted(value);
+    }
+
+    /// The group acknowledged the enqueue of `value` on `topic` as `id`.
+    pub fn enqueue_acknowledged(&mut self, topic: &str, value: &[u8], id: u64) {
+        self.queue.enqueue_acknowledged(value, id);
+        self.enqueued.insert(value.to_vec(), (topic.to_owned(), id));
+    }
+
+    /// `consumer` leased `deliveries` from `topic`.
+    pub fn leased(&mut self, topic: &str, consumer: &str, deliveries: &[Delivery]) {
+        self.queue.leased(topic, consumer, deliveries);
+    }
+
+    /// An ack of `receipt` (a lease of `value`) applied with `outcome`.
+    pub fn acked(&mut self, topic: &str, receipt: Receipt, value: &[u8], outcome: AckOutcome) {
+        self.queue.acked(topic, receipt, value, outcome);
+        self.settled.insert(value.to_vec());
+    }
+
+    /// An ack of `value` may have applied.
+    pub fn ack_unknown(&mut self, value: &[u8]) {
+        self.queue.ack_unknown(value);
+        self.settled.insert(value.to_vec());
+    }
+
     /// Records a queue operation for the log and the counts; its effects
-    /// go to [`Recorder::queue`] separately.
+    /// are recorded with the methods above.
     #[allow(clippy::too_many_arguments)]
     pub fn queue_op(
         &mut self,
@@ -340,7 +389,33 @@ impl Recorder {
                 .map(|(key, ops)| (key.clone(), checker::check(&KvModel, ops), ops.len()))
                 .collect(),
             queue: self.queue.check(),
+            lost: self
+                .enqueued
+                .iter()
+                .filter(|(value, _)| !self.settled.contains(*value))
+                .take(SHOWN_MAX_COUNT)
+                .map(|(value, (topic, id))| {
+                    format!("{} ({topic} id {id})", String::from_utf8_lossy(value))
+                })
+                .collect(),
+            id_conflicts: self.id_conflicts(),
         }
+    }
+
+    fn id_conflicts(&self) -> Vec<String> {
+        let mut by_id: BTreeMap<(&str, u64), Vec<String>> = BTreeMap::new();
+        for (value, (topic, id)) in &self.enqueued {
+            by_id
+                .entry((topic.as_str(), *id))
+                .or_default()
+                .push(String::from_utf8_lossy(value).into_owned());
+        }
+        by_id
+            .into_iter()
+            .filter(|(_, values)| values.len() > 1)
+            .take(SHOWN_MAX_COUNT)
+            .map(|((topic, id), values)| format!("{topic} id {id}: {}", values.join(", ")))
+            .collect()
     }
 
     /// Counts and gaps over the workload `[start_ms, end_ms)`.
@@ -451,8 +526,6 @@ fn longest_gap(sorted: &[u64], from_ms: u64, until_ms: u64) -> u64 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use queue::{AckOutcome, Delivery, Receipt};
-
     use super::*;
 
     fn put(recorder: &mut Recorder, value: &str, call: u64, ret: u64, outcome: Outcome) {
@@ -545,8 +618,8 @@ mod tests {
         assert!(!kv_passed(&recorder));
 
         let mut recorder = Recorder::default();
-        recorder.queue.enqueue_attempted(b"m1");
-        recorder.queue.enqueue_acknowledged(b"m1", 1);
+        recorder.enqueue_attempted(b"m1");
+        recorder.enqueue_acknowledged("t", b"m1", 1);
         let report = recorder.check().queue;
         assert_eq!(report.lost, 1, "{report}");
         assert!(!recorder.check().passed());
@@ -566,8 +639,8 @@ mod tests {
         // A queue message delivered twice is counted, and delivering it
         // again after it was acked is a violation.
         let mut recorder = Recorder::default();
-        recorder.queue.enqueue_attempted(b"m1");
-        recorder.queue.enqueue_acknowledged(b"m1", 1);
+        recorder.enqueue_attempted(b"m1");
+        recorder.enqueue_acknowledged("t", b"m1", 1);
         let delivery = |token: u64, at: u64, acquired: u32| Delivery {
             id: 1,
             token,
@@ -579,11 +652,9 @@ mod tests {
             body: b"m1".to_vec(),
             dead_letter: None,
         };
-        recorder.queue.leased("t", "a", &[delivery(10, 100, 1)]);
-        recorder
-            .queue
-            .acked("t", Receipt { id: 1, token: 10 }, b"m1", AckOutcome::Acked);
-        recorder.queue.leased("t", "b", &[delivery(20, 200, 2)]);
+        recorder.leased("t", "a", &[delivery(10, 100, 1)]);
+        recorder.acked("t", Receipt { id: 1, token: 10 }, b"m1", AckOutcome::Acked);
+        recorder.leased("t", "b", &[delivery(20, 200, 2)]);
         let report = recorder.check().queue;
         assert_eq!(report.duplicates, 1, "{report}");
         assert_eq!(report.violations.len(), 1, "{report}");
@@ -607,9 +678,22 @@ mod tests {
     }
 
     #[test]
+    fn one_id_acknowledged_to_two_enqueues_is_reported() {
+        let mut recorder = Recorder::default();
+        for value in [&b"m1"[..], b"m2"] {
+            recorder.enqueue_attempted(value);
+            recorder.enqueue_acknowledged("t", value, 7);
+        }
+        let verdicts = recorder.check();
+        assert_eq!(verdicts.id_conflicts, vec!["t id 7: m1, m2".to_owned()]);
+        assert_eq!(verdicts.lost.len(), 2);
+        assert!(!verdicts.passed());
+    }
+
+    #[test]
     fn an_unexpected_delivery_is_reported() {
         let mut recorder = Recorder::default();
-        recorder.queue.leased(
+        recorder.leased(
             "t",
             "a",
             &[Delivery {

@@ -208,10 +208,7 @@ impl Client<'_> {
 
     fn enqueue(&mut self, topic: &str) {
         let body = format!("q-{}", self.value());
-        self.shared
-            .recorder()
-            .queue
-            .enqueue_attempted(body.as_bytes());
+        self.shared.recorder().enqueue_attempted(body.as_bytes());
         let args = vec![
             "enqueue".into(),
             "--json".into(),
@@ -230,8 +227,7 @@ impl Client<'_> {
                     Some(id) => {
                         self.shared
                             .recorder()
-                            .queue
-                            .enqueue_acknowledged(body.as_bytes(), id);
+                            .enqueue_acknowledged(topic, body.as_bytes(), id);
                         (Outcome::Ok, format!("id {id}"))
                     }
                     None => (Outcome::Unknown, format!("unparsed: {stderr}")),
@@ -278,9 +274,8 @@ impl Client<'_> {
                 Some(deliveries) => {
                     self.shared
                         .recorder()
-                        .queue
                         .leased(topic, &self.name, &deliveries);
-                    let detail = format!("{} leased", deliveries.len());
+                    let detail = leased_detail(&deliveries);
                     leased = deliveries;
                     (Outcome::Ok, detail)
                 }
@@ -346,9 +341,9 @@ impl Client<'_> {
                 } else {
                     AckOutcome::Acked
                 };
-                recorder.queue.acked(topic, receipt, &delivery.body, acked);
+                recorder.acked(topic, receipt, &delivery.body, acked);
             }
-            Outcome::Unknown => recorder.queue.ack_unknown(&delivery.body),
+            Outcome::Unknown => recorder.ack_unknown(&delivery.body),
             Outcome::Failed => {}
         }
         recorder.queue_op(
@@ -366,6 +361,23 @@ impl Client<'_> {
             &detail,
         );
     }
+}
+
+/// What a lease got, for the history: `id:token body (delivery n)` each.
+pub fn leased_detail(deliveries: &[Delivery]) -> String {
+    let leased: Vec<String> = deliveries
+        .iter()
+        .map(|delivery| {
+            format!(
+                "{}:{} {} (delivery {})",
+                delivery.id,
+                delivery.token,
+                String::from_utf8_lossy(&delivery.body),
+                delivery.acquired
+            )
+        })
+        .collect();
+    format!("leased [{}]", leased.join(", "))
 }
 
 /// The deliveries in `lease --json` output. The lease began `LEASE_MS`

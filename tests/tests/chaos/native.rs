@@ -142,19 +142,14 @@ impl Native<'_> {
 
     async fn enqueue(&mut self, client: &Client<'_>, topic: &str) {
         let body = format!("q-{}", self.value());
-        self.shared
-            .recorder()
-            .queue
-            .enqueue_attempted(body.as_bytes());
+        self.shared.recorder().enqueue_attempted(body.as_bytes());
         let call_ms = self.shared.now_ms();
         let result = client.enqueue(topic, body.as_bytes()).await;
         let return_ms = self.shared.now_ms();
         let mut recorder = self.shared.recorder();
         let (outcome, detail) = match result {
             Ok(enqueued) => {
-                recorder
-                    .queue
-                    .enqueue_acknowledged(body.as_bytes(), enqueued.id);
+                recorder.enqueue_acknowledged(topic, body.as_bytes(), enqueued.id);
                 (Outcome::Ok, format!("id {}", enqueued.id))
             }
             Err(err) => (outcome_of(&err), err.to_string()),
@@ -178,10 +173,10 @@ impl Native<'_> {
             let mut recorder = self.shared.recorder();
             let (outcome, detail, deliveries) = match result {
                 Ok(deliveries) => {
-                    recorder.queue.leased(topic, &self.name, &deliveries);
+                    recorder.leased(topic, &self.name, &deliveries);
                     (
                         Outcome::Ok,
-                        format!("{} leased", deliveries.len()),
+                        crate::cli::leased_detail(&deliveries),
                         deliveries,
                     )
                 }
@@ -229,9 +224,7 @@ async fn ack(
             for (delivery, outcome) in deliveries.iter().zip(outcomes) {
                 match outcome {
                     Ok(acked) => {
-                        recorder
-                            .queue
-                            .acked(topic, delivery.receipt(), &delivery.body, acked);
+                        recorder.acked(topic, delivery.receipt(), &delivery.body, acked);
                         detail.push(format!("{acked:?}"));
                     }
                     Err(err) => detail.push(err.to_string()),
@@ -243,7 +236,7 @@ async fn ack(
             let outcome = outcome_of(&err);
             if outcome == Outcome::Unknown {
                 for delivery in deliveries {
-                    recorder.queue.ack_unknown(&delivery.body);
+                    recorder.ack_unknown(&delivery.body);
                 }
             }
             (outcome, err.to_string())
@@ -335,7 +328,7 @@ pub fn drain_and_read(shared: &Shared) -> Result<(), String> {
                     .await
                 {
                     Ok(deliveries) if !deliveries.is_empty() => {
-                        shared.recorder().queue.leased(topic, "drain", &deliveries);
+                        shared.recorder().leased(topic, "drain", &deliveries);
                         ack(shared, "drain", &client, topic, &deliveries).await;
                         left += 1;
                         continue;
