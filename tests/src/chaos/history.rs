@@ -365,6 +365,14 @@ impl Recorder {
         });
     }
 
+    /// How many faults of `kind` were injected.
+    pub fn faults_of(&self, kind: FaultKind) -> usize {
+        self.faults
+            .iter()
+            .filter(|fault| fault.kind == kind)
+            .count()
+    }
+
     /// A line for the log (nemesis actions, phases).
     pub fn note(&mut self, at_ms: u64, text: String) {
         self.notes.push((at_ms, text));

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ww_tests::chaos::{Recorder, Schedule};
+use ww_tests::chaos::{FaultKind, Recorder, Schedule};
 use ww_tests::cluster::workspace_root;
 use ww_tests::{rom, wait_until, ww, ww_with_timeout, Cluster};
 
@@ -110,8 +110,6 @@ pub fn run(config: &Config) {
         history_path.display()
     );
 
-    // Both a kill -9 and a SIGSTOP, however short the run.
-    let enough_faults = schedule.faults.len() >= 2;
     let rom = rom("raft");
     let mut cluster = Cluster::start(HOST_COUNT);
     deploy(&cluster, &rom);
@@ -162,6 +160,9 @@ pub fn run(config: &Config) {
     let recorder = shared.recorder();
     let verdicts = recorder.check();
     let summary = recorder.summary(start_ms, end_ms);
+    // Both a kill -9 and a SIGSTOP, however short the run.
+    let enough_faults =
+        recorder.faults_of(FaultKind::Kill) >= 1 && recorder.faults_of(FaultKind::Pause) >= 1;
     recorder.write_jsonl(&history_path).unwrap();
     eprintln!(
         "chaos: seed={} ops={}\n{summary}\n{verdicts}",
@@ -170,7 +171,7 @@ pub fn run(config: &Config) {
     );
     assert!(
         verdicts.passed() && drained.is_ok() && enough_faults,
-        "chaos run FAILED: seed={} history={}\n{verdicts}\ndrain: {drained:?}\nreplay: make chaos SEED={} DURATION={}",
+        "chaos run FAILED: seed={} history={}\n{verdicts}\ndrain: {drained:?}\nkill -9 and SIGSTOP both injected: {enough_faults}\nreplay: make chaos SEED={} DURATION={}",
         config.seed,
         history_path.display(),
         config.seed,
