@@ -17,7 +17,7 @@ WORKLOAD ?= kv
 # `make sim SIM_PROFILE=release` for long runs (see docs/simulation.md).
 SIM_PROFILE ?= dev
 
-.PHONY: setup host roms build test sim demo bench bench-raft-core bench-queue bench-runtime bench-raft fmt clippy
+.PHONY: setup host roms build test sim chaos demo bench bench-raft-core bench-queue bench-runtime bench-raft fmt clippy
 
 setup:
 	@./scripts/setup.sh
@@ -50,6 +50,16 @@ test: roms
 sim:
 	$(CARGO) run --profile $(SIM_PROFILE) -q -p ww-tests --bin sim -- \
 	  --start $(START) --seeds $(SEEDS) --nodes $(NODES) --workload $(WORKLOAD)
+
+# The chaos harness on real hosts (docs/chaos.md): `make chaos DURATION=S
+# SEED=N` (SEED defaults to the clock; the run prints it). `make test` runs
+# a ~35 s version (tests/tests/chaos).
+CHAOS_DURATION = $(if $(filter command line environment,$(origin DURATION)),$(DURATION),120)
+SEED ?=
+
+chaos: roms
+	CHAOS_DURATION_S=$(CHAOS_DURATION) $(if $(SEED),CHAOS_SEED=$(SEED)) \
+	  $(CARGO) test -q -p ww-tests --test chaos -- --ignored --exact long_run --nocapture
 
 demo: build
 	./scripts/demo.sh

@@ -4,6 +4,7 @@
 //! Nothing here skips: a missing `ww` binary or ROM artifact panics with the
 //! command that builds it (`make build`).
 
+pub mod chaos;
 pub mod cluster;
 
 pub use cluster::{
