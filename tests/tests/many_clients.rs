@@ -14,7 +14,8 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ww_tests::{rom, wait_until, ww, ww_with_timeout, Cluster, Output};
+use ww_tests::raft_rom;
+use ww_tests::{wait_until, ww, Cluster, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -31,10 +32,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(240);
 const REACHABLE_AFTER_RESTART: Duration = Duration::from_secs(5);
 
 fn raft(addr: &str, args: &[&str]) -> Output {
-    let rom = rom("raft");
-    let mut all = vec!["run", "--peer", addr, rom.to_str().unwrap()];
-    all.extend_from_slice(args);
-    ww_with_timeout(&all, CLIENT_TIMEOUT)
+    raft_rom::run(addr, args, CLIENT_TIMEOUT)
 }
 
 /// Runs `raft(addr, args_of(i))` for every i in 0..n, all released at the
@@ -57,21 +55,8 @@ fn all_at_once(addr: &str, n: usize, args_of: impl Fn(usize) -> Vec<String> + Sy
     })
 }
 
-/// The last JSON object a ROM printed on stderr.
-fn json_of(out: &Output) -> Value {
-    let line = out
-        .stderr
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line in {out:#?}"));
-    serde_json::from_str(line).unwrap()
-}
-
 fn status(addr: &str) -> Vec<Value> {
-    let out = raft(addr, &["status", "--json"]);
-    out.assert_ok();
-    json_of(&out)["replicas"].as_array().unwrap().clone()
+    raft_rom::status(addr, CLIENT_TIMEOUT)
 }
 
 /// Starts `hosts` hosts and deploys 3 replicas from a client attached to

@@ -22,6 +22,7 @@ use raft_client::native::{connect, TokioRuntime};
 use raft_client::proto::{self, Response};
 use raft_client::Group;
 use serde_json::Value;
+use ww_tests::raft_rom::{self, json_of};
 use ww_tests::{rom, wait_until, ww, ww_with_timeout, Cluster, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,28 +36,14 @@ fn native<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::task::LocalSet::new().block_on(&runtime, future)
 }
 
-fn raft(addr: &str, args: &[&str]) -> Output {
-    let rom = rom("raft");
-    let mut all = vec!["run", "--peer", addr, rom.to_str().unwrap()];
-    all.extend_from_slice(args);
-    ww_with_timeout(&all, Duration::from_secs(120))
-}
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The last JSON object a ROM printed on stderr.
-fn json_of(out: &Output) -> Value {
-    let line = out
-        .stderr
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line in {out:#?}"));
-    serde_json::from_str(line).unwrap()
+fn raft(addr: &str, args: &[&str]) -> Output {
+    raft_rom::run(addr, args, CLIENT_TIMEOUT)
 }
 
 fn status(addr: &str) -> Vec<Value> {
-    let out = raft(addr, &["status", "--json"]);
-    out.assert_ok();
-    json_of(&out)["replicas"].as_array().unwrap().clone()
+    raft_rom::status(addr, CLIENT_TIMEOUT)
 }
 
 fn leader_peer(addr: &str) -> Option<String> {

@@ -1,0 +1,46 @@
+//! Driving `raft.wasm` from the end-to-end tests: one `ww run` process per
+//! command, and its JSON output.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{rom, ww_with_timeout, Output};
+
+/// Runs `ww run --peer ADDR raft.wasm ARGS...`, killed after `timeout`.
+pub fn run(addr: &str, args: &[&str], timeout: Duration) -> Output {
+    let rom = rom("raft");
+    let mut all = vec!["run", "--peer", addr, rom.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    ww_with_timeout(&all, timeout)
+}
+
+/// The last JSON object a ROM printed on stderr.
+///
+/// # Panics
+///
+/// When there is none, or it does not parse: the test fails with the output.
+pub fn json_of(out: &Output) -> Value {
+    let line = out
+        .stderr
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in {out:#?}"));
+    serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"))
+}
+
+/// Every replica's entry of `status --json`, asked through the host at
+/// `addr`.
+///
+/// # Panics
+///
+/// When the command fails or prints no replica list.
+pub fn status(addr: &str, timeout: Duration) -> Vec<Value> {
+    let out = run(addr, &["status", "--json"], timeout);
+    out.assert_ok();
+    json_of(&out)["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no replicas in {out:#?}"))
+        .clone()
+}
