@@ -145,6 +145,9 @@ pub struct Recorder {
     /// Values whose ack applied, or may have.
     settled: BTreeSet<Vec<u8>>,
     faults: Vec<FaultRecord>,
+    /// `(at_ms, term)` each time a replica reported leading in a newer
+    /// term (the group's status events, as clients see them).
+    leaders: Vec<(u64, u64)>,
     notes: Vec<(u64, String)>,
 }
 
@@ -205,6 +208,11 @@ pub struct Summary {
     /// with no ok completion from the fault until the next fault (or the
     /// end), in ms.
     pub gaps_ms: BTreeMap<String, (usize, u64)>,
+    /// Per fault on a leader: (faults, the longest time until a new
+    /// leader was announced, the longest time with no ok completion from
+    /// that announcement until the next fault), in ms. Faults after which
+    /// no new leader was announced are not counted here.
+    pub after_new_leader_ms: BTreeMap<String, (usize, u64, u64)>,
     /// The longest time with no ok completion anywhere in the run.
     pub longest_gap_ms: u64,
 }
@@ -230,6 +238,13 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "  after {fault:<15} x{count}: longest time with no ok op {gap_ms} ms"
+            )?;
+        }
+        for (fault, (count, elected_ms, gap_ms)) in &self.after_new_leader_ms {
+            writeln!(
+                f,
+                "  after {fault:<15} x{count}: new leader announced within {elected_ms} ms, \
+                 then longest time with no ok op {gap_ms} ms"
             )?;
         }
         write!(
@@ -365,6 +380,12 @@ impl Recorder {
         });
     }
 
+    /// Records that a replica announced leading in `term`, newer than any
+    /// announced before.
+    pub fn leader_elected(&mut self, at_ms: u64, term: u64) {
+        self.leaders.push((at_ms, term));
+    }
+
     /// How many faults of `kind` were injected.
     pub fn faults_of(&self, kind: FaultKind) -> usize {
         self.faults
@@ -465,6 +486,23 @@ impl Recorder {
                 },
                 if fault.leader { "leader" } else { "follower" }
             );
+            if fault.leader {
+                let elected = self
+                    .leaders
+                    .iter()
+                    .map(|(at_ms, _)| *at_ms)
+                    .find(|at_ms| *at_ms > fault.at_ms && *at_ms < until_ms);
+                if let Some(elected_ms) = elected {
+                    let after = longest_gap(&ok_returns, elected_ms, until_ms);
+                    let slot = summary
+                        .after_new_leader_ms
+                        .entry(name.clone())
+                        .or_default();
+                    slot.0 += 1;
+                    slot.1 = slot.1.max(elected_ms - fault.at_ms);
+                    slot.2 = slot.2.max(after);
+                }
+            }
             let slot = summary.gaps_ms.entry(name).or_default();
             slot.0 += 1;
             slot.1 = slot.1.max(gap_ms);
@@ -730,5 +768,10 @@ mod tests {
         assert_eq!(summary.gaps_ms["kill -9 leader"], (1, 2_400));
         assert_eq!(summary.longest_gap_ms, 2_500);
         assert_eq!(summary.counts["put"], [5, 0, 0]);
+        assert!(summary.after_new_leader_ms.is_empty(), "no leader announced");
+        // A new leader announced at 3_000: 500 ms until the next ok op.
+        recorder.leader_elected(3_000, 7);
+        let summary = recorder.summary(0, 4_000);
+        assert_eq!(summary.after_new_leader_ms["kill -9 leader"], (1, 1_900, 500));
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use libp2p::Multiaddr;
 use queue::{ClientError, Delivery, QueueError, TransportError};
 use raft_client::native::{connect, TokioRuntime};
+use raft_client::proto::ReplicaStatus;
 use raft_client::{Group, Session};
 use raft_core::rng::Rng;
 use ww_tests::chaos::{KvInput, KvOutput, Outcome};
@@ -301,8 +302,57 @@ pub fn clients(shared: &Shared, count: usize, seed: u64) {
     block_on(async {
         let group = group(shared).await.unwrap();
         let loops = (0..count).map(|index| session_loop(&group, shared, index, seed));
-        futures::future::join_all(loops).await;
+        futures::future::join(
+            futures::future::join_all(loops),
+            watch_leaders(&group, shared),
+        )
+        .await;
     });
+}
+
+/// Records each new leader the group announces on its status topic, as
+/// clients see it (through host 0), until the workload stops: the
+/// summary measures how soon operations complete after a new leader.
+async fn watch_leaders(group: &Group<TokioRuntime>, shared: &Shared) {
+    let pubsub = group.host().pubsub_request().send().pipeline.get_pubsub();
+    let mut join = pubsub.join_request();
+    join.get().set_topic(format!("ww/raft/{}", group.version()));
+    let topic = join.send().pipeline.get_topic();
+    let mut subscribe = topic.subscribe_request();
+    subscribe.get().set_buffer(64);
+    let Ok(response) = subscribe.send().promise.await else {
+        return;
+    };
+    let Ok(subscription) = response.get().and_then(|r| r.get_subscription()) else {
+        return;
+    };
+    let mut term = 0;
+    // One `next` stays in flight across the stop checks: dropping it could
+    // lose the message it was about to deliver.
+    let mut next = subscription.next_request().send().promise;
+    while !shared.stopped() {
+        let Ok(result) = tokio::time::timeout(Duration::from_millis(500), &mut next).await else {
+            continue;
+        };
+        let Ok(message) = result else {
+            return;
+        };
+        next = subscription.next_request().send().promise;
+        let Ok(data) = message
+            .get()
+            .and_then(|m| m.get_message())
+            .and_then(|m| m.get_data())
+        else {
+            continue;
+        };
+        let Ok(status) = raft_client::proto::decode::<ReplicaStatus>(data) else {
+            continue;
+        };
+        if status.role == "leader" && status.term > term {
+            term = status.term;
+            shared.recorder().leader_elected(shared.now_ms(), term);
+        }
+    }
 }
 
 /// After the faults: leases and acks everything left on every topic (and
