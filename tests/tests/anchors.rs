@@ -98,6 +98,7 @@ fn ww_set_cannot_take_over_a_replicas_anchors_and_the_group_keeps_serving() {
                     "{out:#?}"
                 );
                 assert_eq!(kind_at(&client, &path), "capability", "{path}");
+                eprintln!("refused as expected: {}", out.stderr.trim());
             }
         }
     }
