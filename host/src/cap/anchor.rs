@@ -5,6 +5,21 @@
 //! peer (reusing its connection) and walks the whole path there, so the
 //! resulting anchor is served by the peer and reached through this host,
 //! never through the caller's own process.
+//!
+//! # Owners
+//!
+//! A value set by a local process is owned by that process (see
+//! [`super::tree`]). The owner is the original caller: only calls made
+//! through a process's own `Host` carry its identity. A call forwarded by
+//! another host arrives on that host's shared connection, which does not say
+//! which of its processes (or CLI clients) made it, so here it is treated like
+//! a CLI client: it may set unowned values, which stay unowned, and is refused
+//! on owned ones, even when the owner itself made the call through another
+//! host. Refusing is the safe side: no caller can pose as a process by
+//! routing its call through a host.
+//!
+//! Walking never creates nodes: only `set` does, so walks, reads and lists
+//! cannot fill the tree.
 
 use std::rc::Rc;
 
@@ -13,7 +28,7 @@ use libp2p::PeerId;
 use ww_api::anchor;
 
 use super::host::HostContext;
-use super::tree::Stored;
+use super::tree::{Owner, Stored};
 use super::{invalid, path, text};
 
 /// Who is calling: where their connection comes from, and which local
@@ -23,8 +38,10 @@ pub struct Caller {
     /// The peer id of the host whose connection the call came through
     /// (this host's own id for local processes and for calls it forwards).
     pub origin: PeerId,
-    /// The local process the caller is, if it is one.
-    pub owner: Option<u64>,
+    /// The local process the caller is, if it is one; `None` for CLI
+    /// clients and for calls other hosts forward, whose original caller is
+    /// unknown here.
+    pub owner: Option<Owner>,
 }
 
 /// The cluster root.
@@ -63,7 +80,6 @@ async fn walk_from_root(
         ))
     })?;
     if peer == ctx.node.peer_id() {
-        ctx.tree.ensure(&components[1..]).map_err(invalid)?;
         return Ok(capnp_rpc::new_client(LocalServer {
             ctx,
             caller,
@@ -185,7 +201,6 @@ impl anchor::Server for LocalServer {
     ) -> Result<(), capnp::Error> {
         let mut components = self.path.clone();
         components.extend(walk_path(&params)?);
-        self.ctx.tree.ensure(&components).map_err(invalid)?;
         results.get().set_anchor(capnp_rpc::new_client(LocalServer {
             ctx: self.ctx.clone(),
             caller: self.caller,
@@ -236,9 +251,12 @@ impl anchor::Server for LocalServer {
     ) -> Result<(), capnp::Error> {
         let name = text(params.get()?.get_name(), "name")?;
         path::validate_name(&name).map_err(invalid)?;
-        results
-            .get()
-            .set_removed(self.ctx.tree.remove(&self.path, &name));
+        let removed = self
+            .ctx
+            .tree
+            .remove(&self.path, &name, self.caller.owner)
+            .map_err(invalid)?;
+        results.get().set_removed(removed);
         Ok(())
     }
 

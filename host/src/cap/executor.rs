@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use ww_api::{executor, process};
 
 use super::host::{HostContext, HostServer};
+use super::tree::Owner;
 use super::{invalid, path, text};
 use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stderr};
 
@@ -306,10 +307,8 @@ async fn supervise(ctx: Rc<HostContext>, proc: Rc<Proc>, rom: Rom) {
         proc.started.set(Instant::now());
         let status = run_once(&ctx, &proc, &rom).await;
         info!(pid = proc.id, name = %proc.spec.name, "process ended: {status}");
-        ctx.tree.clear_owned(proc.id);
-        if let Some(anchor) = &proc.spec.anchor {
-            let _ = ctx.tree.set(anchor, super::tree::Stored::None, None);
-        }
+        // Clears the process's own anchor too: it is set as the process.
+        ctx.tree.clear_owned(owner(&ctx, &proc));
         proc.exported.borrow_mut().take();
         *proc.last_exit.borrow_mut() = Some(status.clone());
         if proc.killed.get() || !proc.spec.restart.applies(&status) {
@@ -372,7 +371,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         if let Err(err) = ctx.tree.set(
             anchor,
             super::tree::Stored::Cap(running.exported.clone()),
-            None,
+            Some(owner(ctx, proc)),
         ) {
             warn!(pid = proc.id, "cannot anchor the process: {err}");
         }
@@ -385,6 +384,14 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         running.task.abort();
     }
     running.exit.await
+}
+
+/// `proc` as the owner of what it anchors.
+fn owner(ctx: &HostContext, proc: &Proc) -> Owner {
+    Owner {
+        host: ctx.node.peer_id(),
+        pid: proc.id,
+    }
 }
 
 fn failed(message: String) -> ExitStatus {

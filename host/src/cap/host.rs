@@ -12,7 +12,7 @@ use super::anchor::{Caller, RootServer};
 use super::channel::{self, Senders};
 use super::executor::{ExecutorServer, Processes};
 use super::peers::Peers;
-use super::tree::Tree;
+use super::tree::{Owner, Tree};
 use super::{invalid, text};
 use crate::net::Node;
 
@@ -71,7 +71,7 @@ impl HostServer {
             ctx,
             caller: Caller {
                 origin,
-                owner: Some(pid),
+                owner: Some(Owner { host: origin, pid }),
             },
         })
     }

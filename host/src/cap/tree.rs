@@ -10,9 +10,20 @@
 //! CLI clients belong to nobody and stay until replaced or removed. A
 //! capability whose server is gone (a process on another host died) is not
 //! cleared here, but calls on it fail fast with a "disconnected" error.
+//!
+//! # Who may change an anchored value
+//!
+//! While its owner lives, an owned value can be replaced, cleared or removed
+//! (with any subtree holding it) only by its owner. Everybody else gets an
+//! error naming the owner, whatever else they hold: a root holder's way to
+//! take an anchor back is to kill the owner, which clears its values. Only
+//! the tree mutates here; reading and listing never create nodes.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fmt;
+
+use libp2p::PeerId;
 
 /// Most nodes in one host's tree.
 pub const NODES_MAX: usize = 100_000;
@@ -32,11 +43,47 @@ pub enum Stored {
     Cap(capnp::capability::Client),
 }
 
+/// The process that owns a value: the original caller that set it, named by
+/// its host's peer id and its process id on that host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The host the process runs on.
+    pub host: PeerId,
+    /// The process id on that host.
+    pub pid: u64,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "process {} on host {}", self.pid, self.host)
+    }
+}
+
 #[derive(Default)]
 struct Node {
     children: BTreeMap<String, Node>,
     value: Stored,
-    owner: Option<u64>,
+    owner: Option<Owner>,
+}
+
+/// Why `writer` may not change a value owned by `owner` at `path` (below
+/// the owner's host, where every owned value lives).
+fn refusal(path: &[String], owner: Owner, writer: Option<Owner>) -> String {
+    let writer = match writer {
+        Some(writer) => writer.to_string(),
+        None => {
+            "a caller that is not a process of this host (a CLI client or another host)".to_owned()
+        }
+    };
+    let mut full = format!("/{}", owner.host);
+    for name in path {
+        full.push('/');
+        full.push_str(name);
+    }
+    format!(
+        "{full} is owned by {owner}, which set it; {writer} cannot change or remove it while the owner runs (killing the owner, `ww kill {}/{}`, clears its anchors)",
+        owner.host, owner.pid
+    )
 }
 
 impl Node {
@@ -44,7 +91,25 @@ impl Node {
         1 + self.children.values().map(Node::size).sum::<usize>()
     }
 
-    fn clear_owned(&mut self, owner: u64) -> usize {
+    /// The path (below `self`, appended to `path`) and owner of the first
+    /// value in this subtree that `writer` does not own.
+    fn foreign(&self, path: &mut Vec<String>, writer: Option<Owner>) -> Option<Owner> {
+        if let Some(owner) = self.owner {
+            if Some(owner) != writer {
+                return Some(owner);
+            }
+        }
+        for (name, child) in &self.children {
+            path.push(name.clone());
+            if let Some(owner) = child.foreign(path, writer) {
+                return Some(owner);
+            }
+            path.pop();
+        }
+        None
+    }
+
+    fn clear_owned(&mut self, owner: Owner) -> usize {
         let mut cleared = 0;
         if self.owner == Some(owner) {
             self.value = Stored::None;
@@ -124,12 +189,19 @@ impl Tree {
     }
 
     /// Stores `value` at `path`, creating the nodes along it, on behalf of
-    /// `owner` (a local process id, or `None`).
+    /// `writer` (a local process, which then owns the value, or `None` for
+    /// a caller whose process is unknown here, whose value nobody owns).
     ///
     /// # Errors
     ///
-    /// When the data is too big or the tree is full.
-    pub fn set(&self, path: &[String], value: Stored, owner: Option<u64>) -> Result<(), String> {
+    /// When the data is too big, the tree is full, or the value at `path`
+    /// is owned by a process other than `writer`.
+    pub fn set(&self, path: &[String], value: Stored, writer: Option<Owner>) -> Result<(), String> {
+        if let Some(owner) = self.owner(path) {
+            if Some(owner) != writer {
+                return Err(refusal(path, owner, writer));
+            }
+        }
         if let Stored::Data(data) = &value {
             if data.len() > VALUE_BYTES_MAX {
                 return Err(format!(
@@ -150,7 +222,7 @@ impl Tree {
         node.owner = if matches!(value, Stored::None) {
             None
         } else {
-            owner
+            writer
         };
         // Drop the old value after releasing the borrow: dropping a
         // capability may run arbitrary code.
@@ -160,32 +232,61 @@ impl Tree {
         Ok(())
     }
 
-    /// Removes the child `name` of `path` with its subtree. Returns whether
-    /// it existed.
-    pub fn remove(&self, path: &[String], name: &str) -> bool {
+    /// The owner of the value at `path`, if it exists and has one.
+    pub fn owner(&self, path: &[String]) -> Option<Owner> {
+        let root = self.root.borrow();
+        let mut node = &*root;
+        for name in path {
+            node = node.children.get(name)?;
+        }
+        node.owner
+    }
+
+    /// Removes the child `name` of `path` with its subtree, on behalf of
+    /// `writer`. Returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// When the subtree holds a value owned by a process other than
+    /// `writer`; then nothing is removed.
+    pub fn remove(
+        &self,
+        path: &[String],
+        name: &str,
+        writer: Option<Owner>,
+    ) -> Result<bool, String> {
         let removed = {
             let mut root = self.root.borrow_mut();
             let mut node = &mut *root;
             for component in path {
                 match node.children.get_mut(component) {
                     Some(child) => node = child,
-                    None => return false,
+                    None => return Ok(false),
                 }
+            }
+            let Some(child) = node.children.get(name) else {
+                return Ok(false);
+            };
+            let mut at: Vec<String> = path.iter().cloned().chain([name.to_owned()]).collect();
+            if let Some(owner) = child.foreign(&mut at, writer) {
+                return Err(refusal(&at, owner, writer));
             }
             node.children.remove(name)
         };
         match removed {
             Some(subtree) => {
                 self.nodes.set(self.nodes.get() - subtree.size());
+                // Dropped after releasing the borrow: dropping a capability
+                // may run arbitrary code.
                 drop(subtree);
-                true
+                Ok(true)
             }
-            None => false,
+            None => Ok(false),
         }
     }
 
     /// Clears every value owned by process `owner`; returns how many.
-    pub fn clear_owned(&self, owner: u64) -> usize {
+    pub fn clear_owned(&self, owner: Owner) -> usize {
         self.root.borrow_mut().clear_owned(owner)
     }
 
@@ -208,6 +309,13 @@ mod tests {
         crate::cap::path::parse(p).unwrap()
     }
 
+    fn data(tree: &Tree, p: &str) -> Option<Vec<u8>> {
+        match tree.get(&path(p)) {
+            Stored::Data(data) => Some(data),
+            _ => None,
+        }
+    }
+
     #[test]
     fn set_get_ls_remove() {
         let tree = Tree::default();
@@ -218,25 +326,127 @@ mod tests {
         assert!(matches!(tree.get(&path("a/b")), Stored::Data(d) if d == b"x"));
         assert!(matches!(tree.get(&path("nope")), Stored::None));
         assert_eq!(tree.len(), 3);
-        assert!(tree.remove(&path(""), "a"));
-        assert!(!tree.remove(&path(""), "a"));
+        assert!(tree.remove(&path(""), "a", None).unwrap());
+        assert!(!tree.remove(&path(""), "a", None).unwrap());
         assert_eq!(tree.len(), 0);
         assert!(tree.ls(&path("")).is_empty());
     }
 
     #[test]
     fn a_dead_owners_values_are_cleared() {
+        let host = PeerId::random();
+        let (seven, eight) = (Owner { host, pid: 7 }, Owner { host, pid: 8 });
         let tree = Tree::default();
-        tree.set(&path("p/mine"), Stored::Data(vec![1]), Some(7))
+        tree.set(&path("p/mine"), Stored::Data(vec![1]), Some(seven))
             .unwrap();
-        tree.set(&path("p/other"), Stored::Data(vec![2]), Some(8))
+        tree.set(&path("p/other"), Stored::Data(vec![2]), Some(eight))
             .unwrap();
         tree.set(&path("p/nobody"), Stored::Data(vec![3]), None)
             .unwrap();
-        assert_eq!(tree.clear_owned(7), 1);
+        assert_eq!(tree.clear_owned(seven), 1);
         assert!(matches!(tree.get(&path("p/mine")), Stored::None));
         assert!(matches!(tree.get(&path("p/other")), Stored::Data(_)));
         assert!(matches!(tree.get(&path("p/nobody")), Stored::Data(_)));
+        // Once cleared, the value is free for anybody.
+        assert_eq!(tree.owner(&path("p/mine")), None);
+        tree.set(&path("p/mine"), Stored::Data(vec![4]), Some(eight))
+            .unwrap();
+        assert_eq!(tree.owner(&path("p/mine")), Some(eight));
+    }
+
+    #[test]
+    fn an_owned_value_refuses_every_other_writer_and_remover() {
+        let host = PeerId::random();
+        let other_host = PeerId::random();
+        let owner = Owner { host, pid: 7 };
+        let tree = Tree::default();
+        tree.set(&path("raft/v1/inbox"), Stored::Data(vec![1]), Some(owner))
+            .unwrap();
+        let others = [
+            Some(Owner { host, pid: 8 }),
+            // The same pid on another host is another process.
+            Some(Owner {
+                host: other_host,
+                pid: 7,
+            }),
+            // A CLI client or a call forwarded by another host.
+            None,
+        ];
+        for writer in others {
+            for value in [Stored::Data(vec![2]), Stored::None] {
+                let err = tree.set(&path("raft/v1/inbox"), value, writer).unwrap_err();
+                assert!(err.contains(&format!("/{host}/raft/v1/inbox")), "{err}");
+                assert!(err.contains(&format!("process 7 on host {host}")), "{err}");
+                assert!(err.contains(&format!("ww kill {host}/7")), "{err}");
+            }
+            // Removing the node, or any ancestor, would remove the value.
+            for (parent, name) in [("raft/v1", "inbox"), ("raft", "v1"), ("", "raft")] {
+                let err = tree.remove(&path(parent), name, writer).unwrap_err();
+                assert!(err.contains(&format!("/{host}/raft/v1/inbox")), "{err}");
+                assert!(err.contains("process 7"), "{err}");
+            }
+            assert_eq!(data(&tree, "raft/v1/inbox"), Some(vec![1]));
+            assert_eq!(tree.owner(&path("raft/v1/inbox")), Some(owner));
+            assert_eq!(tree.len(), 3);
+        }
+        // Others may still set unowned neighbours.
+        tree.set(&path("raft/v1/note"), Stored::Data(vec![3]), None)
+            .unwrap();
+        assert!(tree.remove(&path("raft/v1"), "note", None).unwrap());
+    }
+
+    #[test]
+    fn the_owner_itself_can_overwrite_clear_and_remove() {
+        let owner = Owner {
+            host: PeerId::random(),
+            pid: 7,
+        };
+        let tree = Tree::default();
+        tree.set(&path("a/b"), Stored::Data(vec![1]), Some(owner))
+            .unwrap();
+        tree.set(&path("a/b"), Stored::Data(vec![2]), Some(owner))
+            .unwrap();
+        assert_eq!(data(&tree, "a/b"), Some(vec![2]));
+        assert_eq!(tree.owner(&path("a/b")), Some(owner));
+        // Clearing gives the value up: nobody owns an empty node.
+        tree.set(&path("a/b"), Stored::None, Some(owner)).unwrap();
+        assert_eq!(tree.owner(&path("a/b")), None);
+        tree.set(&path("a/b"), Stored::Data(vec![3]), Some(owner))
+            .unwrap();
+        assert!(tree.remove(&path(""), "a", Some(owner)).unwrap());
+        assert!(tree.is_empty());
+    }
+
+    #[test]
+    fn an_owner_cannot_remove_a_subtree_holding_another_owners_value() {
+        let host = PeerId::random();
+        let (seven, eight) = (Owner { host, pid: 7 }, Owner { host, pid: 8 });
+        let tree = Tree::default();
+        tree.set(&path("a"), Stored::Data(vec![1]), Some(seven))
+            .unwrap();
+        tree.set(&path("a/b/c"), Stored::Data(vec![2]), Some(eight))
+            .unwrap();
+        let err = tree.remove(&path(""), "a", Some(seven)).unwrap_err();
+        assert!(
+            err.contains(&format!("/{host}/a/b/c is owned by process 8")),
+            "{err}"
+        );
+        assert_eq!(tree.len(), 3);
+        assert_eq!(data(&tree, "a"), Some(vec![1]));
+    }
+
+    #[test]
+    fn reading_and_listing_create_no_nodes() {
+        let tree = Tree::default();
+        assert!(matches!(tree.get(&path("a/b/c")), Stored::None));
+        assert!(tree.ls(&path("x/y")).is_empty());
+        assert_eq!(tree.owner(&path("a/b")), None);
+        assert!(!tree.remove(&path("p/q"), "r", None).unwrap());
+        assert!(tree.is_empty());
+        tree.set(&path("a"), Stored::Data(vec![1]), None).unwrap();
+        assert!(matches!(tree.get(&path("a/b/c")), Stored::None));
+        assert!(tree.ls(&path("a/b")).is_empty());
+        assert_eq!(tree.len(), 1);
     }
 
     #[test]
