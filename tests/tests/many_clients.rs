@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Barrier;
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -30,6 +30,10 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(240);
 /// its replica must commit (including one `ww run` start). The target is
 /// 2 s; the slack is for a loaded CI machine.
 const REACHABLE_AFTER_RESTART: Duration = Duration::from_secs(5);
+
+/// The two tests run one at a time: each loads the machine's 2 cores, and
+/// the restart test measures a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn raft(addr: &str, args: &[&str]) -> Output {
     raft_rom::run(addr, args, CLIENT_TIMEOUT)
@@ -75,6 +79,9 @@ fn deployed(hosts: usize) -> Cluster {
 
 #[test]
 fn sixty_four_simultaneous_puts_against_one_host_all_succeed_and_read_back() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cluster = deployed(4);
     // Host 1 holds a replica: the crowd lands on a host that also serves
     // Raft traffic.
@@ -116,6 +123,9 @@ fn sixty_four_simultaneous_puts_against_one_host_all_succeed_and_read_back() {
 
 #[test]
 fn a_restarted_host_is_reached_by_its_peers_within_seconds() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cluster = deployed(4);
     let client = cluster.hosts[0].addr.clone();
     // The two followers' hosts: one restarts, then the other dies, so the

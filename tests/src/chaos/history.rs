@@ -494,10 +494,7 @@ impl Recorder {
                     .find(|at_ms| *at_ms > fault.at_ms && *at_ms < until_ms);
                 if let Some(elected_ms) = elected {
                     let after = longest_gap(&ok_returns, elected_ms, until_ms);
-                    let slot = summary
-                        .after_new_leader_ms
-                        .entry(name.clone())
-                        .or_default();
+                    let slot = summary.after_new_leader_ms.entry(name.clone()).or_default();
                     slot.0 += 1;
                     slot.1 = slot.1.max(elected_ms - fault.at_ms);
                     slot.2 = slot.2.max(after);
@@ -768,10 +765,16 @@ mod tests {
         assert_eq!(summary.gaps_ms["kill -9 leader"], (1, 2_400));
         assert_eq!(summary.longest_gap_ms, 2_500);
         assert_eq!(summary.counts["put"], [5, 0, 0]);
-        assert!(summary.after_new_leader_ms.is_empty(), "no leader announced");
+        assert!(
+            summary.after_new_leader_ms.is_empty(),
+            "no leader announced"
+        );
         // A new leader announced at 3_000: 500 ms until the next ok op.
         recorder.leader_elected(3_000, 7);
         let summary = recorder.summary(0, 4_000);
-        assert_eq!(summary.after_new_leader_ms["kill -9 leader"], (1, 1_900, 500));
+        assert_eq!(
+            summary.after_new_leader_ms["kill -9 leader"],
+            (1, 1_900, 500)
+        );
     }
 }
