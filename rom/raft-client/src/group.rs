@@ -208,6 +208,9 @@ impl<R: Runtime> Group<R> {
 
     /// Lists the hosts and finds every replica of the version; returns how
     /// many. Only existing anchors are listed, so looking creates nothing.
+    /// A host that does not answer within [`ATTEMPT_TIMEOUT`] (paused, or
+    /// dead but still in the view) is left out: waiting for it would hold
+    /// every new client until it came back.
     ///
     /// # Errors
     ///
@@ -220,8 +223,9 @@ impl<R: Runtime> Group<R> {
         let lookups = hosts.into_iter().map(|peer| {
             let root = root.clone();
             let version = self.inner.version.clone();
+            let runtime = self.inner.runtime.clone();
             async move {
-                let found: Result<Option<Replica>, capnp::Error> = async {
+                let found = async {
                     if !ls(&walk(&root, &peer))
                         .await?
                         .iter()
@@ -238,13 +242,15 @@ impl<R: Runtime> Group<R> {
                     let request =
                         get_cap::<sender::Client>(&root, &format!("{peer}/raft/{version}/request"))
                             .await?;
-                    Ok(request.map(|request| Replica {
+                    Ok::<_, capnp::Error>(request.map(|request| Replica {
                         peer_id: peer.clone(),
                         request,
                     }))
+                };
+                match select(Box::pin(found), runtime.sleep(ATTEMPT_TIMEOUT)).await {
+                    Either::Left((found, _)) => found.ok().flatten(),
+                    Either::Right(_) => None,
                 }
-                .await;
-                found.ok().flatten()
             }
         });
         let found: Vec<Replica> = futures::future::join_all(lookups)
