@@ -71,6 +71,9 @@ impl StateMachine for Store {
         self.values = values;
         Ok(())
     }
+    fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String> {
+        Store::default().restore(snapshot)
+    }
 }
 
 enum Input {

@@ -51,4 +51,15 @@ pub trait StateMachine {
     /// Returns a readable message when the bytes are not a valid snapshot;
     /// the state is then left unchanged.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
+
+    /// Checks, without changing anything, that [`Self::restore`] would
+    /// accept `snapshot`. raft-core calls it on a snapshot from a peer
+    /// before the snapshot is persisted: one that cannot be restored must
+    /// never reach the disk, or the replica would fail every time it opens
+    /// (a crash loop on one poisoned message).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::restore`].
+    fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String>;
 }

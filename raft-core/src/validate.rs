@@ -174,6 +174,8 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         if data.group_id != self.group_id {
             return Err(DropReason::BadSnapshot("snapshot of another group".into()));
         }
-        Ok(())
+        self.state_machine
+            .validate_snapshot(&data.state)
+            .map_err(|reason| DropReason::BadSnapshot(format!("state machine: {reason}")))
     }
 }

@@ -127,6 +127,9 @@ fn apply_time_never_goes_backwards() {
         fn restore(&mut self, _: &[u8]) -> Result<(), String> {
             Ok(())
         }
+        fn validate_snapshot(&self, _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let bootstrap = Bootstrap {
@@ -633,4 +636,68 @@ fn an_unknown_or_expired_session_is_refused_loudly() {
     group
         .write_at(leader, busy, 3, later_ms, &KvOp::Put { key: 1, value: 2 })
         .expect("the busy session lives on");
+}
+
+#[test]
+fn a_poisoned_snapshot_is_dropped_before_it_is_persisted() {
+    // Goal: a snapshot whose state the state machine cannot restore never
+    // reaches the disk. Persisted, it would make the replica fail at every
+    // open: a crash loop from one message. Method: a learner joins (it
+    // needs a snapshot); the leader's snapshot is stepped first with its
+    // state's last byte spoiled, then the real one.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    let client = group.register(leader);
+    group
+        .write(leader, client, 1, &KvOp::Put { key: 0, value: 10 })
+        .expect("put");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joiner = Node::join(
+        FsDir::open(dir.path()).expect("dir"),
+        common::config(),
+        KvMachine::default(),
+        Join {
+            group_id: GROUP_ID,
+            id: 4,
+        },
+        Options::with_seed(4),
+    )
+    .expect("join");
+    group.dirs.push(dir);
+    group.nodes.push(Some(joiner));
+    group.outputs.push(Vec::new());
+    group.isolated.push(false);
+    group
+        .node(leader)
+        .add_learner(4, b"joiner".to_vec())
+        .expect("add learner");
+    let limits = group.node(4).envelope_limits();
+    let mut poisoned = None;
+    group.run_until(300, "a snapshot for the learner", |g| {
+        poisoned = g.wire.queue.iter().find_map(|(to, bytes)| {
+            let mut envelope = Envelope::decode(bytes, &limits).ok()?;
+            let snapshot = envelope.msgs.first_mut()?.snapshot.as_mut()?;
+            // The state machine's bytes end the snapshot data.
+            let last = snapshot.data.last_mut()?;
+            *last = 0xFF;
+            (*to == 4).then(|| envelope.encode())
+        });
+        poisoned.is_some()
+    });
+    let report = group.node(4).step(&poisoned.expect("a snapshot"));
+    assert!(
+        matches!(&report.first_drop, Some(DropReason::BadSnapshot(reason)) if reason.contains("state machine")),
+        "{:?}",
+        report.first_drop
+    );
+    let mut wire = common::Wire::default();
+    group
+        .node(4)
+        .process(&mut wire)
+        .expect("nothing was persisted to fail on");
+    assert_eq!(group.node(4).status().applied, 0);
+    group.restart(4);
+    group.run_until(300, "the learner caught up from the real snapshot", |g| {
+        g.node(4).status().applied > 0
+    });
 }

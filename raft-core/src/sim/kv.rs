@@ -121,6 +121,12 @@ impl StateMachine for KvMachine {
         self.map = pairs.into_iter().collect();
         Ok(())
     }
+
+    fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String> {
+        postcard::from_bytes::<Vec<(u8, u64)>>(snapshot)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// One key's register, for the checker.

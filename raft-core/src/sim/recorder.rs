@@ -101,4 +101,11 @@ impl<M: StateMachine> StateMachine for Recorder<M> {
         self.last_time_ms = u64::from_le_bytes(time);
         Ok(())
     }
+
+    fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String> {
+        let state = snapshot
+            .get(8..)
+            .ok_or_else(|| "recorder snapshot too short".to_owned())?;
+        self.inner.validate_snapshot(state)
+    }
 }
