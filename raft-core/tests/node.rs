@@ -7,7 +7,7 @@ use common::{decode, encode, Group, GROUP_ID};
 use raft::eraftpb::{Message, MessageType};
 use raft_core::sim::kv::{KvMachine, KvOp, KvResult};
 use raft_core::{
-    Bootstrap, DropReason, Envelope, Error, Event, FsDir, Join, Node, Options, Output, RequestError,
+    Bootstrap, DropReason, Envelope, Error, Event, FsDir, Node, Options, Output, RequestError,
 };
 
 #[test]
@@ -288,22 +288,7 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
         .write(leader, client, 1, &KvOp::Put { key: 0, value: 10 })
         .expect("put");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let joiner = Node::join(
-        FsDir::open(dir.path()).expect("dir"),
-        common::config(),
-        KvMachine::default(),
-        Join {
-            group_id: GROUP_ID,
-            id: 4,
-        },
-        Options::with_seed(4),
-    )
-    .expect("join");
-    group.dirs.push(dir);
-    group.nodes.push(Some(joiner));
-    group.outputs.push(Vec::new());
-    group.isolated.push(false);
+    group.add_joiner(4);
 
     let change = group
         .node(leader)
@@ -651,22 +636,7 @@ fn a_poisoned_snapshot_is_dropped_before_it_is_persisted() {
     group
         .write(leader, client, 1, &KvOp::Put { key: 0, value: 10 })
         .expect("put");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let joiner = Node::join(
-        FsDir::open(dir.path()).expect("dir"),
-        common::config(),
-        KvMachine::default(),
-        Join {
-            group_id: GROUP_ID,
-            id: 4,
-        },
-        Options::with_seed(4),
-    )
-    .expect("join");
-    group.dirs.push(dir);
-    group.nodes.push(Some(joiner));
-    group.outputs.push(Vec::new());
-    group.isolated.push(false);
+    group.add_joiner(4);
     group
         .node(leader)
         .add_learner(4, b"joiner".to_vec())

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use raft_core::sim::kv::{KvMachine, KvOp, KvResult};
-use raft_core::{Bootstrap, Config, FsDir, Node, Options, Output, SendError, Transport};
+use raft_core::{Bootstrap, Config, FsDir, Join, Node, Options, Output, SendError, Transport};
 
 pub type TestNode = Node<KvMachine, FsDir>;
 
@@ -161,6 +161,28 @@ impl Group {
             Output::Proposal { result, .. } => Some(result),
             _ => None,
         }
+    }
+
+    /// Adds replica `id` (the next one: `id == count + 1`), prepared to
+    /// join as a learner; the leader still has to add it.
+    pub fn add_joiner(&mut self, id: u64) {
+        assert_eq!(id as usize, self.nodes.len() + 1, "joiners get the next id");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let joiner = Node::join(
+            FsDir::open(dir.path()).expect("dir"),
+            config(),
+            KvMachine::default(),
+            Join {
+                group_id: GROUP_ID,
+                id,
+            },
+            Options::with_seed(id),
+        )
+        .expect("join");
+        self.dirs.push(dir);
+        self.nodes.push(Some(joiner));
+        self.outputs.push(Vec::new());
+        self.isolated.push(false);
     }
 
     /// Registers a client session on `id` and runs until it is open.
