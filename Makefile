@@ -59,7 +59,7 @@ SEED ?=
 
 chaos: roms
 	CHAOS_DURATION_S=$(CHAOS_DURATION) $(if $(SEED),CHAOS_SEED=$(SEED)) \
-	  $(CARGO) test -q -p ww-tests --test chaos -- --ignored --exact long_run --nocapture
+	  $(CARGO) test -q -p ww-tests --test chaos -- --exact run --nocapture
 
 demo: build
 	./scripts/demo.sh

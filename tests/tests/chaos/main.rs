@@ -7,12 +7,11 @@
 //! outcome is recorded and checked: per-key linearizability of the KV
 //! history, and the total-queue checks of the queue history.
 //!
-//! - `short_run` (in `make test`): ~35 s, at least one kill -9 and one
-//!   SIGSTOP.
-//! - `long_run` (`make chaos DURATION=S SEED=N`, ignored otherwise).
+//! One test, `run`: ~35 s in `make test` (at least one kill -9 and one
+//! SIGSTOP); `make chaos DURATION=S SEED=N` runs the same test longer.
 //!
 //! Environment: `CHAOS_SEED` (default: from the clock), `CHAOS_DURATION_S`
-//! (long run only), `CHAOS_CLI_CLIENTS`, `CHAOS_NATIVE_CLIENTS`.
+//! (default 35), `CHAOS_CLI_CLIENTS`, `CHAOS_NATIVE_CLIENTS`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,13 +51,7 @@ fn config(duration: Duration) -> Config {
 }
 
 #[test]
-fn short_run() {
-    driver::run(&config(Duration::from_secs(35)));
-}
-
-#[test]
-#[ignore = "the long run: `make chaos DURATION=S SEED=N`"]
-fn long_run() {
-    let seconds = env_u64("CHAOS_DURATION_S").unwrap_or(120);
+fn run() {
+    let seconds = env_u64("CHAOS_DURATION_S").unwrap_or(35);
     driver::run(&config(Duration::from_secs(seconds)));
 }
