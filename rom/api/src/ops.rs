@@ -62,6 +62,31 @@ pub async fn set_cap(
     Ok(())
 }
 
+/// The bytes stored at `path`, if bytes are.
+///
+/// # Errors
+///
+/// When the walk or the read fails.
+pub async fn get_data(root: &anchor::Client, path: &str) -> capnp::Result<Option<Vec<u8>>> {
+    let response = walk(root, path).get_request().send().promise.await?;
+    match response.get()?.get_value()?.which()? {
+        value::Which::Data(data) => Ok(Some(data?.to_vec())),
+        _ => Ok(None),
+    }
+}
+
+/// Stores `data` at `path`.
+///
+/// # Errors
+///
+/// When the walk or the write fails.
+pub async fn set_data(root: &anchor::Client, path: &str, data: &[u8]) -> capnp::Result<()> {
+    let mut request = walk(root, path).set_request();
+    request.get().init_value().set_data(data);
+    request.send().promise.await?;
+    Ok(())
+}
+
 /// The names of `anchor`'s children.
 ///
 /// # Errors

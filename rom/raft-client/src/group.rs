@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{select, Either};
-use ww_api::ops::{get_cap, ls, walk};
-use ww_api::{host, receiver, sender};
+use ww_api::ops::{get_cap, get_data, ls, walk};
+use ww_api::{anchor, host, receiver, sender};
 
 use crate::proto::{
     self, Member, ReplicaStatus, Request, RequestBatch, Response, ResponseBatch, BATCH_REQUESTS_MAX,
@@ -72,6 +72,20 @@ pub enum GroupError {
     },
 }
 
+/// Where a client finds the replicas' `request` anchors.
+#[derive(Clone)]
+pub enum Directory {
+    /// Through the cluster root (a holder of a full `Host`): replicas are
+    /// at `/<peer>/raft/<version>/request`, and the group's admin token,
+    /// which the replicas anchor at `/<peer>/raft/<version>/admin`, is
+    /// read from there.
+    Root,
+    /// Through a read-only view granted to a process: `ls` lists hosts and
+    /// `<peer>` holds that host's replica `request` sender. The token
+    /// comes with the grant.
+    View(anchor::Client),
+}
+
 /// One replica, found at `/<peer_id>/raft/<version>`.
 #[derive(Clone)]
 pub struct Replica {
@@ -89,6 +103,9 @@ struct Outbox {
 struct Inner<R: Runtime> {
     host: host::Client,
     version: String,
+    directory: Directory,
+    /// The access token sent with every request batch.
+    token: RefCell<Vec<u8>>,
     runtime: R,
     replicas: RefCell<BTreeMap<String, Replica>>,
     leader: RefCell<Option<String>>,
@@ -143,6 +160,23 @@ impl<R: Runtime> Group<R> {
         version: &str,
         runtime: R,
     ) -> Result<Self, GroupError> {
+        Self::connect_via(host, version, runtime, Directory::Root, Vec::new()).await
+    }
+
+    /// Connects to a group found through `directory`, presenting `token`
+    /// (with [`Directory::Root`] and an empty token, the admin token the
+    /// replicas anchor is used).
+    ///
+    /// # Errors
+    ///
+    /// As [`Group::connect`].
+    pub async fn connect_via(
+        host: host::Client,
+        version: &str,
+        runtime: R,
+        directory: Directory,
+        token: Vec<u8>,
+    ) -> Result<Self, GroupError> {
         let mut request = host.new_channel_request();
         request.get().set_capacity(REPLY_CHANNEL_CAPACITY);
         let channel = request
@@ -163,6 +197,8 @@ impl<R: Runtime> Group<R> {
             inner: Rc::new(Inner {
                 host,
                 version: version.to_owned(),
+                directory,
+                token: RefCell::new(token),
                 runtime: runtime.clone(),
                 replicas: RefCell::new(BTreeMap::new()),
                 leader: RefCell::new(None),
@@ -216,48 +252,15 @@ impl<R: Runtime> Group<R> {
     ///
     /// When the cluster root cannot be listed.
     pub async fn discover(&self) -> Result<usize, GroupError> {
-        let root = self.inner.host.root_request().send().pipeline.get_anchor();
-        let hosts = ls(&root)
-            .await
-            .map_err(|err| unreachable("the cluster root", err))?;
-        let lookups = hosts.into_iter().map(|peer| {
-            let root = root.clone();
-            let version = self.inner.version.clone();
-            let runtime = self.inner.runtime.clone();
-            async move {
-                let found = async {
-                    if !ls(&walk(&root, &peer))
-                        .await?
-                        .iter()
-                        .any(|name| name == "raft")
-                    {
-                        return Ok(None);
-                    }
-                    if !ls(&walk(&root, &format!("{peer}/raft")))
-                        .await?
-                        .contains(&version)
-                    {
-                        return Ok(None);
-                    }
-                    let request =
-                        get_cap::<sender::Client>(&root, &format!("{peer}/raft/{version}/request"))
-                            .await?;
-                    Ok::<_, capnp::Error>(request.map(|request| Replica {
-                        peer_id: peer.clone(),
-                        request,
-                    }))
-                };
-                match select(Box::pin(found), runtime.sleep(ATTEMPT_TIMEOUT)).await {
-                    Either::Left((found, _)) => found.ok().flatten(),
-                    Either::Right(_) => None,
-                }
+        let (found, admin_token) = match &self.inner.directory {
+            Directory::Root => self.discover_at_root().await?,
+            Directory::View(view) => (self.discover_in_view(view).await?, None),
+        };
+        if let Some(token) = admin_token {
+            if self.inner.token.borrow().is_empty() {
+                *self.inner.token.borrow_mut() = token;
             }
-        });
-        let found: Vec<Replica> = futures::future::join_all(lookups)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        }
         let count = found.len();
         let mut replicas = self.inner.replicas.borrow_mut();
         replicas.clear();
@@ -265,6 +268,129 @@ impl<R: Runtime> Group<R> {
             replicas.insert(replica.peer_id.clone(), replica);
         }
         Ok(count)
+    }
+
+    /// Replicas below the cluster root, and the admin token one of them
+    /// anchors.
+    async fn discover_at_root(&self) -> Result<(Vec<Replica>, Option<Vec<u8>>), GroupError> {
+        let root = self.inner.host.root_request().send().pipeline.get_anchor();
+        let hosts = ls(&root)
+            .await
+            .map_err(|err| unreachable("the cluster root", err))?;
+        let lookups = hosts.into_iter().map(|peer| {
+            let root = root.clone();
+            let version = self.inner.version.clone();
+            async move {
+                if !ls(&walk(&root, &peer))
+                    .await?
+                    .iter()
+                    .any(|name| name == "raft")
+                {
+                    return Ok(None);
+                }
+                if !ls(&walk(&root, &format!("{peer}/raft")))
+                    .await?
+                    .contains(&version)
+                {
+                    return Ok(None);
+                }
+                let base = format!("{peer}/raft/{version}");
+                let request = get_cap::<sender::Client>(&root, &format!("{base}/request")).await?;
+                let admin = get_data(&root, &format!("{base}/admin")).await?;
+                Ok::<_, capnp::Error>(request.map(|request| {
+                    (
+                        Replica {
+                            peer_id: peer.clone(),
+                            request,
+                        },
+                        admin,
+                    )
+                }))
+            }
+        });
+        let found = self.bounded_lookups(lookups).await;
+        let admin = found.iter().find_map(|(_, admin)| admin.clone());
+        Ok((found.into_iter().map(|(replica, _)| replica).collect(), admin))
+    }
+
+    /// Replicas in a granted view: `<peer>` holds that host's `request`.
+    async fn discover_in_view(&self, view: &anchor::Client) -> Result<Vec<Replica>, GroupError> {
+        let hosts = ls(view)
+            .await
+            .map_err(|err| unreachable("the granted replica view", err))?;
+        let lookups = hosts.into_iter().map(|peer| {
+            let view = view.clone();
+            async move {
+                let request = get_cap::<sender::Client>(&view, &peer).await?;
+                Ok::<_, capnp::Error>(request.map(|request| Replica {
+                    peer_id: peer.clone(),
+                    request,
+                }))
+            }
+        });
+        Ok(self.bounded_lookups(lookups).await)
+    }
+
+    /// Runs the lookups together; a host that does not answer within
+    /// [`ATTEMPT_TIMEOUT`] is left out.
+    async fn bounded_lookups<T, F>(&self, lookups: impl Iterator<Item = F>) -> Vec<T>
+    where
+        F: std::future::Future<Output = Result<Option<T>, capnp::Error>>,
+    {
+        let runtime = &self.inner.runtime;
+        let bounded = lookups.map(|lookup| async move {
+            match select(Box::pin(lookup), runtime.sleep(ATTEMPT_TIMEOUT)).await {
+                Either::Left((found, _)) => found.ok().flatten(),
+                Either::Right(_) => None,
+            }
+        });
+        futures::future::join_all(bounded)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The access token this client presents.
+    pub fn token(&self) -> Vec<u8> {
+        self.inner.token.borrow().clone()
+    }
+
+    /// Presents `token` from now on.
+    pub fn set_token(&self, token: Vec<u8>) {
+        *self.inner.token.borrow_mut() = token;
+    }
+
+    /// A new token for `scope`, which must lie within this client's.
+    ///
+    /// # Errors
+    ///
+    /// When no replica answers, or the replica refuses (a scope wider than
+    /// this client's token, or over the limits).
+    pub async fn mint(&self, scope: crate::access::Scope) -> Result<Vec<u8>, String> {
+        match self
+            .leader_call(Request::Mint { scope }, DEFAULT_DEADLINE)
+            .await
+        {
+            Ok(Response::Token(token)) => Ok(token),
+            Ok(Response::Error { message, .. }) => Err(message),
+            Ok(other) => Err(format!("unexpected answer to mint: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    /// The group key, to grant to a new replica. Needs admin authority.
+    ///
+    /// # Errors
+    ///
+    /// When no replica answers, or the token is not an admin's.
+    pub async fn group_key(&self) -> Result<crate::access::GroupKey, String> {
+        match self.leader_call(Request::GroupKey, DEFAULT_DEADLINE).await {
+            Ok(Response::Key(key)) => crate::access::GroupKey::from_bytes(&key),
+            Ok(Response::Error { message, .. }) => Err(message),
+            Ok(other) => Err(format!("unexpected answer to group-key: {other:?}")),
+            Err(err) => Err(err.to_string()),
+        }
     }
 
     /// The hosts of the replicas found so far.
@@ -371,7 +497,11 @@ impl<R: Runtime> Group<R> {
         // a membership change resent while the first one applies would be
         // refused as already made, so those wait longer.
         let per_attempt = match request {
-            Request::Command { .. } | Request::Query { .. } | Request::Register => ATTEMPT_TIMEOUT,
+            Request::Command { .. }
+            | Request::Query { .. }
+            | Request::Register
+            | Request::Mint { .. }
+            | Request::GroupKey => ATTEMPT_TIMEOUT,
             _ => CALL_TIMEOUT,
         };
         let mut backoff = Duration::from_millis(20);
@@ -594,6 +724,7 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
         return;
     };
     let bytes = proto::encode(&RequestBatch {
+        token: inner.token.borrow().clone(),
         requests: batch.clone(),
     });
     let mut request = replica.request.send_request();

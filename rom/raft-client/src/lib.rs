@@ -13,6 +13,10 @@
 //!   membership changes (and every few seconds): subscribe to watch the
 //!   group elect a leader, fail over or change membership without polling.
 //!
+//! - `admin`: the group's admin access token (bytes). Every request batch
+//!   carries a token ([`access`]); a holder of the cluster root reads this
+//!   one, a process spawned with grants only gets a narrower one.
+//!
 //! [`Group`] finds the replicas by listing anchors, keeps the leader, batches
 //! concurrent requests to the same replica into one channel message, and
 //! retries redirects and retryable errors. [`Session`] gives each logical
@@ -25,6 +29,7 @@
 //! supplies timers and task spawning; [`native`] has a tokio one and a
 //! client that dials a host over libp2p.
 
+pub mod access;
 pub mod group;
 pub mod proto;
 mod runtime;
@@ -38,6 +43,6 @@ mod guest;
 #[cfg(feature = "guest")]
 pub use guest::GuestRuntime;
 
-pub use group::{Group, GroupError, Replica};
+pub use group::{Directory, Group, GroupError, Replica};
 pub use runtime::Runtime;
 pub use session::Session;

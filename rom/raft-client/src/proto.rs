@@ -7,7 +7,7 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// The version byte that starts every encoding.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Largest request or response batch, in bytes. A raft-core command is at
 /// most 512 KiB; a batch carries many.
@@ -58,6 +58,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
 /// Requests sent together, answered on the capability the message carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestBatch {
+    /// The access token every request of the batch is checked against
+    /// (see [`crate::access`]).
+    pub token: Vec<u8>,
     /// Each request with the id its response will carry.
     pub requests: Vec<(u64, Request)>,
 }
@@ -137,6 +140,16 @@ pub enum Request {
     /// [`Response::Registered`]. Leader only. Retrying after a lost answer
     /// is safe: it opens another session, and the unused one expires.
     Register,
+    /// A new token for `scope`, answered with [`Response::Token`]. Any
+    /// replica. Refused unless the batch's token allows all of `scope`: a
+    /// holder can narrow its authority, never widen it.
+    Mint {
+        /// What the new token allows.
+        scope: crate::access::Scope,
+    },
+    /// The group key, answered with [`Response::Key`], to grant to a new
+    /// replica (`add-replica`). Any replica; needs admin authority.
+    GroupKey,
 }
 
 /// A replica's answer to one request.
@@ -167,6 +180,10 @@ pub enum Response {
         /// Use it in every `Command`.
         client_id: u64,
     },
+    /// A token made by [`Request::Mint`].
+    Token(Vec<u8>),
+    /// The group key, from [`Request::GroupKey`].
+    Key(Vec<u8>),
     /// The command's session is unknown: never registered, expired or
     /// evicted. It did not apply now; register a new session.
     SessionExpired {
@@ -304,6 +321,7 @@ mod tests {
     #[test]
     fn batches_round_trip_and_garbage_is_an_error() {
         let batch = RequestBatch {
+            token: vec![3; 40],
             requests: vec![
                 (7, Request::Status),
                 (8, Request::Query { query: vec![1, 2] }),
@@ -319,7 +337,7 @@ mod tests {
             Err(ProtoError::Version(9))
         ));
         assert!(matches!(
-            decode::<RequestBatch>(&[1, 0xff, 0xff, 0xff]),
+            decode::<RequestBatch>(&[PROTOCOL_VERSION, 0xff, 0xff, 0xff]),
             Err(ProtoError::Malformed(_))
         ));
         for seed in 0u32..2000 {

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
+use raft_client::access::GroupKey;
 use raft_core::{SendError, Transport};
 use ww_guest::ww_api::{anchor, ops, sender};
 
@@ -52,15 +53,19 @@ struct Peer {
 pub struct Outbox {
     root: anchor::Client,
     version: String,
+    /// Seals every message: peers step only what carries the group's MAC.
+    key: GroupKey,
     peers: Rc<RefCell<HashMap<u64, Peer>>>,
 }
 
 impl Outbox {
-    /// Sends through `root` (this replica's host's cluster root).
-    pub fn new(root: anchor::Client, version: String) -> Self {
+    /// Sends through `root` (this replica's host's cluster root), sealing
+    /// with `key`.
+    pub fn new(root: anchor::Client, version: String, key: GroupKey) -> Self {
         Self {
             root,
             version,
+            key,
             peers: Rc::new(RefCell::new(HashMap::new())),
         }
     }
@@ -138,7 +143,9 @@ impl Outbox {
         }
         peer.busy = true;
         drop(peers);
-        let data = raft_client::proto::frame_envelopes(envelopes.iter().map(Vec::as_slice));
+        let data = self.key.seal(raft_client::proto::frame_envelopes(
+            envelopes.iter().map(Vec::as_slice),
+        ));
         let mut request = sender.send_request();
         request.get().init_message().set_data(&data);
         let promise = request.send().promise;

@@ -8,6 +8,7 @@ use futures::channel::mpsc;
 use futures::future::{select, Either};
 use futures::StreamExt;
 use queue::QueueMachine;
+use raft_client::access::{GroupKey, Scope};
 use raft_client::proto::{self, Activity, Member, ReplicaStatus, Request, RequestBatch, Response};
 use raft_core::{
     Bootstrap, ChangeId, Config, Error as RaftError, Event, FsDir, Join, Node, Options, Output,
@@ -111,6 +112,7 @@ fn seed() -> u64 {
 
 struct Replica {
     peer_id: String,
+    key: GroupKey,
     version: String,
     node: Option<Node<QueueMachine, FsDir>>,
     outbox: Outbox,
@@ -165,6 +167,7 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
     let peer_id = ops::peer_id(&host).await?;
     let root = host.root_request().send().pipeline.get_anchor();
     let base = format!("/{peer_id}/raft/{version}");
+    let key = crate::access::granted_key(&host).await?;
 
     let (request_tx, request_rx) = new_channel(&host).await?;
     let (inbox_tx, inbox_rx) = new_channel(&host).await?;
@@ -174,6 +177,11 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
     let events = join.send().pipeline.get_topic();
     anchor_cap(&root, &format!("{base}/inbox"), inbox_tx.client.clone()).await?;
     anchor_cap(&root, &format!("{base}/response"), events.client.clone()).await?;
+    // Only holders of the cluster root can read anchors; a process spawned
+    // with grants only reaches `request` through a narrower view.
+    ops::set_data(&root, &format!("{base}/admin"), &key.mint(&Scope::admin()))
+        .await
+        .with_context(|| format!("anchoring {base}/admin"))?;
     // Last: a client that finds `request` finds a replica ready to answer.
     anchor_cap(&root, &format!("{base}/request"), request_tx.client.clone()).await?;
     env.export(request_tx.clone());
@@ -207,7 +215,8 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         peer_id,
         version: version.clone(),
         node,
-        outbox: Outbox::new(root, version),
+        outbox: Outbox::new(root, version, key.clone()),
+        key,
         replies: Replies::default(),
         proposals: HashMap::new(),
         registrations: HashMap::new(),
@@ -473,7 +482,15 @@ impl Replica {
         };
         let limits = node.envelope_limits();
         for (data, origin) in envelopes {
-            let frames = match raft_client::proto::unframe_envelopes(&data) {
+            let data = match self.key.open(&data) {
+                Ok(data) => data,
+                Err(reason) => {
+                    self.dropped_messages += 1;
+                    self.last_drop = format!("inbox message from {origin} refused: {reason}");
+                    continue;
+                }
+            };
+            let frames = match raft_client::proto::unframe_envelopes(data) {
                 Ok(frames) => frames,
                 Err(err) => {
                     self.dropped_messages += 1;
@@ -520,12 +537,22 @@ impl Replica {
             let Some(reply) = reply else { continue };
             let reply = ww_guest::ww_api::sender::Client { client: reply };
             let batch = match proto::decode::<RequestBatch>(&data) {
-                Ok(batch) if batch.requests.len() <= proto::BATCH_REQUESTS_MAX => batch,
-                Ok(_) => {
+                Ok(batch)
+                    if (1..=proto::BATCH_REQUESTS_MAX).contains(&batch.requests.len()) =>
+                {
+                    batch
+                }
+                Ok(batch) => {
+                    // An empty batch would hold a reply slot that no answer
+                    // ever closes.
                     let id = self.replies.open(reply, 1);
                     self.replies.answer(
                         Replies::slot(id, 0),
-                        refused("too many requests in one batch"),
+                        refused(format!(
+                            "a batch carries 1 to {} requests, not {}",
+                            proto::BATCH_REQUESTS_MAX,
+                            batch.requests.len()
+                        )),
                     );
                     continue;
                 }
@@ -555,8 +582,21 @@ impl Replica {
             }
             self.activity.requests += batch.requests.len() as u64;
             let id = self.replies.open(reply, batch.requests.len());
+            let scope = self.key.verify(&batch.token);
             for (request_id, request) in batch.requests {
                 let slot = Replies::slot(id, request_id);
+                let checked = match &scope {
+                    Ok(scope) => crate::access::check(scope, &self.key, &request),
+                    Err(err) => Ok(Some(crate::access::refusal(err))),
+                };
+                let answered = match checked {
+                    Ok(answered) => answered,
+                    Err(message) => Some(refused(message)),
+                };
+                if let Some(response) = answered {
+                    self.replies.answer(slot, response);
+                    continue;
+                }
                 if let Some(response) = self.handle(slot, request) {
                     self.replies.answer(slot, response);
                 }
@@ -642,7 +682,9 @@ impl Replica {
                     Request::Status
                     | Request::Init { .. }
                     | Request::Join { .. }
-                    | Request::Destroy { .. } => return Some(refused("unreachable request kind")),
+                    | Request::Destroy { .. }
+                    | Request::Mint { .. }
+                    | Request::GroupKey => return Some(refused("unreachable request kind")),
                 };
                 result.err().map(|err| error_response(&err, leader))
             }

@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use raft_client::access::{self, GroupKey};
 use raft_client::proto::{Member, ReplicaStatus, Request, Response};
 use raft_client::{Group, GuestRuntime};
 use serde_json::json;
@@ -26,12 +27,34 @@ pub fn random_u64() -> u64 {
     hasher.finish()
 }
 
-/// Spawns a supervised replica of `version` on `peer`; returns its pid.
-pub async fn spawn_replica(host: &host::Client, peer: &str, version: &str) -> anyhow::Result<u64> {
+/// A new group key from the WASI random source.
+pub fn new_group_key() -> GroupKey {
+    let entropy: Vec<u8> = (0..4).flat_map(|_| random_u64().to_le_bytes()).collect();
+    GroupKey::generate(&entropy)
+}
+
+/// Spawns a supervised replica of `version` on `peer`, granted the full
+/// host (it anchors, dials its peers' inboxes and publishes status) and
+/// the group key; returns its pid.
+pub async fn spawn_replica(
+    host: &host::Client,
+    peer: &str,
+    version: &str,
+    key: &GroupKey,
+) -> anyhow::Result<u64> {
     let (_, pid) = ops::spawn_on(host, peer, |mut spec| {
         spec.reborrow().init_rom().set_bytes(REPLICA);
         spec.reborrow().init_args(1).set(0, version);
-        spec.set_volume(format!("raft-{version}"));
+        spec.set_host(true);
+        {
+            let mut grant = spec.reborrow().init_grants(1).get(0);
+            grant.set_name(access::GROUP_KEY_GRANT);
+            grant.set_data(key.as_bytes());
+        }
+        // A fresh volume per replica: a volume that exists belongs to the
+        // process that created it (the host refuses it to anyone without
+        // its key), so a redeploy never inherits an old log.
+        spec.set_volume(format!("raft-{version}-{:016x}", random_u64()));
         spec.set_restart(RestartPolicy::OnFailure);
         spec.set_anchor(format!("raft/{version}"));
         spec.set_name(format!("raft-{version}"));
@@ -98,8 +121,9 @@ pub async fn deploy(
         );
     }
     let chosen: Vec<String> = candidates.into_iter().take(replicas).collect();
+    let key = new_group_key();
     for peer in &chosen {
-        let pid = spawn_replica(host, peer, &version).await?;
+        let pid = spawn_replica(host, peer, &version, &key).await?;
         eprintln!("spawned replica on {peer} (process {pid})");
     }
     wait_for_replicas(group, &chosen).await?;

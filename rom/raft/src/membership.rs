@@ -47,7 +47,10 @@ pub async fn add(
     let group_id = u128::from_str_radix(&status.group_id, 16).context("the group id")?;
 
     if !group.replicas().contains(&peer) {
-        let pid = spawn_replica(host, &peer, &version).await?;
+        // The new replica must hold the group key to check tokens and
+        // exchange Raft messages; only an admin can read it.
+        let key = group.group_key().await.map_err(anyhow::Error::msg)?;
+        let pid = spawn_replica(host, &peer, &version, &key).await?;
         eprintln!("spawned replica on {peer} (process {pid})");
         wait_for_replicas(group, std::slice::from_ref(&peer)).await?;
     }
