@@ -66,7 +66,7 @@ pub struct LocalServer {
 }
 
 /// Resolves `components` (a path from the cluster root) to an anchor.
-async fn walk_from_root(
+pub(crate) async fn walk_from_root(
     ctx: Rc<HostContext>,
     caller: Caller,
     components: Vec<String>,

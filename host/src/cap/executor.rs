@@ -22,7 +22,9 @@ use tracing::{info, warn};
 use ww_api::{executor, process};
 
 use super::host::{HostContext, HostServer};
+use super::grants::{self, Grant, GrantValue};
 use super::tree::Owner;
+use super::volume::{self, VolumeKey};
 use super::{invalid, path, text};
 use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stderr};
 
@@ -77,6 +79,20 @@ pub struct ProcessSpec {
     pub restart: Restart,
     /// Path below this host where the exported capability is anchored.
     pub anchor: Option<Vec<String>>,
+    /// Whether the process gets this host's full `Host`. Records written
+    /// before grants existed lack it; their processes had the full host.
+    #[serde(default = "full_host")]
+    pub host: bool,
+    /// What the process is handed by name.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// The key of `volume` (see [`super::volume`]).
+    #[serde(default)]
+    pub volume_key: Option<VolumeKey>,
+}
+
+fn full_host() -> bool {
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,10 +191,31 @@ impl Processes {
         for path in records {
             let result = async {
                 let bytes = std::fs::read(&path)?;
-                let spec: ProcessSpec =
+                let mut spec: ProcessSpec =
                     serde_json::from_slice(&bytes).context("malformed record")?;
+                let caps: Vec<&str> = spec
+                    .grants
+                    .iter()
+                    .filter(|grant| matches!(grant.value, GrantValue::Cap(_)))
+                    .map(|grant| grant.name.as_str())
+                    .collect();
+                if !caps.is_empty() {
+                    warn!(
+                        name = %spec.name,
+                        "not respawning the supervised process of {}: its grants include live capabilities ({}) that did not survive the host restart; its spawner must spawn it again",
+                        path.display(),
+                        caps.join(", ")
+                    );
+                    let _ = std::fs::remove_file(&path);
+                    return Ok(());
+                }
                 let hash = blake3::Hash::from_hex(&spec.rom_hash).context("malformed ROM hash")?;
                 let rom = processes.rom_by_hash(&hash).await?;
+                if let (Some(name), None) = (&spec.volume, spec.volume_key) {
+                    spec.volume_key = Some(volume::adopt(&processes.data_dir, name)?);
+                    write_atomic(&path, &serde_json::to_vec_pretty(&spec)?)?;
+                    info!(volume = %name, "a record of an older version adopted its volume");
+                }
                 let stem = path
                     .file_stem()
                     .and_then(|s| s.to_str())
@@ -199,7 +236,8 @@ impl Processes {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` (0600) atomically and durably.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().context("a path with a parent")?;
     crate::private::create_dir(dir)?;
@@ -237,7 +275,7 @@ fn validate_volume(name: &str) -> Result<(), String> {
 pub fn spawn(
     ctx: &Rc<HostContext>,
     rom: Rom,
-    spec: ProcessSpec,
+    mut spec: ProcessSpec,
     record: Option<String>,
 ) -> Result<Rc<Proc>> {
     let processes = &ctx.processes;
@@ -263,6 +301,14 @@ pub fn spawn(
                 bail!("volume {volume:?} is in use by process {}", user.id);
             }
         }
+    }
+    // A fresh spawn must own its volume; a respawn's record holds the key.
+    if let (Some(volume), None) = (&spec.volume, &record) {
+        spec.volume_key = Some(volume::claim(
+            &processes.data_dir,
+            volume,
+            spec.volume_key,
+        )?);
     }
     let supervised = spec.restart != Restart::Never;
     let record = match (supervised, record) {
@@ -338,7 +384,7 @@ async fn supervise(ctx: Rc<HostContext>, proc: Rc<Proc>, rom: Rom) {
 async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStatus {
     let volume = match &proc.spec.volume {
         Some(name) => {
-            let dir = ctx.processes.data_dir.join("volumes").join(name);
+            let dir = volume::dir(&ctx.processes.data_dir, name);
             if let Err(err) = crate::private::create_dir(&dir) {
                 return failed(format!("cannot create volume {}: {err}", dir.display()));
             }
@@ -362,7 +408,13 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         limits: Limits::default(),
         stderr: Stderr::Log { pid: proc.id },
     };
-    let host = HostServer::for_process(ctx.clone(), proc.id);
+    // Every incarnation gets the same grants, caps included.
+    let host = HostServer::for_process(
+        ctx.clone(),
+        proc.id,
+        proc.spec.host,
+        Rc::from(proc.spec.grants.clone()),
+    );
     let running = match runner::start(&ctx.processes.runtime, rom, spec, host.client) {
         Ok(running) => running,
         Err(err) => return failed(format!("cannot start: {err:#}")),
@@ -527,6 +579,15 @@ impl executor::Server for ExecutorServer {
             validate_volume(&volume).map_err(invalid)?;
             Some(volume)
         };
+        let volume_key = match spec.get_volume_key()? {
+            [] => None,
+            _ if volume.is_none() => {
+                return Err(invalid("volumeKey is set but no volume is"));
+            }
+            bytes => Some(VolumeKey::from_slice(bytes).map_err(invalid)?),
+        };
+        let grants = grants::parse(spec.get_grants()?)?;
+        let full_host = spec.get_host();
         let anchor = text(spec.get_anchor(), "anchor")?;
         let anchor = if anchor.is_empty() {
             None
@@ -573,6 +634,9 @@ impl executor::Server for ExecutorServer {
             volume,
             restart,
             anchor,
+            host: full_host,
+            grants,
+            volume_key,
         };
         let proc = spawn(&self.ctx, rom, spec, None)
             .map_err(|err| invalid(format!("cannot spawn: {err:#}")))?;
@@ -676,6 +740,18 @@ impl process::Server for ProcessServer {
             &self.ctx.node.peer_id().to_base58(),
             results.get().init_info(),
         );
+        Ok(())
+    }
+
+    async fn volume_key(
+        self: CapRc<Self>,
+        _: process::VolumeKeyParams,
+        mut results: process::VolumeKeyResults,
+    ) -> Result<(), capnp::Error> {
+        let key = self.proc.spec.volume_key.ok_or_else(|| {
+            invalid(format!("process {} has no volume", self.proc.id))
+        })?;
+        results.get().set_key(&key.0);
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use ww_api::host;
 use super::anchor::{Caller, RootServer};
 use super::channel::{self, Senders};
 use super::executor::{ExecutorServer, Processes};
+use super::grants::{self, Grant, GrantValue, ReadRootServer};
 use super::peers::Peers;
 use super::tree::{Owner, Tree};
 use super::{invalid, text};
@@ -48,6 +49,10 @@ impl HostContext {
 pub struct HostServer {
     ctx: Rc<HostContext>,
     caller: Caller,
+    /// False for a process spawned without `host`: it may use only its
+    /// grants, `peerId` and `newChannel`.
+    full: bool,
+    grants: Rc<[Grant]>,
 }
 
 impl HostServer {
@@ -60,12 +65,20 @@ impl HostServer {
                 origin,
                 owner: None,
             },
+            full: true,
+            grants: Rc::from(Vec::new()),
         })
     }
 
     /// A `Host` for local process `pid`: what it anchors is cleared when it
-    /// ends.
-    pub fn for_process(ctx: Rc<HostContext>, pid: u64) -> host::Client {
+    /// ends. `full` gives it this host's whole authority; otherwise it holds
+    /// `grants` only.
+    pub fn for_process(
+        ctx: Rc<HostContext>,
+        pid: u64,
+        full: bool,
+        grants: Rc<[Grant]>,
+    ) -> host::Client {
         let origin = ctx.node.peer_id();
         capnp_rpc::new_client(Self {
             ctx,
@@ -73,7 +86,18 @@ impl HostServer {
                 origin,
                 owner: Some(Owner { host: origin, pid }),
             },
+            full,
+            grants,
         })
+    }
+
+    /// Refuses `what` to a grant-only process.
+    fn permit(&self, what: &str) -> Result<(), capnp::Error> {
+        if self.full {
+            return Ok(());
+        }
+        let pid = self.caller.owner.map_or(0, |owner| owner.pid);
+        Err(grants::not_permitted(pid, what, &self.grants))
     }
 }
 
@@ -94,6 +118,7 @@ impl host::Server for HostServer {
         _: host::ViewParams,
         mut results: host::ViewResults,
     ) -> Result<(), capnp::Error> {
+        self.permit("view")?;
         let now = Instant::now();
         let hosts = self.ctx.node.view().hosts();
         let mut list = results
@@ -124,6 +149,7 @@ impl host::Server for HostServer {
         _: host::RootParams,
         mut results: host::RootResults,
     ) -> Result<(), capnp::Error> {
+        self.permit("root")?;
         results
             .get()
             .set_anchor(RootServer::client(self.ctx.clone(), self.caller));
@@ -135,6 +161,7 @@ impl host::Server for HostServer {
         _: host::PubsubParams,
         mut results: host::PubsubResults,
     ) -> Result<(), capnp::Error> {
+        self.permit("pubsub")?;
         results
             .get()
             .set_pubsub(super::pubsub::PubSubServer::client(self.ctx.node.clone()));
@@ -146,6 +173,7 @@ impl host::Server for HostServer {
         _: host::ExecutorParams,
         mut results: host::ExecutorResults,
     ) -> Result<(), capnp::Error> {
+        self.permit("executor")?;
         results
             .get()
             .set_executor(ExecutorServer::client(self.ctx.clone()));
@@ -171,6 +199,7 @@ impl host::Server for HostServer {
         params: host::DialParams,
         mut results: host::DialResults,
     ) -> Result<(), capnp::Error> {
+        self.permit("dial")?;
         let raw = text(params.get()?.get_peer_id(), "peer id")?;
         let peer: PeerId = raw.parse().map_err(|err| {
             invalid(format!(
@@ -181,6 +210,8 @@ impl host::Server for HostServer {
             results.get().set_host(capnp_rpc::new_client(HostServer {
                 ctx: self.ctx.clone(),
                 caller: self.caller,
+                full: self.full,
+                grants: self.grants.clone(),
             }));
             return Ok(());
         }
@@ -191,6 +222,36 @@ impl host::Server for HostServer {
             )));
         }
         results.get().set_host(self.ctx.peers.host(peer).await?);
+        Ok(())
+    }
+
+    async fn grants(
+        self: CapRc<Self>,
+        _: host::GrantsParams,
+        results: host::GrantsResults,
+    ) -> Result<(), capnp::Error> {
+        grants::fill(&self.grants, results);
+        Ok(())
+    }
+
+    async fn grant_anchor(
+        self: CapRc<Self>,
+        params: host::GrantAnchorParams,
+        mut results: host::GrantAnchorResults,
+    ) -> Result<(), capnp::Error> {
+        let name = text(params.get()?.get_name(), "grant name")?;
+        let grant = self.grants.iter().find(|grant| grant.name == name);
+        let Some(GrantValue::ReadPath(components)) = grant.map(|grant| &grant.value) else {
+            return Err(invalid(format!(
+                "no readPath grant named {name:?}; this process holds: {}",
+                grants::names(&self.grants)
+            )));
+        };
+        results.get().set_anchor(ReadRootServer::client(
+            self.ctx.clone(),
+            self.caller,
+            components.clone(),
+        ));
         Ok(())
     }
 }

@@ -7,11 +7,13 @@ pub mod anchor;
 pub mod channel;
 pub mod disconnected;
 pub mod executor;
+pub mod grants;
 pub mod host;
 pub mod path;
 pub mod peers;
 pub mod pubsub;
 pub mod tree;
+pub mod volume;
 
 use std::fmt::Display;
 

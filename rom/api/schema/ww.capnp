@@ -3,9 +3,11 @@
 # capability hosts give each other. One schema, shared by `host/` and the
 # guests in `rom/`.
 #
-# Authority: a ROM holds nothing but what it is handed. The `Host` it
-# bootstraps confers everything below it, so hand a narrower capability
-# (an `Anchor`, a `Sender`, a `Topic`) wherever one is enough.
+# Authority: a ROM holds nothing but what it is handed. A full `Host`
+# confers everything below it; a process spawned without `SpawnSpec.host`
+# gets a `Host` that confers only its own grants and a few harmless calls.
+# Hand a narrower capability (an `Anchor`, a `Sender`, a `Topic`) as a
+# grant wherever one is enough.
 
 interface Host {
   # A host of the cluster, or (for a ROM) the host it runs on.
@@ -38,6 +40,40 @@ interface Host {
   # The `Host` of another host of the cluster, reached from this host (the
   # connection is this host's, so calls do not pass through the caller).
   # Fails fast if the peer is not in the view or cannot be reached.
+
+  grants @7 () -> (grants :List(Grant));
+  # The named grants this process was spawned with (empty for CLI and peer
+  # connections).
+
+  grantAnchor @8 (name :Text) -> (anchor :Anchor);
+  # The read-only view of the `readPath` grant `name` (see `Grant`). Fails
+  # if there is no such grant or it is not a `readPath`.
+}
+
+struct Grant {
+  # A named piece of authority a spawner hands the process it spawns.
+  # A process spawned without `SpawnSpec.host` holds nothing else.
+
+  name @0 :Text;
+  # 1 to 64 of [A-Za-z0-9._-], unique within a spawn.
+
+  union {
+    data @1 :Data;
+    # Bytes (e.g. a token). Persisted with the supervision record (a file
+    # only the host's user can read), never shown by `ps`.
+
+    cap @2 :Capability;
+    # A live capability. A process holding one is restarted by its
+    # supervisor, but not respawned after a host restart: the capability
+    # does not survive it.
+
+    readPath @3 :Text;
+    # A read-only view of `/<any host>/<readPath>`: `Host.grantAnchor`
+    # returns an anchor whose `ls` lists the hosts in the view and whose
+    # `walk("<peer id>")` returns an anchor for `/<peer id>/<readPath>` on
+    # which only `get` and `path` are permitted. Each `get` resolves the
+    # path through the cluster root again, so it follows restarts.
+  }
 }
 
 struct HostInfo {
@@ -208,6 +244,16 @@ struct SpawnSpec {
   # clears it; a supervised restart anchors the new incarnation.
   name @7 :Text;
   # A label shown by `ww ps`.
+  host @8 :Bool;
+  # True: the process gets this host's full `Host` (root, view, pubsub,
+  # executor, dial), as the spawner has. False (the default): it gets only
+  # `peerId`, `newChannel` and its `grants`.
+  grants @9 :List(Grant);
+  # What the process is handed by name; see `Grant`.
+  volumeKey @10 :Data;
+  # The key of an existing `volume` (from `Process.volumeKey` of the process
+  # that created it). Required when the volume exists; a new volume gets a
+  # random key, or this one if given (32 bytes).
 }
 
 enum RestartPolicy {
@@ -233,6 +279,11 @@ interface Process {
   bootstrap @4 () -> (cap :Capability);
   # The capability the process exports to its parent (its side of the
   # capnp bootstrap). Waits until the process has started.
+
+  volumeKey @5 () -> (key :Data);
+  # The 32-byte key of the process's volume: pass it as
+  # `SpawnSpec.volumeKey` to spawn another process on the same volume.
+  # Fails if the process has no volume.
 }
 
 struct ExitStatus {

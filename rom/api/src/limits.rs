@@ -28,3 +28,16 @@ pub const SUBSCRIPTION_BUFFER_MAX: u32 = 65_536;
 
 /// Longest pubsub topic name, in bytes.
 pub const TOPIC_BYTES_MAX: usize = 256;
+
+/// Most grants one spawn may carry.
+pub const GRANTS_MAX: u32 = 32;
+
+/// Longest grant name, in bytes.
+pub const GRANT_NAME_BYTES_MAX: usize = 64;
+
+/// Most bytes of `data` across one spawn's grants (they are persisted with
+/// its supervision record).
+pub const GRANT_DATA_BYTES_MAX: usize = 64 * 1024;
+
+/// Bytes of a volume key.
+pub const VOLUME_KEY_BYTES: usize = 32;

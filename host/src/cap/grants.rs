@@ -1,0 +1,354 @@
+//! Grants: the named authority a spawner hands a process, and the
+//! read-only anchors that serve `readPath` grants.
+//!
+//! A process spawned without `SpawnSpec.host` holds its grants and nothing
+//! else (see [`super::host`]). `data` and `readPath` grants are plain values
+//! and persist in the supervision record; a `cap` grant is a live capability
+//! that lives only in memory, so a process holding one is not respawned
+//! after a host restart (see [`super::executor`]).
+
+use std::fmt;
+use std::rc::Rc;
+
+use capnp::capability::Rc as CapRc;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use ww_api::limits::{GRANTS_MAX, GRANT_DATA_BYTES_MAX, GRANT_NAME_BYTES_MAX};
+use ww_api::ww_capnp::grant;
+use ww_api::{anchor, host};
+
+use super::anchor::{walk_from_root, Caller};
+use super::host::HostContext;
+use super::{invalid, path, text};
+
+/// One named grant.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Grant {
+    /// 1 to [`GRANT_NAME_BYTES_MAX`] of `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// What it grants.
+    pub value: GrantValue,
+}
+
+/// What a grant holds.
+#[derive(Clone, Serialize, Deserialize)]
+pub enum GrantValue {
+    /// Bytes.
+    Data(Vec<u8>),
+    /// A live capability; `None` once read back from a record, where only
+    /// the grant's name survives.
+    Cap(#[serde(skip)] Option<capnp::capability::Client>),
+    /// Components of the path below every host that the grant may read.
+    ReadPath(Vec<String>),
+}
+
+impl fmt::Debug for Grant {
+    /// Names the grant and its kind, never its bytes: grant data may be a
+    /// secret and debug output ends up in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.value {
+            GrantValue::Data(data) => format!("data ({} bytes)", data.len()),
+            GrantValue::Cap(_) => "cap".to_owned(),
+            GrantValue::ReadPath(components) => format!("readPath {}", path::join(components)),
+        };
+        write!(f, "{}: {kind}", self.name)
+    }
+}
+
+/// The names of `grants`, comma separated, for messages.
+pub fn names(grants: &[Grant]) -> String {
+    if grants.is_empty() {
+        return "none".to_owned();
+    }
+    grants
+        .iter()
+        .map(|grant| grant.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > GRANT_NAME_BYTES_MAX
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!(
+            "grant name {name:?} must be 1 to {GRANT_NAME_BYTES_MAX} of [A-Za-z0-9._-]"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and validates the grants of a spawn.
+///
+/// # Errors
+///
+/// Too many grants or data bytes, a bad or repeated name, a bad path.
+pub fn parse(list: capnp::struct_list::Reader<'_, grant::Owned>) -> Result<Vec<Grant>, capnp::Error> {
+    use ww_api::ww_capnp::grant::Which;
+    if list.len() > GRANTS_MAX {
+        return Err(invalid(format!(
+            "at most {GRANTS_MAX} grants; got {}",
+            list.len()
+        )));
+    }
+    let mut grants: Vec<Grant> = Vec::with_capacity(list.len() as usize);
+    let mut data_bytes = 0;
+    for reader in list.iter() {
+        let name = text(reader.get_name(), "grant name")?;
+        validate_name(&name).map_err(invalid)?;
+        if grants.iter().any(|grant| grant.name == name) {
+            return Err(invalid(format!("grant {name:?} is given twice")));
+        }
+        let value = match reader.which()? {
+            Which::Data(data) => {
+                let data = data?;
+                data_bytes += data.len();
+                if data_bytes > GRANT_DATA_BYTES_MAX {
+                    return Err(invalid(format!(
+                        "grant data exceeds {GRANT_DATA_BYTES_MAX} bytes in total"
+                    )));
+                }
+                GrantValue::Data(data.to_vec())
+            }
+            Which::Cap(cap) => GrantValue::Cap(Some(cap.get_as_capability()?)),
+            Which::ReadPath(raw) => {
+                let raw = text(raw, "readPath")?;
+                let components = path::parse(&raw)
+                    .map_err(|err| invalid(format!("grant {name:?}: {err}")))?;
+                if components.is_empty() {
+                    return Err(invalid(format!(
+                        "grant {name:?}: readPath must name a path below the hosts, e.g. \"raft/v1/request\""
+                    )));
+                }
+                GrantValue::ReadPath(components)
+            }
+        };
+        grants.push(Grant { name, value });
+    }
+    Ok(grants)
+}
+
+/// Writes `grants` into a `Host.grants` answer.
+pub fn fill(grants: &[Grant], mut results: host::GrantsResults) {
+    let mut list = results
+        .get()
+        .init_grants(u32::try_from(grants.len()).unwrap_or(0));
+    for (index, grant) in grants.iter().enumerate() {
+        let Ok(index) = u32::try_from(index) else {
+            break;
+        };
+        let mut out = list.reborrow().get(index);
+        out.set_name(&grant.name);
+        match &grant.value {
+            GrantValue::Data(data) => out.set_data(data),
+            GrantValue::Cap(Some(cap)) => out.init_cap().set_as_capability(cap.hook.add_ref()),
+            // A respawned process never holds a dead cap grant (it is not
+            // respawned), so this arm is unreachable in practice; answer a
+            // null capability rather than fail the whole list.
+            GrantValue::Cap(None) => out.init_cap().clear(),
+            GrantValue::ReadPath(components) => out.set_read_path(path::join(components)),
+        }
+    }
+}
+
+/// The error for anything a grant-only process tries beyond its grants.
+pub fn not_permitted(pid: u64, what: &str, grants: &[Grant]) -> capnp::Error {
+    capnp::Error::failed(format!(
+        "not permitted: process {pid} holds grants only ({}), not {what}; its spawner can grant more or spawn it with `host`",
+        names(grants)
+    ))
+}
+
+/// The top of a `readPath` view: the hosts of the cluster.
+pub struct ReadRootServer {
+    ctx: Rc<HostContext>,
+    caller: Caller,
+    path: Rc<[String]>,
+}
+
+impl ReadRootServer {
+    /// The view of `/<any host>/<path>`, for `caller`.
+    pub fn client(ctx: Rc<HostContext>, caller: Caller, path: Vec<String>) -> anchor::Client {
+        capnp_rpc::new_client(Self {
+            ctx,
+            caller,
+            path: path.into(),
+        })
+    }
+}
+
+/// `/<peer>/<path>`, read-only.
+struct ReadPeerServer {
+    ctx: Rc<HostContext>,
+    caller: Caller,
+    peer: PeerId,
+    path: Rc<[String]>,
+}
+
+fn refused(what: &str, path: &str) -> capnp::Error {
+    capnp::Error::failed(format!(
+        "not permitted: {what} on {path}, a read-only grant (only get and path are)"
+    ))
+}
+
+impl ReadRootServer {
+    fn shown(&self) -> String {
+        format!("/*{}", path::join(&self.path))
+    }
+}
+
+impl anchor::Server for ReadRootServer {
+    async fn ls(
+        self: CapRc<Self>,
+        _: anchor::LsParams,
+        mut results: anchor::LsResults,
+    ) -> Result<(), capnp::Error> {
+        let hosts = self.ctx.node.view().hosts();
+        let mut list = results
+            .get()
+            .init_children(u32::try_from(hosts.len()).unwrap_or(0));
+        for (index, (peer, _)) in hosts.iter().enumerate() {
+            let Ok(index) = u32::try_from(index) else {
+                break;
+            };
+            list.set(index, peer.to_base58());
+        }
+        Ok(())
+    }
+
+    async fn walk(
+        self: CapRc<Self>,
+        params: anchor::WalkParams,
+        mut results: anchor::WalkResults,
+    ) -> Result<(), capnp::Error> {
+        let raw = text(params.get()?.get_path(), "path")?;
+        let components = path::parse(&raw).map_err(invalid)?;
+        let [peer] = components.as_slice() else {
+            return Err(refused(
+                &format!("walk({raw:?}) (only a host's peer id may be walked)"),
+                &self.shown(),
+            ));
+        };
+        let peer: PeerId = peer.parse().map_err(|err| {
+            invalid(format!(
+                "{peer:?} is not a peer id ({err}); `ls` lists the hosts"
+            ))
+        })?;
+        results.get().set_anchor(capnp_rpc::new_client(ReadPeerServer {
+            ctx: self.ctx.clone(),
+            caller: self.caller,
+            peer,
+            path: self.path.clone(),
+        }));
+        Ok(())
+    }
+
+    async fn set(
+        self: CapRc<Self>,
+        _: anchor::SetParams,
+        _: anchor::SetResults,
+    ) -> Result<(), capnp::Error> {
+        Err(refused("set", &self.shown()))
+    }
+
+    async fn get(
+        self: CapRc<Self>,
+        _: anchor::GetParams,
+        mut results: anchor::GetResults,
+    ) -> Result<(), capnp::Error> {
+        results.get().init_value().set_none(());
+        Ok(())
+    }
+
+    async fn remove(
+        self: CapRc<Self>,
+        _: anchor::RemoveParams,
+        _: anchor::RemoveResults,
+    ) -> Result<(), capnp::Error> {
+        Err(refused("remove", &self.shown()))
+    }
+
+    async fn path(
+        self: CapRc<Self>,
+        _: anchor::PathParams,
+        mut results: anchor::PathResults,
+    ) -> Result<(), capnp::Error> {
+        results.get().set_path(self.shown());
+        Ok(())
+    }
+}
+
+impl ReadPeerServer {
+    fn components(&self) -> Vec<String> {
+        let mut components = vec![self.peer.to_base58()];
+        components.extend(self.path.iter().cloned());
+        components
+    }
+}
+
+impl anchor::Server for ReadPeerServer {
+    async fn ls(
+        self: CapRc<Self>,
+        _: anchor::LsParams,
+        _: anchor::LsResults,
+    ) -> Result<(), capnp::Error> {
+        Err(refused("ls", &path::join(&self.components())))
+    }
+
+    async fn walk(
+        self: CapRc<Self>,
+        _: anchor::WalkParams,
+        _: anchor::WalkResults,
+    ) -> Result<(), capnp::Error> {
+        Err(refused("walk", &path::join(&self.components())))
+    }
+
+    async fn set(
+        self: CapRc<Self>,
+        _: anchor::SetParams,
+        _: anchor::SetResults,
+    ) -> Result<(), capnp::Error> {
+        Err(refused("set", &path::join(&self.components())))
+    }
+
+    async fn get(
+        self: CapRc<Self>,
+        _: anchor::GetParams,
+        mut results: anchor::GetResults,
+    ) -> Result<(), capnp::Error> {
+        use ww_api::ww_capnp::value::Which;
+        // Resolved again on every call, through the cluster root: the value
+        // follows whatever currently sits at the path (a restarted replica).
+        let target = walk_from_root(self.ctx.clone(), self.caller, self.components()).await?;
+        let response = target.get_request().send().promise.await?;
+        let mut value = results.get().init_value();
+        match response.get()?.get_value()?.which()? {
+            Which::None(()) => value.set_none(()),
+            Which::Data(data) => value.set_data(data?),
+            Which::Cap(cap) => value
+                .init_cap()
+                .set_as_capability(cap.get_as_capability::<capnp::capability::Client>()?.hook),
+        }
+        Ok(())
+    }
+
+    async fn remove(
+        self: CapRc<Self>,
+        _: anchor::RemoveParams,
+        _: anchor::RemoveResults,
+    ) -> Result<(), capnp::Error> {
+        Err(refused("remove", &path::join(&self.components())))
+    }
+
+    async fn path(
+        self: CapRc<Self>,
+        _: anchor::PathParams,
+        mut results: anchor::PathResults,
+    ) -> Result<(), capnp::Error> {
+        results.get().set_path(path::join(&self.components()));
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Volume keys: a volume belongs to whoever holds its key.
+//!
+//! Creating a volume (a name with no directory yet) gives it a random
+//! 32-byte key, kept in `volume-keys/<name>` (0600) beside `volumes/`. The
+//! spawner learns it from `Process.volumeKey` and must pass it to spawn
+//! another process on the same volume, so a killed process's data (a Raft
+//! replica's log) cannot be read by the next process that names its volume.
+//! The supervision record keeps the key, so restarts need nobody to pass it.
+//!
+//! Migration: a volume made by an older version has a directory but no key.
+//! A supervision record naming it adopts it at respawn (a key is made and
+//! written into the record); any other spawn naming it is refused until the
+//! directory is removed by hand.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ww_api::limits::VOLUME_KEY_BYTES;
+
+/// A volume's key. Never printed: `Debug` redacts it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VolumeKey(pub [u8; VOLUME_KEY_BYTES]);
+
+impl VolumeKey {
+    fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// A key from bytes a caller passed.
+    ///
+    /// # Errors
+    ///
+    /// When `bytes` is not [`VOLUME_KEY_BYTES`] long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, String> {
+        bytes.try_into().map(Self).map_err(|_| {
+            format!(
+                "a volume key is {VOLUME_KEY_BYTES} bytes (from Process.volumeKey); got {}",
+                bytes.len()
+            )
+        })
+    }
+
+    /// Compares hashes, not bytes, so the time taken says nothing about
+    /// how much of a guess was right.
+    fn matches(&self, other: &Self) -> bool {
+        blake3::hash(&self.0) == blake3::hash(&other.0)
+    }
+}
+
+impl fmt::Debug for VolumeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VolumeKey(..)")
+    }
+}
+
+// Hex in records: `blake3::Hash` is just a 32-byte hex codec here.
+impl Serialize for VolumeKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(blake3::Hash::from_bytes(self.0).to_hex().as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for VolumeKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        blake3::Hash::from_hex(text)
+            .map(|hash| Self(*hash.as_bytes()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The directory of volume `name`.
+pub fn dir(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("volumes").join(name)
+}
+
+fn key_path(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("volume-keys").join(name)
+}
+
+fn read_key(data_dir: &Path, name: &str) -> Result<Option<VolumeKey>> {
+    let path = key_path(data_dir, name);
+    match std::fs::read(&path) {
+        Ok(bytes) => VolumeKey::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| anyhow::anyhow!("{}: {err}", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_key(data_dir: &Path, name: &str, key: VolumeKey) -> Result<()> {
+    super::executor::write_atomic(&key_path(data_dir, name), &key.0)
+}
+
+/// The key under which a new spawn may use volume `name`: its existing key
+/// if `given` matches it, or a new key (`given`, or a random one) if the
+/// volume does not exist yet.
+///
+/// # Errors
+///
+/// When the volume exists and `given` is not its key, when it exists
+/// without a key (an older version's, see the module docs), or when the
+/// key cannot be stored.
+pub fn claim(data_dir: &Path, name: &str, given: Option<VolumeKey>) -> Result<VolumeKey> {
+    match (read_key(data_dir, name)?, given) {
+        (Some(key), Some(given)) if key.matches(&given) => Ok(key),
+        (Some(_), Some(_)) => bail!(
+            "volume {name:?} exists and belongs to another process; the key passed is not its key"
+        ),
+        (Some(_), None) => bail!(
+            "volume {name:?} exists and belongs to another process; pass its key (SpawnSpec.volumeKey, from Process.volumeKey of the process that created it)"
+        ),
+        (None, given) => {
+            let dir = dir(data_dir, name);
+            if dir.exists() {
+                bail!(
+                    "volume {name:?} exists without a key (made by an older version of ww) and no supervision record claims it; remove {} to reuse the name",
+                    dir.display()
+                );
+            }
+            let key = given.unwrap_or_else(VolumeKey::random);
+            write_key(data_dir, name, key)?;
+            Ok(key)
+        }
+    }
+}
+
+/// A key for volume `name` of a supervision record written by an older
+/// version (which kept no key): the record owns the volume.
+///
+/// # Errors
+///
+/// When the volume already has a key (someone else made it) or the key
+/// cannot be stored.
+pub fn adopt(data_dir: &Path, name: &str) -> Result<VolumeKey> {
+    if read_key(data_dir, name)?.is_some() {
+        bail!("volume {name:?} has a key this record does not hold");
+    }
+    let key = VolumeKey::random();
+    write_key(data_dir, name, key)?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_volume_belongs_to_its_key() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let key = claim(data.path(), "v", None).expect("new volume");
+        std::fs::create_dir_all(dir(data.path(), "v")).expect("dir");
+        let err = claim(data.path(), "v", None).unwrap_err().to_string();
+        assert!(err.contains("belongs to another process; pass its key"), "{err}");
+        let wrong = VolumeKey([7; VOLUME_KEY_BYTES]);
+        assert!(claim(data.path(), "v", Some(wrong)).is_err());
+        assert_eq!(claim(data.path(), "v", Some(key)).expect("with its key"), key);
+        assert!(format!("{key:?}").contains(".."));
+    }
+
+    #[test]
+    fn an_old_volume_is_adopted_by_its_record_only() {
+        let data = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir(data.path(), "old")).expect("dir");
+        let err = claim(data.path(), "old", None).unwrap_err().to_string();
+        assert!(err.contains("without a key"), "{err}");
+        let key = adopt(data.path(), "old").expect("adopt");
+        assert!(adopt(data.path(), "old").is_err());
+        assert_eq!(claim(data.path(), "old", Some(key)).expect("with key"), key);
+    }
+}
