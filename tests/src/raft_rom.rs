@@ -44,3 +44,28 @@ pub fn status(addr: &str, timeout: Duration) -> Vec<Value> {
         .unwrap_or_else(|| panic!("no replicas in {out:#?}"))
         .clone()
 }
+
+/// Starts `hosts` hosts and deploys 3 replicas of `v1` from a client
+/// attached to host 0, which gets no replica.
+///
+/// # Panics
+///
+/// When the hosts do not see each other or the deploy fails.
+pub fn deployed(hosts: usize, timeout: Duration) -> crate::Cluster {
+    let cluster = crate::Cluster::start(hosts);
+    let client = cluster.hosts[0].addr.clone();
+    crate::wait_until("every host in host 0's view", timeout, || {
+        let out = crate::ww(&["ls", "--json", "--peer", &client, "/"]);
+        let listing: Value = serde_json::from_str(out.stdout.trim()).ok()?;
+        (listing["children"].as_array()?.len() == hosts).then_some(())
+    });
+    let out = run(&client, &["deploy"], Duration::from_secs(120));
+    out.assert_ok();
+    assert!(out.stderr.contains("leader elected"), "{out:#?}");
+    assert!(
+        !out.stderr
+            .contains(&format!("spawned replica on {}", cluster.hosts[0].peer_id)),
+        "{out:#?}"
+    );
+    cluster
+}

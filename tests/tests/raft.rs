@@ -13,6 +13,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/native.rs"]
+mod support;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -22,19 +25,11 @@ use raft_client::native::{connect, TokioRuntime};
 use raft_client::proto::{self, Response};
 use raft_client::Group;
 use serde_json::Value;
+use support::{cap_at, connect_host, native};
 use ww_tests::raft_rom::{self, json_of};
 use ww_tests::{rom, wait_until, ww, ww_with_timeout, Cluster, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs `future` on a current-thread runtime with a `LocalSet`, as hosts do.
-fn native<T>(future: impl std::future::Future<Output = T>) -> T {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio::task::LocalSet::new().block_on(&runtime, future)
-}
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -53,25 +48,8 @@ fn leader_peer(addr: &str) -> Option<String> {
         .map(|replica| replica["peer_id"].as_str().unwrap().to_owned())
 }
 
-/// Starts `hosts` hosts and deploys 3 replicas from a client attached to
-/// host 0 (which gets no replica).
 fn deployed(hosts: usize) -> Cluster {
-    let cluster = Cluster::start(hosts);
-    let client = cluster.hosts[0].addr.clone();
-    wait_until("every host in host 0's view", TIMEOUT, || {
-        let out = ww(&["ls", "--json", "--peer", &client, "/"]);
-        let listing: Value = serde_json::from_str(out.stdout.trim()).ok()?;
-        (listing["children"].as_array()?.len() == hosts).then_some(())
-    });
-    let out = raft(&client, &["deploy"]);
-    out.assert_ok();
-    assert!(out.stderr.contains("leader elected"), "{out:#?}");
-    assert!(
-        !out.stderr
-            .contains(&format!("spawned replica on {}", cluster.hosts[0].peer_id)),
-        "{out:#?}"
-    );
-    cluster
+    raft_rom::deployed(hosts, TIMEOUT)
 }
 
 #[test]
@@ -413,7 +391,8 @@ fn a_forged_raft_message_is_dropped_and_a_garbage_request_gets_a_clear_error() {
     let garbage_answer = native(async {
         let (_node, host) = connect_host(&addr).await;
         let root = host.root_request().send().pipeline.get_anchor();
-        // Sent from host 0, which runs no member: its origin betrays it.
+        // Sent from host 0, which runs no member, and without the group's
+        // MAC: refused before its content is looked at.
         let inbox: ww_api::sender::Client =
             cap_at(&root, &format!("/{follower_peer}/raft/v1/inbox")).await;
         let mut send = inbox.send_request();
@@ -477,7 +456,7 @@ fn a_forged_raft_message_is_dropped_and_a_garbage_request_gets_a_clear_error() {
             .find(|r| r["peer_id"] == follower_peer.as_str())?;
         follower["last_drop"]
             .as_str()?
-            .contains("forged")
+            .contains("MAC")
             .then_some(())
     });
     let replicas = status(&client);
@@ -488,39 +467,4 @@ fn a_forged_raft_message_is_dropped_and_a_garbage_request_gets_a_clear_error() {
         "the forged term was not adopted: {replicas:?}"
     );
     raft(&client, &["put", "still", "works"]).assert_ok();
-}
-
-async fn connect_host(addr: &libp2p::Multiaddr) -> (ww::net::Node, ww_api::host::Client) {
-    let node = ww::net::Node::start(ww::net::NodeConfig {
-        keypair: libp2p::identity::Keypair::generate_ed25519(),
-        listen: vec![],
-        bootstrap: vec![],
-        heartbeat: None,
-        psk: None,
-    })
-    .await
-    .unwrap();
-    let (_, host) = ww::rpc::connect_addr(&node, addr.clone()).await.unwrap();
-    (node, host)
-}
-
-async fn cap_at<C: capnp::capability::FromClientHook>(
-    root: &ww_api::anchor::Client,
-    path: &str,
-) -> C {
-    let mut walk = root.walk_request();
-    walk.get().set_path(path);
-    let value = walk
-        .send()
-        .pipeline
-        .get_anchor()
-        .get_request()
-        .send()
-        .promise
-        .await
-        .unwrap();
-    match value.get().unwrap().get_value().unwrap().which().unwrap() {
-        ww_api::ww_capnp::value::Which::Cap(cap) => cap.get_as_capability().unwrap(),
-        _ => panic!("{path} holds no capability"),
-    }
 }

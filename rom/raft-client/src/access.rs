@@ -38,8 +38,7 @@ pub const TOKEN_TOPICS_MAX: usize = 64;
 pub const TOKEN_TOPIC_BYTES_MAX: usize = 256;
 
 /// Largest encoded token, in bytes.
-pub const TOKEN_BYTES_MAX: usize =
-    MAC_BYTES + 16 + TOKEN_TOPICS_MAX * (TOKEN_TOPIC_BYTES_MAX + 2);
+pub const TOKEN_BYTES_MAX: usize = MAC_BYTES + 16 + TOKEN_TOPICS_MAX * (TOKEN_TOPIC_BYTES_MAX + 2);
 
 /// The name of the spawn grant that carries a replica's group key.
 pub const GROUP_KEY_GRANT: &str = "raft-group-key";
@@ -94,7 +93,11 @@ impl Verbs {
     /// An unknown name, named in the message.
     pub fn parse(list: &str) -> Result<Self, String> {
         let mut verbs = Self::default();
-        for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+        for name in list
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
             verbs = verbs.union(match name {
                 "enqueue" => Self::ENQUEUE,
                 "consume" => Self::CONSUME,
@@ -203,11 +206,9 @@ impl Scope {
             });
         }
         match (topic, &self.topics) {
-            (Some(topic), Some(topics)) if !topics.iter().any(|allowed| allowed == topic) => {
-                Err(format!(
-                    "not permitted: this token is limited to topics {topics:?}, not {topic:?}"
-                ))
-            }
+            (Some(topic), Some(topics)) if !topics.iter().any(|allowed| allowed == topic) => Err(
+                format!("not permitted: this token is limited to topics {topics:?}, not {topic:?}"),
+            ),
             _ => Ok(()),
         }
     }
@@ -301,7 +302,9 @@ impl GroupKey {
         }
         let scope: Scope =
             postcard::from_bytes(body).map_err(|_| AccessError::BadToken("garbled scope"))?;
-        scope.validate().map_err(|_| AccessError::BadToken("scope over limits"))?;
+        scope
+            .validate()
+            .map_err(|_| AccessError::BadToken("scope over limits"))?;
         Ok(scope)
     }
 

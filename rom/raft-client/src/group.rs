@@ -163,6 +163,33 @@ impl<R: Runtime> Group<R> {
         Self::connect_via(host, version, runtime, Directory::Root, Vec::new()).await
     }
 
+    /// Connects the way a process spawned with grants only does: through
+    /// its `raft` view grant, presenting its `raft-token` grant. `None`
+    /// when the process holds no `raft` grant.
+    ///
+    /// # Errors
+    ///
+    /// As [`Group::connect`], or when the grants cannot be read.
+    pub async fn connect_granted(
+        host: host::Client,
+        runtime: R,
+    ) -> Result<Option<Self>, GroupError> {
+        let grants = |err: capnp::Error| unreachable("this process's grants", err);
+        let Some(view) = ww_api::ops::grant_view(&host, crate::access::REPLICAS_GRANT)
+            .await
+            .map_err(grants)?
+        else {
+            return Ok(None);
+        };
+        let token = ww_api::ops::grant_data(&host, crate::access::TOKEN_GRANT)
+            .await
+            .map_err(grants)?
+            .unwrap_or_default();
+        Self::connect_via(host, "granted", runtime, Directory::View(view), token)
+            .await
+            .map(Some)
+    }
+
     /// Connects to a group found through `directory`, presenting `token`
     /// (with [`Directory::Root`] and an empty token, the admin token the
     /// replicas anchor is used).
@@ -310,7 +337,10 @@ impl<R: Runtime> Group<R> {
         });
         let found = self.bounded_lookups(lookups).await;
         let admin = found.iter().find_map(|(_, admin)| admin.clone());
-        Ok((found.into_iter().map(|(replica, _)| replica).collect(), admin))
+        Ok((
+            found.into_iter().map(|(replica, _)| replica).collect(),
+            admin,
+        ))
     }
 
     /// Replicas in a granted view: `<peer>` holds that host's `request`.

@@ -537,9 +537,7 @@ impl Replica {
             let Some(reply) = reply else { continue };
             let reply = ww_guest::ww_api::sender::Client { client: reply };
             let batch = match proto::decode::<RequestBatch>(&data) {
-                Ok(batch)
-                    if (1..=proto::BATCH_REQUESTS_MAX).contains(&batch.requests.len()) =>
-                {
+                Ok(batch) if (1..=proto::BATCH_REQUESTS_MAX).contains(&batch.requests.len()) => {
                     batch
                 }
                 Ok(batch) => {

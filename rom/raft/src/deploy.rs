@@ -315,6 +315,9 @@ pub async fn destroy(group: &Group<GuestRuntime>) -> anyhow::Result<()> {
             .await
         {
             Ok(Response::Done) => eprintln!("destroyed the replica on {peer}"),
+            Ok(Response::Error { message, .. }) if message.starts_with("not permitted") => {
+                bail!("the replica on {peer} refused: {message}")
+            }
             Ok(other) => eprintln!("the replica on {peer} refused: {other:?}"),
             Err(err) => eprintln!("the replica on {peer} did not answer: {err}"),
         }

@@ -22,7 +22,39 @@ const USAGE: &str = "usage: raft [--version V] SUBCOMMAND
   enqueue TOPIC MSG...             | lease TOPIC [--n N] [--lease-ms MS] [--consumer C] [--json]
   ack TOPIC RECEIPT...             | nack TOPIC RECEIPT... [--delay-ms MS] | extend TOPIC RECEIPT... [--lease-ms MS]
   stats [TOPIC] | peek TOPIC [--n N] | purge TOPIC
-  add-replica [--host PEER] | remove-replica PEER | destroy";
+  add-replica [--host PEER] | remove-replica PEER | destroy
+  grant --verbs V[,V...] [--topic T]... [--json]  mint a narrower access token (hex); verbs: enqueue, consume,
+                                   read, kv-read, kv-write, topic-admin, admin, all
+
+A process spawned with grants only (a `raft` path view and a `raft-token`) reaches the group through them.";
+
+/// The exit code of a refused operation (sysexits' EX_NOPERM), so scripts
+/// and tests can tell "not permitted" from other failures.
+const NOT_PERMITTED_EXIT_CODE: u8 = 77;
+
+/// `grant`: mints a token within this client's own scope; prints it in hex.
+async fn grant(group: &Group<GuestRuntime>, args: &mut Args) -> anyhow::Result<()> {
+    let verbs = args
+        .option("--verbs")
+        .ok_or_else(|| anyhow::anyhow!("grant needs --verbs"))?;
+    let verbs = raft_client::access::Verbs::parse(&verbs).map_err(anyhow::Error::msg)?;
+    let mut topics = Vec::new();
+    while let Some(topic) = args.option("--topic") {
+        topics.push(topic);
+    }
+    let scope = raft_client::access::Scope {
+        verbs,
+        topics: (!topics.is_empty()).then_some(topics),
+    };
+    let token = group.mint(scope).await.map_err(anyhow::Error::msg)?;
+    let hex: String = token.iter().map(|byte| format!("{byte:02x}")).collect();
+    if args.flag("--json") {
+        eprintln!("{}", serde_json::json!({ "token": hex }));
+    } else {
+        eprintln!("{hex}");
+    }
+    Ok(())
+}
 
 fn main() {
     ww_guest::run(|env| async move {
@@ -31,8 +63,11 @@ fn main() {
         let Some(command) = args.next() else {
             anyhow::bail!("{USAGE}");
         };
-        let group = Group::connect(env.host.clone(), &version, GuestRuntime).await?;
-        match command.as_str() {
+        let group = match Group::connect_granted(env.host.clone(), GuestRuntime).await? {
+            Some(group) => group,
+            None => Group::connect(env.host.clone(), &version, GuestRuntime).await?,
+        };
+        let result = match command.as_str() {
             "deploy" => deploy::deploy(&env.host, &group, &mut args).await,
             "status" => deploy::status(&group, &mut args).await,
             "destroy" => deploy::destroy(&group).await,
@@ -42,7 +77,15 @@ fn main() {
             "enqueue" | "lease" | "ack" | "nack" | "extend" | "stats" | "peek" | "purge" => {
                 queues::run(&group, &command, &mut args).await
             }
+            "grant" => grant(&group, &mut args).await,
             other => anyhow::bail!("unknown subcommand {other:?}\n{USAGE}"),
+        };
+        if let Err(err) = &result {
+            if err.to_string().contains("not permitted") {
+                eprintln!("Error: {err:#}");
+                ww_guest::exit(NOT_PERMITTED_EXIT_CODE);
+            }
         }
+        result
     })
 }

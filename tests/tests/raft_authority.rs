@@ -1,0 +1,287 @@
+//! Least authority around a Raft group, end to end on real hosts:
+//!
+//! - a worker ROM spawned with grants only (a view of the replicas'
+//!   `request` anchors and a consume-only token on `urls`) can lease from
+//!   `urls` and nothing else: every other verb, another topic, the KV,
+//!   minting a wider token, lifecycle and membership are refused with
+//!   "not permitted" (exit code 77), and nothing changes;
+//! - a token with every verb but admin cannot destroy the group, remove a
+//!   replica or add one;
+//! - Raft messages that do not carry the group's MAC are not stepped,
+//!   whatever their content (a higher term from an unknown id, a commit
+//!   past the follower's log) and whichever host they came through (here
+//!   the leader's, so the origin check alone would pass).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/native.rs"]
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{cap_at, connect_host, native, spawn_and_wait, Grant};
+use ww_tests::raft_rom::{self, json_of};
+use ww_tests::{rom, wait_until, Output};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The exit code of a refused operation in `raft.wasm`.
+const NOT_PERMITTED: i32 = 77;
+
+fn raft(addr: &str, args: &[&str]) -> Output {
+    raft_rom::run(addr, args, Duration::from_secs(120))
+}
+
+fn token(addr: &str, verbs: &str, topics: &[&str]) -> Vec<u8> {
+    let mut args = vec!["grant", "--json", "--verbs", verbs];
+    for topic in topics {
+        args.extend(["--topic", topic]);
+    }
+    let out = raft(addr, &args);
+    out.assert_ok();
+    let hex = json_of(&out)["token"].as_str().unwrap().to_owned();
+    (0..hex.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&hex[index..index + 2], 16).unwrap())
+        .collect()
+}
+
+/// Runs `raft.wasm ARGS` as a process of host `addr` holding only a view
+/// of the replicas and `token`; returns its exit code.
+fn as_worker(addr: &str, token: &[u8], runs: &[&[&str]]) -> Vec<i32> {
+    let bytes = std::fs::read(rom("raft")).unwrap();
+    let addr: libp2p::Multiaddr = addr.parse().unwrap();
+    native(async {
+        let (_node, host) = connect_host(&addr).await;
+        let mut codes = Vec::new();
+        for args in runs {
+            codes.push(
+                spawn_and_wait(
+                    &host,
+                    &bytes,
+                    args,
+                    &[
+                        ("raft", Grant::ReadPath("raft/v1/request")),
+                        ("raft-token", Grant::Data(token)),
+                    ],
+                    TIMEOUT,
+                )
+                .await,
+            );
+        }
+        codes
+    })
+}
+
+fn stats(addr: &str, topic: &str) -> Value {
+    let out = raft(addr, &["stats", topic]);
+    out.assert_ok();
+    json_of(&out)
+}
+
+#[test]
+fn a_consume_only_worker_can_lease_and_nothing_else() {
+    let cluster = raft_rom::deployed(4, TIMEOUT);
+    let admin = cluster.hosts[0].addr.clone();
+    raft(&admin, &["enqueue", "urls", "a", "b"]).assert_ok();
+    raft(&admin, &["enqueue", "results", "r"]).assert_ok();
+    raft(&admin, &["put", "k", "v"]).assert_ok();
+    let consume = token(&admin, "consume", &["urls"]);
+    let members_before = raft_rom::status(&admin, TIMEOUT)[0]["members"].clone();
+    let a_follower = raft_rom::status(&admin, TIMEOUT)
+        .iter()
+        .find(|replica| replica["role"] == "follower")
+        .unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let remove = ["remove-replica", a_follower.as_str()];
+    let refused: Vec<&[&str]> = vec![
+        &["enqueue", "urls", "x"],
+        &["purge", "urls"],
+        &["stats", "urls"],
+        &["peek", "urls"],
+        &["lease", "results"],
+        &["get", "k"],
+        &["put", "k", "stolen"],
+        &["grant", "--verbs", "all"],
+        &["grant", "--verbs", "consume"],
+        &["destroy"],
+        &remove,
+        &["add-replica"],
+    ];
+    // Host 1 runs a replica: the worker sits next to one, as crawl workers
+    // will.
+    let worker_host = cluster.hosts[1].addr.clone();
+    let codes = as_worker(&worker_host, &consume, &refused);
+    for (args, code) in refused.iter().zip(&codes) {
+        assert_eq!(*code, NOT_PERMITTED, "{args:?} was not refused");
+    }
+    let leased = as_worker(&worker_host, &consume, &[&["lease", "urls"]]);
+    assert_eq!(leased, [0], "the granted verb must work");
+
+    // Nothing changed but the one lease.
+    let urls = stats(&admin, "urls");
+    assert_eq!(
+        (urls["ready"].as_u64(), urls["leased"].as_u64()),
+        (Some(1), Some(1)),
+        "{urls}"
+    );
+    let results = stats(&admin, "results");
+    assert_eq!(results["ready"].as_u64(), Some(1), "{results}");
+    let out = raft(&admin, &["get", "k"]);
+    out.assert_ok();
+    assert!(
+        out.stderr.contains('v') && !out.stderr.contains("stolen"),
+        "{out:#?}"
+    );
+    let replicas = raft_rom::status(&admin, TIMEOUT);
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    assert_eq!(replicas[0]["members"], members_before);
+}
+
+#[test]
+fn without_admin_authority_lifecycle_and_membership_are_refused() {
+    let cluster = raft_rom::deployed(4, TIMEOUT);
+    let admin = cluster.hosts[0].addr.clone();
+    let everything_but_admin = token(
+        &admin,
+        "enqueue,consume,read,kv-read,kv-write,topic-admin",
+        &[],
+    );
+    let leader = raft_rom::status(&admin, TIMEOUT)
+        .iter()
+        .find(|replica| replica["role"] == "leader")
+        .unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let remove = ["remove-replica", leader.as_str()];
+    let runs: Vec<&[&str]> = vec![
+        &["destroy"],
+        &remove,
+        &["add-replica"],
+        &["grant", "--verbs", "admin"],
+    ];
+    let codes = as_worker(&cluster.hosts[1].addr, &everything_but_admin, &runs);
+    for (args, code) in runs.iter().zip(&codes) {
+        assert_eq!(*code, NOT_PERMITTED, "{args:?} was not refused");
+    }
+    // The verbs it holds work.
+    let ok = as_worker(
+        &cluster.hosts[1].addr,
+        &everything_but_admin,
+        &[&["put", "k", "v"], &["enqueue", "t", "m"]],
+    );
+    assert_eq!(ok, [0, 0]);
+    let replicas = raft_rom::status(&admin, TIMEOUT);
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    assert!(replicas
+        .iter()
+        .all(|replica| replica["members"].as_array().unwrap().len() == 3));
+}
+
+#[test]
+fn raft_messages_without_the_group_mac_are_not_stepped() {
+    let cluster = raft_rom::deployed(4, TIMEOUT);
+    let client = cluster.hosts[0].addr.clone();
+    let replicas = raft_rom::status(&client, TIMEOUT);
+    let leader = replicas
+        .iter()
+        .find(|r| r["role"] == "leader")
+        .unwrap()
+        .clone();
+    let follower = replicas
+        .iter()
+        .find(|r| r["role"] == "follower")
+        .unwrap()
+        .clone();
+    let follower_peer = follower["peer_id"].as_str().unwrap().to_owned();
+    let leader_addr = cluster
+        .hosts
+        .iter()
+        .find(|host| host.peer_id == leader["peer_id"].as_str().unwrap())
+        .unwrap()
+        .addr
+        .clone();
+    let group_id = u128::from_str_radix(follower["group_id"].as_str().unwrap(), 16).unwrap();
+    let term_before = leader["term"].as_u64().unwrap();
+    let follower_id = follower["raft_id"].as_u64().unwrap();
+    let dropped_before = follower["dropped_messages"].as_u64().unwrap();
+
+    // A vote request from an id no member has, with a far higher term.
+    let mut vote = raft::eraftpb::Message::default();
+    vote.set_msg_type(raft::eraftpb::MessageType::MsgRequestVote);
+    vote.from = 999;
+    vote.to = follower_id;
+    vote.term = term_before + 1000;
+    vote.index = 1_000_000;
+    vote.log_term = term_before + 1000;
+    // An append from the leader's id whose commit lies past the log.
+    let mut append = raft::eraftpb::Message::default();
+    append.set_msg_type(raft::eraftpb::MessageType::MsgAppend);
+    append.from = leader["raft_id"].as_u64().unwrap();
+    append.to = follower_id;
+    append.term = term_before;
+    append.index = follower["last_index"].as_u64().unwrap();
+    append.log_term = term_before;
+    append.commit = 1_000_000;
+    let envelopes: Vec<Vec<u8>> = [vote, append]
+        .into_iter()
+        .map(|msg| {
+            raft_core::Envelope {
+                group_id,
+                from: msg.from,
+                to: msg.to,
+                msgs: vec![msg],
+            }
+            .encode()
+        })
+        .collect();
+    // Sent through the leader's host: the origin the follower sees is a
+    // member's, so only the MAC tells the forgery apart.
+    let addr: libp2p::Multiaddr = leader_addr.parse().unwrap();
+    native(async {
+        let (_node, host) = connect_host(&addr).await;
+        let root = host.root_request().send().pipeline.get_anchor();
+        let inbox: ww_api::sender::Client =
+            cap_at(&root, &format!("/{follower_peer}/raft/v1/inbox")).await;
+        for envelope in &envelopes {
+            let framed = raft_client::proto::frame_envelopes([envelope.as_slice()]);
+            // Without a MAC, and with a MAC of another key.
+            let forged_key = raft_client::access::GroupKey::generate(b"not the group's");
+            for data in [framed.clone(), forged_key.seal(framed)] {
+                let mut send = inbox.send_request();
+                send.get().init_message().set_data(&data);
+                send.send().promise.await.unwrap();
+            }
+        }
+    });
+    wait_until(
+        "the forged messages to be reported dropped",
+        TIMEOUT,
+        || {
+            let replicas = raft_rom::status(&client, TIMEOUT);
+            let follower = replicas
+                .iter()
+                .find(|r| r["peer_id"] == follower_peer.as_str())?;
+            (follower["dropped_messages"].as_u64()? >= dropped_before + 4
+                && follower["last_drop"].as_str()?.contains("MAC"))
+            .then_some(())
+        },
+    );
+    let replicas = raft_rom::status(&client, TIMEOUT);
+    assert!(
+        replicas
+            .iter()
+            .all(|r| r["term"].as_u64().unwrap() < term_before + 1000
+                && r["commit"].as_u64().unwrap() < 1_000_000),
+        "a forged term or commit was adopted: {replicas:?}"
+    );
+    raft(&client, &["put", "still", "works"]).assert_ok();
+    let out = raft(&client, &["get", "still"]);
+    out.assert_ok();
+    assert!(out.stderr.contains("works"), "{out:#?}");
+}

@@ -1,0 +1,90 @@
+// Each test crate that includes this module uses a part of it.
+#![allow(dead_code)]
+
+//! Native capnp clients for end-to-end tests: a libp2p node that dials one
+//! host, as `ww` CLI commands do, run on a current-thread runtime with a
+//! `LocalSet` like the hosts.
+
+use std::time::Duration;
+
+/// Runs `future` on a current-thread runtime with a `LocalSet`.
+pub fn native<T>(future: impl std::future::Future<Output = T>) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, future)
+}
+
+/// The `Host` of the host at `addr` (the full authority of a CLI client),
+/// and the node the connection lives on (keep it alive).
+pub async fn connect_host(addr: &libp2p::Multiaddr) -> (ww::net::Node, ww_api::host::Client) {
+    let node = ww::net::Node::start(ww::net::NodeConfig {
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        listen: vec![],
+        bootstrap: vec![],
+        heartbeat: None,
+        psk: None,
+    })
+    .await
+    .unwrap();
+    let (_, host) = ww::rpc::connect_addr(&node, addr.clone()).await.unwrap();
+    (node, host)
+}
+
+/// The capability anchored at `path`.
+pub async fn cap_at<C: capnp::capability::FromClientHook>(
+    root: &ww_api::anchor::Client,
+    path: &str,
+) -> C {
+    ww_api::ops::get_cap(root, path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} holds no capability"))
+}
+
+/// A grant for [`spawn_and_wait`].
+pub enum Grant<'a> {
+    /// Bytes.
+    Data(&'a [u8]),
+    /// A read-only path view.
+    ReadPath(&'a str),
+}
+
+/// Spawns `rom` on `host` with grants only (no `Host` authority), waits
+/// for it to end within `timeout`, and returns its exit code.
+pub async fn spawn_and_wait(
+    host: &ww_api::host::Client,
+    rom: &[u8],
+    args: &[&str],
+    grants: &[(&str, Grant<'_>)],
+    timeout: Duration,
+) -> i32 {
+    let executor = host.executor_request().send().pipeline.get_executor();
+    let mut request = executor.spawn_request();
+    {
+        let mut spec = request.get().init_spec();
+        spec.reborrow().init_rom().set_bytes(rom);
+        let mut list = spec.reborrow().init_args(args.len() as u32);
+        for (index, arg) in args.iter().enumerate() {
+            list.set(index as u32, arg);
+        }
+        spec.set_host(false);
+        let mut list = spec.reborrow().init_grants(grants.len() as u32);
+        for (index, (name, grant)) in grants.iter().enumerate() {
+            let mut entry = list.reborrow().get(index as u32);
+            entry.set_name(name);
+            match grant {
+                Grant::Data(bytes) => entry.set_data(bytes),
+                Grant::ReadPath(path) => entry.set_read_path(path),
+            }
+        }
+        spec.set_restart(ww_api::ww_capnp::RestartPolicy::Never);
+    }
+    let process = request.send().pipeline.get_process();
+    let exit = tokio::time::timeout(timeout, process.wait_request().send().promise)
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} still running after {timeout:?}"))
+        .unwrap();
+    exit.get().unwrap().get_exit().unwrap().get_code()
+}
