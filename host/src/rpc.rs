@@ -82,7 +82,7 @@ pub fn serve(ctx: Rc<HostContext>) -> Result<()> {
 
 /// Whether a connection error is just the peer going away. A peer that
 /// disconnects can end the RpcSystem with `Failed("connection is closed")`
-/// rather than `Disconnected` (notes/transport-facts.md).
+/// rather than `Disconnected`.
 pub fn is_disconnect(err: &capnp::Error) -> bool {
     err.kind == capnp::ErrorKind::Disconnected || err.extra.contains("connection is closed")
 }

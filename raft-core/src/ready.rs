@@ -1,5 +1,5 @@
 //! Handling a raft-rs Ready: persist, send, apply, in the order Raft's
-//! safety needs (raft-rs `src/lib.rs`; notes/raft-reliability.md 1.2):
+//! safety needs (raft-rs `src/lib.rs`, and the Raft thesis):
 //!
 //! 1. A leader's messages may leave before its own write (Raft thesis
 //!    10.2.1: the leader appends in parallel with its followers).

@@ -1,4 +1,4 @@
-//! The `ww` command line (see DESIGN.md, "The `ww` command line").
+//! The `ww` command line (README.md and docs/architecture.md).
 
 mod connect;
 mod ls;

@@ -2,8 +2,8 @@
 //! handle that the rest of the host uses to ask things of it.
 //!
 //! The swarm runs on the same thread as every capnp `RpcSystem` of the host:
-//! a swarm on its own thread doubles the CPU of a host-to-host call
-//! (notes/transport-facts.md), and capnp objects cannot leave their thread
+//! a swarm on its own thread doubled the CPU of a host-to-host call in
+//! our measurements, and capnp objects cannot leave their thread
 //! anyway. Requests reach the swarm task over an unbounded channel whose
 //! senders are all on this thread, so a request costs a wakeup, not a
 //! thread hop.
