@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 use ww_api::{executor, process};
 
-use super::host::{HostContext, HostServer};
 use super::grants::{self, Grant, GrantValue};
+use super::host::{HostContext, HostServer};
 use super::tree::Owner;
 use super::volume::{self, VolumeKey};
 use super::{invalid, path, text};
@@ -304,11 +304,7 @@ pub fn spawn(
     }
     // A fresh spawn must own its volume; a respawn's record holds the key.
     if let (Some(volume), None) = (&spec.volume, &record) {
-        spec.volume_key = Some(volume::claim(
-            &processes.data_dir,
-            volume,
-            spec.volume_key,
-        )?);
+        spec.volume_key = Some(volume::claim(&processes.data_dir, volume, spec.volume_key)?);
     }
     let supervised = spec.restart != Restart::Never;
     let record = match (supervised, record) {
@@ -748,9 +744,11 @@ impl process::Server for ProcessServer {
         _: process::VolumeKeyParams,
         mut results: process::VolumeKeyResults,
     ) -> Result<(), capnp::Error> {
-        let key = self.proc.spec.volume_key.ok_or_else(|| {
-            invalid(format!("process {} has no volume", self.proc.id))
-        })?;
+        let key = self
+            .proc
+            .spec
+            .volume_key
+            .ok_or_else(|| invalid(format!("process {} has no volume", self.proc.id)))?;
         results.get().set_key(&key.0);
         Ok(())
     }

@@ -86,7 +86,9 @@ fn validate_name(name: &str) -> Result<(), String> {
 /// # Errors
 ///
 /// Too many grants or data bytes, a bad or repeated name, a bad path.
-pub fn parse(list: capnp::struct_list::Reader<'_, grant::Owned>) -> Result<Vec<Grant>, capnp::Error> {
+pub fn parse(
+    list: capnp::struct_list::Reader<'_, grant::Owned>,
+) -> Result<Vec<Grant>, capnp::Error> {
     use ww_api::ww_capnp::grant::Which;
     if list.len() > GRANTS_MAX {
         return Err(invalid(format!(
@@ -116,8 +118,8 @@ pub fn parse(list: capnp::struct_list::Reader<'_, grant::Owned>) -> Result<Vec<G
             Which::Cap(cap) => GrantValue::Cap(Some(cap.get_as_capability()?)),
             Which::ReadPath(raw) => {
                 let raw = text(raw, "readPath")?;
-                let components = path::parse(&raw)
-                    .map_err(|err| invalid(format!("grant {name:?}: {err}")))?;
+                let components =
+                    path::parse(&raw).map_err(|err| invalid(format!("grant {name:?}: {err}")))?;
                 if components.is_empty() {
                     return Err(invalid(format!(
                         "grant {name:?}: readPath must name a path below the hosts, e.g. \"raft/v1/request\""
@@ -237,12 +239,14 @@ impl anchor::Server for ReadRootServer {
                 "{peer:?} is not a peer id ({err}); `ls` lists the hosts"
             ))
         })?;
-        results.get().set_anchor(capnp_rpc::new_client(ReadPeerServer {
-            ctx: self.ctx.clone(),
-            caller: self.caller,
-            peer,
-            path: self.path.clone(),
-        }));
+        results
+            .get()
+            .set_anchor(capnp_rpc::new_client(ReadPeerServer {
+                ctx: self.ctx.clone(),
+                caller: self.caller,
+                peer,
+                path: self.path.clone(),
+            }));
         Ok(())
     }
 

@@ -154,10 +154,16 @@ mod tests {
         let key = claim(data.path(), "v", None).expect("new volume");
         std::fs::create_dir_all(dir(data.path(), "v")).expect("dir");
         let err = claim(data.path(), "v", None).unwrap_err().to_string();
-        assert!(err.contains("belongs to another process; pass its key"), "{err}");
+        assert!(
+            err.contains("belongs to another process; pass its key"),
+            "{err}"
+        );
         let wrong = VolumeKey([7; VOLUME_KEY_BYTES]);
         assert!(claim(data.path(), "v", Some(wrong)).is_err());
-        assert_eq!(claim(data.path(), "v", Some(key)).expect("with its key"), key);
+        assert_eq!(
+            claim(data.path(), "v", Some(key)).expect("with its key"),
+            key
+        );
         assert!(format!("{key:?}").contains(".."));
     }
 

@@ -35,6 +35,8 @@ pub async fn spawn_replica(host: &host::Client, peer: &str, version: &str) -> an
         spec.set_restart(RestartPolicy::OnFailure);
         spec.set_anchor(format!("raft/{version}"));
         spec.set_name(format!("raft-{version}"));
+        // Replicas discover peers, subscribe and anchor: the full host.
+        spec.set_host(true);
     })
     .await
     .with_context(|| format!("spawning a replica on {peer}"))?;
