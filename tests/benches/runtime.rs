@@ -205,6 +205,8 @@ fn spawn_request(executor: &executor::Client, rom: &RomRef<'_>) -> SpawnRequest 
         }
         spec.reborrow().init_args(1).set(0, "serve");
         spec.set_name("bench");
+        // The bench child runs commands that use the whole host.
+        spec.set_host(true);
         spec.set_restart(RestartPolicy::Never);
     }
     request

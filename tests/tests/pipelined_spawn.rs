@@ -52,6 +52,7 @@ fn bootstrap_pipelined_on_spawn_reaches_the_new_process() {
                 }
                 spec.reborrow().init_args(1).set(0, "serve");
                 spec.set_restart(RestartPolicy::Never);
+                spec.set_host(true);
             }
             let process = request.send().pipeline.get_process();
             let exported = process.bootstrap_request().send();

@@ -4,8 +4,10 @@
 //! restarted with exponential backoff when it ends, and recorded in the
 //! data dir (`supervised/<key>.json`, with its ROM in `roms/<hash>.wasm`) so
 //! that a host restarted with the same data dir respawns it with the same
-//! volume and anchor. Killing a process ends its supervision, clears its
-//! anchors and forgets the record.
+//! volume (and its key), anchor and grants. A record whose grants include a
+//! live capability is not respawned: the capability died with the host.
+//! Killing a process ends its supervision, clears its anchors and forgets
+//! the record; its volume and the volume's key stay (see [`super::volume`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

@@ -174,8 +174,9 @@ pub async fn hosts(host: &host::Client) -> capnp::Result<Vec<String>> {
 }
 
 /// Spawns a process on host `peer`, reached through `host`; `fill` writes
-/// the spec (ROM, args, volume, restart, anchor...). Returns the process
-/// and its id.
+/// the spec (ROM, args, volume, restart, anchor, grants...). Returns the
+/// process and its id. The process holds only its grants unless `fill`
+/// sets `host`.
 ///
 /// # Errors
 ///
@@ -200,4 +201,103 @@ pub async fn spawn_on(
     let process = spawn.send().promise.await?.get()?.get_process()?;
     let id = process.id_request().send().promise.await?.get()?.get_id();
     Ok((process, id))
+}
+
+/// A grant a process was spawned with (see `Grant` in the schema).
+pub struct Grant {
+    /// Its name.
+    pub name: String,
+    /// What it holds.
+    pub value: GrantValue,
+}
+
+/// What a grant holds.
+pub enum GrantValue {
+    /// Bytes.
+    Data(Vec<u8>),
+    /// A capability.
+    Cap(capnp::capability::Client),
+    /// A read-only path below every host; [`grant_anchor`] gives its view.
+    ReadPath(String),
+}
+
+/// The grants this process was spawned with.
+///
+/// # Errors
+///
+/// When the call fails.
+pub async fn grants(host: &host::Client) -> capnp::Result<Vec<Grant>> {
+    use crate::ww_capnp::grant::Which;
+    let response = host.grants_request().send().promise.await?;
+    let mut out = Vec::new();
+    for grant in response.get()?.get_grants()?.iter() {
+        let value = match grant.which()? {
+            Which::Data(data) => GrantValue::Data(data?.to_vec()),
+            Which::Cap(cap) => GrantValue::Cap(cap.get_as_capability()?),
+            Which::ReadPath(path) => GrantValue::ReadPath(text(path)?),
+        };
+        out.push(Grant {
+            name: text(grant.get_name())?,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// The bytes of the `data` grant `name`, if this process holds one.
+///
+/// # Errors
+///
+/// When the call fails.
+pub async fn grant_data(host: &host::Client, name: &str) -> capnp::Result<Option<Vec<u8>>> {
+    Ok(grants(host)
+        .await?
+        .into_iter()
+        .find(|grant| grant.name == name)
+        .and_then(|grant| match grant.value {
+            GrantValue::Data(data) => Some(data),
+            _ => None,
+        }))
+}
+
+/// The capability of the `cap` grant `name`, if this process holds one.
+///
+/// # Errors
+///
+/// When the call fails.
+pub async fn grant_cap<C: FromClientHook>(
+    host: &host::Client,
+    name: &str,
+) -> capnp::Result<Option<C>> {
+    Ok(grants(host)
+        .await?
+        .into_iter()
+        .find(|grant| grant.name == name)
+        .and_then(|grant| match grant.value {
+            GrantValue::Cap(cap) => Some(C::new(cap.hook)),
+            _ => None,
+        }))
+}
+
+/// The read-only view of the `readPath` grant `name`, if this process
+/// holds one: `ls` lists the hosts, `walk("<peer id>")` gives the anchor at
+/// `/<peer id>/<path>`, on which `get` and `path` work.
+///
+/// # Errors
+///
+/// When the call fails.
+pub async fn grant_anchor(
+    host: &host::Client,
+    name: &str,
+) -> capnp::Result<Option<anchor::Client>> {
+    let held = grants(host)
+        .await?
+        .into_iter()
+        .any(|grant| grant.name == name && matches!(grant.value, GrantValue::ReadPath(_)));
+    if !held {
+        return Ok(None);
+    }
+    let mut request = host.grant_anchor_request();
+    request.get().set_name(name);
+    Ok(Some(request.send().promise.await?.get()?.get_anchor()?))
 }

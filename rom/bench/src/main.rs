@@ -305,6 +305,7 @@ async fn spawn_loop(executor: executor::Client, hash: &str, count: u64) -> anyho
             spec.reborrow().init_rom().set_hash(&hash);
             spec.reborrow().init_args(1).set(0, "serve");
             spec.set_name("bench-child");
+            spec.set_host(true);
             spec.set_restart(RestartPolicy::Never);
         }
         // Pipelined: the spawn, the bootstrap and the first call leave

@@ -59,6 +59,8 @@ async fn deploy(host: &host::Client, args: &[String]) -> anyhow::Result<()> {
         spec.set_restart(RestartPolicy::OnFailure);
         spec.set_anchor("hello");
         spec.set_name("hello");
+        // The inner ROM publishes: it needs the host's pubsub.
+        spec.set_host(true);
     })
     .await
     .with_context(|| format!("spawning hello on {peer}"))?;

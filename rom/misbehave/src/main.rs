@@ -9,7 +9,11 @@
 //! - `peer-id`: prints its host's peer id to stderr (proves RPC works).
 //! - `export-then-exit MS`: exports a capability (a pubsub topic), then
 //!   exits with 1 after MS milliseconds.
+//! - grant commands (`try-everything`, `show-grants`, `write-file`,
+//!   `read-file`, `trap-once`, `hold-grant`): see [`grants`].
 #![allow(clippy::unwrap_used)]
+
+mod grants;
 
 use std::hint::black_box;
 
@@ -64,8 +68,26 @@ fn main() {
                 ww_guest::sleep(std::time::Duration::from_millis(ms)).await;
                 anyhow::bail!("exiting on purpose after {ms} ms")
             }
+            "try-everything" => {
+                let victim = env.args.get(1).and_then(|pid| pid.parse().ok()).unwrap_or(0);
+                let path = env.args.get(2).map_or("victim", String::as_str);
+                grants::try_everything(&env.host, victim, path).await
+            }
+            "show-grants" => grants::show_grants(&env.host).await,
+            "write-file" => grants::write_file(env.args.get(1).map_or("", String::as_str)),
+            "read-file" => grants::read_file(&env.host).await,
+            "trap-once" | "hold-grant" => {
+                let Some(name) = env.args.get(1) else {
+                    anyhow::bail!("{command} needs the NAME of a data grant");
+                };
+                if command == "trap-once" {
+                    grants::trap_once(&env.host, name).await
+                } else {
+                    grants::hold_grant(&env.host, name).await
+                }
+            }
             other => anyhow::bail!(
-                "unknown command {other:?}; use trap, spin, hog, exit N, peer-id or export-then-exit MS"
+                "unknown command {other:?}; use trap, spin, hog, exit N, peer-id, export-then-exit MS, or a grant command (rom/misbehave/src/grants.rs)"
             ),
         }
     })

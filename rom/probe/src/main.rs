@@ -12,7 +12,11 @@
 //! - `spawn-garbage`: spawning bytes that are not a ROM must fail.
 //! - `dead-cap`: a capability of a process that ended fails fast, and the
 //!   process's anchor is cleared.
+//! - `child [OPTIONS] -- ARGS...`: spawns the misbehave ROM with grants, a
+//!   volume, and so on; see [`grants`].
 #![allow(clippy::unwrap_used)]
+
+mod grants;
 
 use std::time::Duration;
 
@@ -20,7 +24,7 @@ use anyhow::{bail, Context};
 use ww_guest::ww_api::ww_capnp::{value, RestartPolicy};
 use ww_guest::ww_api::{anchor, host, ops, receiver, sender};
 
-const MISBEHAVE: &[u8] = include_bytes!(env!("MISBEHAVE_WASM"));
+pub(crate) const MISBEHAVE: &[u8] = include_bytes!(env!("MISBEHAVE_WASM"));
 
 fn main() {
     ww_guest::run(|env| async move {
@@ -39,6 +43,7 @@ fn main() {
             ["close-and-send"] => close_and_send(&env.host).await,
             ["spawn-garbage"] => spawn_garbage(&env.host).await,
             ["dead-cap"] => dead_cap(&env.host).await,
+            ["child", rest @ ..] => grants::child(&env.host, rest).await,
             _ => bail!("unknown command {:?}; see rom/probe/src/main.rs", env.args),
         }
     })
@@ -204,6 +209,8 @@ async fn dead_cap(host: &host::Client) -> anyhow::Result<()> {
         args.set(1, "1000");
         spec.set_anchor("doomed");
         spec.set_restart(RestartPolicy::Never);
+        // The child exports a pubsub topic: it needs the full host.
+        spec.set_host(true);
     }
     let process = spawn.send().promise.await?.get()?.get_process()?;
     let peer = host.peer_id_request().send().promise.await?;

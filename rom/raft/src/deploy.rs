@@ -58,6 +58,8 @@ pub async fn spawn_replica(
         spec.set_restart(RestartPolicy::OnFailure);
         spec.set_anchor(format!("raft/{version}"));
         spec.set_name(format!("raft-{version}"));
+        // Replicas discover peers, subscribe and anchor: the full host.
+        spec.set_host(true);
     })
     .await
     .with_context(|| format!("spawning a replica on {peer}"))?;
