@@ -87,49 +87,6 @@ pub async fn set_data(root: &anchor::Client, path: &str, data: &[u8]) -> capnp::
     Ok(())
 }
 
-/// The bytes of `host`'s data grant `name`, if it holds one.
-///
-/// # Errors
-///
-/// When the call fails.
-pub async fn grant_data(host: &host::Client, name: &str) -> capnp::Result<Option<Vec<u8>>> {
-    let response = host.grants_request().send().promise.await?;
-    for grant in response.get()?.get_grants()? {
-        if text(grant.get_name())? != name {
-            continue;
-        }
-        return match grant.which()? {
-            crate::ww_capnp::grant::Which::Data(data) => Ok(Some(data?.to_vec())),
-            _ => Ok(None),
-        };
-    }
-    Ok(None)
-}
-
-/// The read-only view of `host`'s `readPath` grant `name`, if it holds
-/// one.
-///
-/// # Errors
-///
-/// When the call fails.
-pub async fn grant_view(host: &host::Client, name: &str) -> capnp::Result<Option<anchor::Client>> {
-    let response = host.grants_request().send().promise.await?;
-    let mut found = false;
-    for grant in response.get()?.get_grants()? {
-        if text(grant.get_name())? == name
-            && matches!(grant.which()?, crate::ww_capnp::grant::Which::ReadPath(_))
-        {
-            found = true;
-        }
-    }
-    if !found {
-        return Ok(None);
-    }
-    let mut request = host.grant_anchor_request();
-    request.get().set_name(name);
-    Ok(Some(request.send().promise.await?.get()?.get_anchor()?))
-}
-
 /// The names of `anchor`'s children.
 ///
 /// # Errors

@@ -175,7 +175,7 @@ impl<R: Runtime> Group<R> {
         runtime: R,
     ) -> Result<Option<Self>, GroupError> {
         let grants = |err: capnp::Error| unreachable("this process's grants", err);
-        let Some(view) = ww_api::ops::grant_view(&host, crate::access::REPLICAS_GRANT)
+        let Some(view) = ww_api::ops::grant_anchor(&host, crate::access::REPLICAS_GRANT)
             .await
             .map_err(grants)?
         else {
