@@ -8,14 +8,24 @@
 //! ../../docs/queue.md: lost = 0, unexpected = 0, exclusive leases,
 //! redelivery only after expiry or a nack, and a duplicate-delivery rate.
 //!
+//! [`CrawlSim`] is the crawl frontier's workload (`make sim
+//! WORKLOAD=crawl`): workers crawl a generated link graph through the
+//! frontier commands; [`CrawlHistory`] checks dedupe, politeness and that
+//! nothing is lost.
+//!
 //! [`run_local`] drives it against one [`QueueMachine`] with lost replies
 //! injected (no Raft), which tests the workload and the checker themselves.
 
 mod adapter;
+mod crawl;
+mod crawl_graph;
+mod crawl_history;
 mod history;
 mod workload;
 
 pub use adapter::{QueueSim, CHAOS_MS};
+pub use crawl::{CrawlSim, CRAWL};
+pub use crawl_history::CrawlHistory;
 pub use history::{History, Report};
 pub use workload::{Outcome, QueueWorkload, Request, Settings, TOPIC};
 

@@ -369,7 +369,12 @@ fn too_many_requests_holds_back_the_origin_and_expiries_count() {
         .is_empty());
     client.transport().advance(1);
     let both = ready(client.lease_urls("c", "w", 5, Some(1_000))).unwrap();
-    assert_eq!(both.len(), 2, "{both:?} {:?}", ready(client.crawl_status("c")));
+    assert_eq!(
+        both.len(),
+        2,
+        "{both:?} {:?}",
+        ready(client.crawl_status("c"))
+    );
     // Leases that expire count as attempts, as the 429 did: the rate-limited
     // URL dies at its second expiry, the other at its third.
     for expected in [2, 1] {
