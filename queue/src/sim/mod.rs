@@ -113,7 +113,23 @@ mod tests {
 mod raft_tests {
     use raft_core::sim::{run, SimOptions};
 
-    use super::QueueSim;
+    use super::{CrawlSim, QueueSim};
+
+    /// The crawl workload under faults, a few seeds (`make sim
+    /// WORKLOAD=crawl` runs many).
+    #[test]
+    fn crawl_workload_passes_under_faults() {
+        let mut failures = Vec::new();
+        for nodes in [3, 5] {
+            for seed in 1..=4 {
+                let options = SimOptions::new(seed, nodes, "crawl");
+                if let Err(failure) = run::<CrawlSim>(&options) {
+                    failures.push(failure.to_string());
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
 
     /// The queue workload under raft-core's fault simulator, a few seeds on
     /// 3 and 5 nodes (`make sim WORKLOAD=queue` runs many;
