@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::canon::{canonicalize, host_in_domain, url_key, CanonicalUrl};
 use super::{
     Completed, Crawl, CrawlConfig, CrawlControl, CrawlState, DeadUrl, DeadUrlReason, Entry,
-    FetchOutcome, Link, Offered, Origin, RetryableFailure, UrlLease, UrlState,
+    FetchOutcome, Link, Offered, RetryableFailure, UrlLease, UrlState,
 };
 use crate::limits::{
     CRAWL_ATTEMPTS_MAX_LIMIT, CRAWL_BACKOFF_MS_MAX, CRAWL_CONCURRENCY_PER_ORIGIN_MAX,
@@ -157,17 +157,14 @@ impl Crawl {
             let state = self.origins.get(origin).cloned().unwrap_or_default();
             let delay_ms = self.delay_ms(origin);
             let mut allowed_ms = state.next_allowed_ms;
-            let mut leased = self.index.leased.get(origin).copied().unwrap_or(0);
+            let leased = self.index.leased.get(origin).copied().unwrap_or(0) as usize;
+            let room = (self.config.concurrency_per_origin as usize).saturating_sub(leased);
             let before = picks.len();
-            for &id in ids {
-                if picks.len() >= max
-                    || allowed_ms > now_ms
-                    || leased >= self.config.concurrency_per_origin
-                {
+            for &id in ids.iter().take(room) {
+                if picks.len() >= max || allowed_ms > now_ms {
                     break;
                 }
                 picks.push(id);
-                leased += 1;
                 allowed_ms = now_ms.saturating_add(delay_ms);
             }
             if picks.len() > before {
@@ -381,10 +378,7 @@ impl Crawl {
                 ),
             ));
         }
-        self.origins
-            .entry(key.clone())
-            .or_insert_with(Origin::default)
-            .delay_ms = delay_ms;
+        self.origins.entry(key.clone()).or_default().delay_ms = delay_ms;
         Ok(key)
     }
 
