@@ -3,7 +3,7 @@
 //!
 //! # Why not a topic
 //!
-//! A crawl is not built on [`Topic`](crate::topic::Topic): a topic leases
+//! A crawl is not built on the topics (`queue/src/topic.rs`): a topic leases
 //! the oldest ready message, while a frontier must pick by origin (an
 //! origin inside its crawl-delay or at its concurrency cap is skipped, with
 //! its URLs kept in order for later). A topic's dedupe is a time window of
