@@ -233,7 +233,7 @@ impl Crawl {
             }
             FetchOutcome::Released => {
                 self.counters.released += 1;
-                self.set_state(receipt.id, UrlState::Ready);
+                self.requeue(receipt.id, UrlState::Ready);
                 Ok(Completed::Ready)
             }
             FetchOutcome::Retryable(reason) => {
@@ -269,8 +269,20 @@ impl Crawl {
             state.next_allowed_ms = state.next_allowed_ms.max(now_ms.saturating_add(delay_ms));
         }
         let until_ms = now_ms.saturating_add(delay_ms);
-        self.set_state(id, UrlState::Delayed { until_ms });
+        self.requeue(id, UrlState::Delayed { until_ms });
         Completed::RetryAt { until_ms }
+    }
+
+    /// Returns a leased URL to the frontier, or drops it if the crawl was
+    /// stopped meanwhile (a stopped crawl leases nothing, so it would wait
+    /// forever).
+    fn requeue(&mut self, id: u64, state: UrlState) {
+        if self.state == CrawlState::Stopped {
+            self.remove(id);
+            self.counters.dropped_by_stop += 1;
+        } else {
+            self.set_state(id, state);
+        }
     }
 
     fn kill(&mut self, id: u64, reason: DeadUrlReason, now_ms: u64) {
@@ -345,7 +357,7 @@ impl Crawl {
                 self.counters.dead += 1;
                 self.kill(id, DeadUrlReason::LeaseExpired, now_ms);
             } else {
-                self.set_state(id, UrlState::Ready);
+                self.requeue(id, UrlState::Ready);
             }
         }
     }

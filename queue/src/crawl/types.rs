@@ -243,7 +243,8 @@ pub enum CrawlState {
     /// Leases return nothing; offers and completions still work.
     Paused,
     /// Finished: offers are refused, leases return nothing, the ready and
-    /// delayed URLs are dropped; leased ones can still complete.
+    /// delayed URLs are dropped; leased ones can still complete (and are
+    /// dropped if they come back unfetched).
     Stopped,
 }
 
@@ -295,7 +296,8 @@ pub struct CrawlCounters {
     pub dead: u64,
     /// Dead or failed records dropped because the record list was full.
     pub records_dropped: u64,
-    /// Ready and delayed URLs dropped by a stop.
+    /// URLs dropped by a stop: ready and delayed ones at once, leased ones
+    /// when they come back unfetched.
     pub dropped_by_stop: u64,
 }
 

@@ -434,9 +434,24 @@ fn pause_resume_stop_and_extend() {
         Err(ClientError::Queue(QueueError::CrawlStopped { .. }))
     ));
     assert!(ready(client.control_crawl("c", CrawlControl::Resume)).is_err());
-    // A lease held across the stop still completes.
+    // Leases held across the stop still complete; one that comes back
+    // unfetched is dropped, not left waiting for a lease that never comes.
     ready(client.complete_url("c", lease.receipt(), FetchOutcome::Fetched)).unwrap();
-    assert_eq!(ready(client.delete_crawl("c")).unwrap(), 1);
+    let status = ready(client.crawl_status("c")).unwrap();
+    assert_eq!(
+        (status.state, status.leased, status.ready),
+        (CrawlState::Stopped, 1, 0)
+    );
+    // The other lease (the crawl's default 10 s) expires.
+    client.transport().advance(10_000);
+    ready(client.tick()).unwrap();
+    let status = ready(client.crawl_status("c")).unwrap();
+    assert_eq!(
+        (status.leased, status.ready, status.counters.dropped_by_stop),
+        (0, 0, 1)
+    );
+    assert_eq!(status.counters.fetched, 1);
+    assert_eq!(ready(client.delete_crawl("c")).unwrap(), 0);
     assert!(ready(client.crawl_status("c")).is_err());
 }
 
