@@ -593,15 +593,16 @@ fn snapshots_round_trip_with_crawls_and_old_snapshots_still_load() {
 
 proptest! {
     #[test]
-    fn garbage_crawl_commands_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), variant in 16u8..28) {
+    fn garbage_crawl_commands_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), variant in 13u8..23) {
         let mut machine = QueueMachine::new();
         apply(&mut machine, 1, &Command::CreateCrawl { crawl: "c".into(), config: config() });
-        // Version byte, then a crawl command's variant number, then noise.
+        // Version byte, then a crawl command's variant number (13 to 21;
+        // 22 is past the last), then noise.
         let mut command = vec![1, variant];
         command.extend(&bytes);
         let reply = machine.apply(&ApplyContext { index: 2, term: 1, time_ms: 2_000_000 }, &command);
         prop_assert!(decode_response(&reply).is_ok());
-        let mut query = vec![1, variant - 12];
+        let mut query = vec![1, 4 + variant % 3];
         query.extend(&bytes);
         prop_assert!(decode_response(&machine.query(&query)).is_ok());
     }
@@ -615,5 +616,28 @@ proptest! {
         if let Ok(canonical) = canonicalize(&prefixed) {
             prop_assert_eq!(canonicalize(&canonical.url).map(|c| c.url), Ok(canonical.url.clone()));
         }
+    }
+
+    #[test]
+    fn arbitrary_links_and_origins_never_panic(
+        urls in proptest::collection::vec("(https?://)?[a-zA-Z0-9.:%@\\[\\]/?#-]{0,40}", 1..20),
+        depth in 0u32..6,
+    ) {
+        let mut machine = QueueMachine::new();
+        let open = CrawlConfig { allowed_domains: vec![], default_delay_ms: 0, ..config() };
+        apply(&mut machine, 1, &Command::CreateCrawl { crawl: "c".into(), config: open });
+        let links = urls.iter().map(|url| link(url, depth)).collect();
+        let reply = decode_response(&apply(&mut machine, 2, &Command::Offer { crawl: "c".into(), links })).unwrap();
+        prop_assert!(matches!(reply, Ok(queue::Reply::Offered(ref r)) if r.len() == urls.len()));
+        for (i, url) in urls.iter().enumerate() {
+            let command = Command::SetOriginDelay { crawl: "c".into(), origin: url.clone(), delay_ms: Some(5) };
+            prop_assert!(decode_response(&apply(&mut machine, 3 + i as u64, &command)).is_ok());
+        }
+        let lease = Command::LeaseUrls { crawl: "c".into(), worker: "w".into(), max_urls: 50, lease_ms: None };
+        prop_assert!(decode_response(&apply(&mut machine, 100, &lease)).unwrap().is_ok());
+        let snapshot = machine.snapshot();
+        let mut restored = QueueMachine::new();
+        prop_assert!(restored.restore(&snapshot).is_ok());
+        prop_assert_eq!(restored.snapshot(), snapshot);
     }
 }
