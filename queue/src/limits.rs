@@ -156,6 +156,9 @@ pub const CRAWL_DOMAINS_MAX: usize = 256;
 /// The longest allowed domain, in bytes (the DNS limit).
 pub const CRAWL_DOMAIN_BYTES_MAX: usize = 253;
 
+/// The default per-origin concurrency: one fetch at a time per site.
+pub const DEFAULT_CRAWL_CONCURRENCY_PER_ORIGIN: u32 = 1;
+
 /// The highest per-origin concurrency a crawl may be configured with.
 pub const CRAWL_CONCURRENCY_PER_ORIGIN_MAX: u32 = 64;
 
@@ -172,6 +175,15 @@ pub const DEFAULT_CRAWL_DELAY_MS: u64 = 1_000;
 
 /// The default first retry backoff, in ms (doubled per failed attempt).
 pub const DEFAULT_CRAWL_BACKOFF_MS: u64 = 1_000;
+
+/// The default longest retry backoff, in ms (ten minutes).
+pub const DEFAULT_CRAWL_BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
+
+/// The default link depth limit of a crawl.
+pub const DEFAULT_CRAWL_DEPTH_MAX: u32 = 3;
+
+/// The default failed fetches before a URL is dead.
+pub const DEFAULT_CRAWL_ATTEMPTS_MAX: u32 = 4;
 
 /// The longest retry backoff or `Retry-After`, in ms (one day, as delays).
 pub const CRAWL_BACKOFF_MS_MAX: u64 = DELAY_MS_MAX;
@@ -204,3 +216,13 @@ const _: () = assert!(URL_BYTES_MAX <= MESSAGE_BYTES_MAX);
 const _: () = assert!(BATCH_MESSAGES_MAX * URL_BYTES_MAX <= BATCH_BYTES_MAX);
 const _: () = assert!(CRAWL_DETAIL_BYTES_MAX < URL_BYTES_MAX);
 const _: () = assert!(CRAWL_SEEN_BYTES_MAX <= STORED_BYTES_MAX);
+const _: () = assert!(DEFAULT_CRAWL_BACKOFF_MS <= DEFAULT_CRAWL_BACKOFF_MAX_MS);
+const _: () = assert!(DEFAULT_CRAWL_BACKOFF_MAX_MS <= CRAWL_BACKOFF_MS_MAX);
+const _: () = assert!(DEFAULT_CRAWL_DEPTH_MAX <= CRAWL_DEPTH_MAX_LIMIT);
+const _: () = assert!(
+    DEFAULT_CRAWL_ATTEMPTS_MAX >= 1 && DEFAULT_CRAWL_ATTEMPTS_MAX <= CRAWL_ATTEMPTS_MAX_LIMIT
+);
+const _: () = assert!(
+    DEFAULT_CRAWL_CONCURRENCY_PER_ORIGIN >= 1
+        && DEFAULT_CRAWL_CONCURRENCY_PER_ORIGIN <= CRAWL_CONCURRENCY_PER_ORIGIN_MAX
+);

@@ -41,13 +41,13 @@ impl Default for CrawlConfig {
     fn default() -> Self {
         Self {
             allowed_domains: Vec::new(),
-            max_depth: 3,
+            max_depth: limits::DEFAULT_CRAWL_DEPTH_MAX,
             max_pages: limits::DEFAULT_CRAWL_PAGES_MAX,
             default_delay_ms: limits::DEFAULT_CRAWL_DELAY_MS,
-            concurrency_per_origin: 1,
-            max_attempts: 4,
+            concurrency_per_origin: limits::DEFAULT_CRAWL_CONCURRENCY_PER_ORIGIN,
+            max_attempts: limits::DEFAULT_CRAWL_ATTEMPTS_MAX,
             backoff_ms: limits::DEFAULT_CRAWL_BACKOFF_MS,
-            backoff_max_ms: 10 * 60 * 1000,
+            backoff_max_ms: limits::DEFAULT_CRAWL_BACKOFF_MAX_MS,
             default_lease_ms: limits::DEFAULT_LEASE_MS,
             allow_private: false,
         }
