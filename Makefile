@@ -46,6 +46,7 @@ test: roms
 	$(MAKE) --no-print-directory sim START=1 SEEDS=300 NODES=5 WORKLOAD=kv
 	$(MAKE) --no-print-directory sim START=1 SEEDS=500 NODES=3 WORKLOAD=queue
 	$(MAKE) --no-print-directory sim START=1 SEEDS=200 NODES=5 WORKLOAD=queue
+	$(MAKE) --no-print-directory sim START=1 SEEDS=1000 NODES=3 WORKLOAD=crawl
 
 sim:
 	$(CARGO) run --profile $(SIM_PROFILE) -q -p ww-tests --bin sim -- \

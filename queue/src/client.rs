@@ -14,6 +14,10 @@ use crate::types::{
 };
 use crate::{ClientError, QueueError, TransportError};
 
+// The crawl frontier's operations, in their own file.
+#[path = "client_crawl.rs"]
+mod crawl;
+
 /// How requests reach the replica group.
 ///
 /// `submit` carries a command through the Raft log (`StateMachine::apply` on

@@ -8,6 +8,10 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::crawl::{
+    Completed, Completion, CrawlConfig, CrawlControl, CrawlState, CrawlStatus, DeadUrl, Link,
+    Offered, UrlLease,
+};
 use crate::limits::{COMMAND_BYTES_MAX, FORMAT_VERSION};
 use crate::types::{
     AckOutcome, Delivery, Enqueued, Nack, NewMessage, PeekedMessage, Receipt, TopicConfig,
@@ -18,6 +22,11 @@ use crate::QueueError;
 /// A request that changes state, so it goes through the Raft log.
 ///
 /// Leasing is a command, not a query: it changes who holds a message.
+///
+/// New variants go at the end: postcard numbers variants by position, so
+/// that keeps every existing encoding valid. Each crawl command's doc
+/// starts with its access verb ("Verb: admin", "enqueue/offer", "consume"),
+/// which the replica checks per caller.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Creates a topic and its dead-letter topic. Creating an existing topic
@@ -117,6 +126,80 @@ pub enum Command {
     /// Does nothing but advance log time, so that expired leases and ended
     /// delays take effect when no other command arrives.
     Tick,
+    /// Verb: admin. Creates a crawl frontier. Creating an existing crawl
+    /// with the same config succeeds and changes nothing.
+    CreateCrawl {
+        /// The crawl name.
+        crawl: String,
+        /// Its scope and politeness settings.
+        config: CrawlConfig,
+    },
+    /// Verb: admin. Replaces a crawl's settings; URLs already accepted stay.
+    ConfigureCrawl {
+        /// The crawl name.
+        crawl: String,
+        /// Its new settings.
+        config: CrawlConfig,
+    },
+    /// Verb: admin. Pauses, resumes or stops a crawl.
+    ControlCrawl {
+        /// The crawl name.
+        crawl: String,
+        /// What to do.
+        control: CrawlControl,
+    },
+    /// Verb: admin. Deletes a crawl and all its state.
+    DeleteCrawl {
+        /// The crawl name.
+        crawl: String,
+    },
+    /// Verb: enqueue/offer. Offers links, atomically: each is
+    /// canonicalized, checked against scope, depth and budget, and enqueued
+    /// if never seen. One result per link, in order.
+    Offer {
+        /// The crawl name.
+        crawl: String,
+        /// The links, at most [`crate::limits::BATCH_MESSAGES_MAX`].
+        links: Vec<Link>,
+    },
+    /// Verb: consume. Leases up to `max_urls` URLs whose origins are
+    /// outside their crawl-delay and under their concurrency cap.
+    LeaseUrls {
+        /// The crawl name.
+        crawl: String,
+        /// The worker's id.
+        worker: String,
+        /// The most URLs to return.
+        max_urls: u32,
+        /// The lease length; `None` takes the crawl's default.
+        lease_ms: Option<u64>,
+    },
+    /// Verb: consume. Reports how fetches ended. One result per completion.
+    CompleteUrls {
+        /// The crawl name.
+        crawl: String,
+        /// The completions.
+        completions: Vec<Completion>,
+    },
+    /// Verb: consume. Renews URL leases. One new deadline per receipt.
+    ExtendUrls {
+        /// The crawl name.
+        crawl: String,
+        /// The receipts.
+        receipts: Vec<Receipt>,
+        /// The new lease length from now; `None` takes the crawl's default.
+        lease_ms: Option<u64>,
+    },
+    /// Verb: consume (workers learn crawl-delays from robots.txt they
+    /// fetch). Sets or clears an origin's delay between fetch starts.
+    SetOriginDelay {
+        /// The crawl name.
+        crawl: String,
+        /// The origin, or any URL on it (canonicalized to its origin).
+        origin: String,
+        /// The delay in ms; `None` returns to the crawl's default.
+        delay_ms: Option<u64>,
+    },
 }
 
 /// A read, answered after a ReadIndex confirms the replica is current.
@@ -143,6 +226,21 @@ pub enum Query {
     },
     /// Lists every topic.
     Topics,
+    /// Verb: read. A crawl's counts, counters and settings.
+    CrawlStatus {
+        /// The crawl name.
+        crawl: String,
+    },
+    /// Verb: read. A crawl's dead and permanently failed URLs, in the order
+    /// they died, after the record of URL id `after`.
+    DeadUrls {
+        /// The crawl name.
+        crawl: String,
+        /// Start after this URL id's record (`None`: from the oldest).
+        after: Option<u64>,
+        /// The most records to return.
+        max_urls: u32,
+    },
 }
 
 /// What a successful command or query returns.
@@ -199,6 +297,40 @@ pub enum Reply {
     Stats(TopicStats),
     /// From [`Query::Topics`].
     Topics(Vec<TopicSummary>),
+    /// From [`Command::CreateCrawl`]: false when it already existed.
+    CrawlCreated {
+        /// Whether this command created it.
+        created: bool,
+    },
+    /// From [`Command::ConfigureCrawl`].
+    CrawlConfigured,
+    /// From [`Command::ControlCrawl`]: the state now.
+    CrawlControlled(CrawlState),
+    /// From [`Command::DeleteCrawl`]: URLs that were in its frontier.
+    CrawlDeleted {
+        /// URLs removed.
+        urls: u64,
+    },
+    /// From [`Command::Offer`], one entry per link in order.
+    Offered(Vec<Offered>),
+    /// From [`Command::LeaseUrls`]; empty when no origin may be fetched now.
+    UrlsLeased(Vec<UrlLease>),
+    /// From [`Command::CompleteUrls`].
+    UrlsCompleted {
+        /// The log time the completions applied at.
+        now_ms: u64,
+        /// One result per completion.
+        results: Vec<Result<Completed, QueueError>>,
+    },
+    /// From [`Command::SetOriginDelay`]: the origin as the crawl keys it.
+    OriginDelaySet {
+        /// The canonical origin.
+        origin: String,
+    },
+    /// From [`Query::CrawlStatus`].
+    CrawlStatus(CrawlStatus),
+    /// From [`Query::DeadUrls`].
+    DeadUrls(Vec<DeadUrl>),
 }
 
 /// The answer to a command or a query.

@@ -117,6 +117,39 @@ pub enum QueueError {
         /// The version found.
         current: u64,
     },
+    /// The named crawl does not exist.
+    #[error("no crawl {crawl:?}; create it first")]
+    NoSuchCrawl {
+        /// The crawl name.
+        crawl: String,
+    },
+    /// `create_crawl` named an existing crawl with a different configuration.
+    #[error("crawl {crawl:?} already exists with another configuration; use configure_crawl to change it")]
+    CrawlExists {
+        /// The crawl name.
+        crawl: String,
+    },
+    /// The crawl limit, or the page budget of all crawls, is reached.
+    #[error("crawl limit reached: {detail}; delete finished crawls")]
+    CrawlLimit {
+        /// Which limit.
+        detail: String,
+    },
+    /// The crawl was stopped: it takes no more offers and cannot resume.
+    #[error("crawl {crawl:?} is stopped; create a new crawl to crawl again")]
+    CrawlStopped {
+        /// The crawl name.
+        crawl: String,
+    },
+    /// The lease token no longer holds the URL: the lease expired or was
+    /// settled, so the URL is or was leased again.
+    #[error("stale lease on URL {id} of crawl {crawl:?}: it expired or was settled; drop the result, do not retry")]
+    StaleUrlLease {
+        /// The crawl name.
+        crawl: String,
+        /// The URL id.
+        id: u64,
+    },
 }
 
 impl QueueError {

@@ -11,6 +11,10 @@
 //!   decoded totally: bad bytes give a [`QueueError`], never a panic.
 //! - [`Client`] is the typed client over any [`Transport`]; [`MemoryTransport`]
 //!   runs it against a local state machine.
+//! - [`crawl`]: per named crawl, a URL frontier (canonical-URL dedupe,
+//!   scope and budget, per-origin politeness in log time, retries with
+//!   backoff, dead URLs), driven by the crawl commands ([`Command::Offer`],
+//!   [`Command::LeaseUrls`], [`Command::CompleteUrls`], ...).
 //! - [`limits`] holds every bound, with its unit.
 //!
 //! # Time
@@ -55,6 +59,7 @@
 
 mod client;
 mod command;
+pub mod crawl;
 mod error;
 mod kv;
 pub mod limits;

@@ -6,9 +6,14 @@
 //! [`QueueError`](crate::QueueError) that names the limit; nothing is
 //! truncated silently.
 
-/// The wire and snapshot format version. A replica refuses requests and
-/// snapshots of any other version instead of misreading them.
+/// The wire format version. A replica refuses requests of any other version
+/// instead of misreading them. New commands are added as new enum variants
+/// at the end, which keeps every older encoding valid under this version.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// The snapshot format version. 2 added the crawl frontiers; a replica still
+/// reads version 1 snapshots (no crawls) and refuses any other.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
 
 /// The suffix of a topic's dead-letter topic: `urls` dead-letters into `urls.dlq`.
 pub const DLQ_SUFFIX: &str = ".dlq";
@@ -111,6 +116,85 @@ pub const ACK_MEMORY_ENTRIES_MAX: usize = 100_000;
 /// command can hand out this many distinct tokens.
 pub const LEASE_TOKENS_PER_INDEX: u64 = 1 << 11;
 
+// The crawl frontier (crate::crawl).
+
+/// The most crawls held at once (stopped ones included, until deleted).
+pub const CRAWLS_MAX: usize = 64;
+
+/// The longest canonical URL the frontier accepts, in bytes (longer links
+/// are refused as invalid and counted).
+pub const URL_BYTES_MAX: usize = 2048;
+
+/// The bytes one entry of a crawl's seen set takes: a 128-bit hash of the
+/// canonical URL, so the seen set costs the same for long and short URLs.
+pub const SEEN_ENTRY_BYTES: usize = 16;
+
+/// The highest page budget (`max_pages`: URLs accepted into the seen set)
+/// one crawl may be configured with.
+pub const CRAWL_PAGES_MAX_LIMIT: u64 = 1_000_000;
+
+/// The most pages all crawls together may budget: bounds every replica's
+/// seen sets to `CRAWL_PAGES_TOTAL_MAX * SEEN_ENTRY_BYTES` bytes of hashes.
+pub const CRAWL_PAGES_TOTAL_MAX: u64 = 4_000_000;
+
+/// The seen-set bytes all crawls may hold, in hash bytes.
+pub const CRAWL_SEEN_BYTES_MAX: u64 = CRAWL_PAGES_TOTAL_MAX * SEEN_ENTRY_BYTES as u64;
+
+/// The default page budget of a crawl.
+pub const DEFAULT_CRAWL_PAGES_MAX: u64 = 10_000;
+
+/// The most origins (scheme, host, port) one crawl tracks; a link to a new
+/// origin past it is refused and counted.
+pub const CRAWL_ORIGINS_MAX: usize = 10_000;
+
+/// The deepest link depth a crawl may be configured with (seeds are depth 0).
+pub const CRAWL_DEPTH_MAX_LIMIT: u32 = 1_000;
+
+/// The most allowed domains in a crawl's scope.
+pub const CRAWL_DOMAINS_MAX: usize = 256;
+
+/// The longest allowed domain, in bytes (the DNS limit).
+pub const CRAWL_DOMAIN_BYTES_MAX: usize = 253;
+
+/// The default per-origin concurrency: one fetch at a time per site.
+pub const DEFAULT_CRAWL_CONCURRENCY_PER_ORIGIN: u32 = 1;
+
+/// The highest per-origin concurrency a crawl may be configured with.
+pub const CRAWL_CONCURRENCY_PER_ORIGIN_MAX: u32 = 64;
+
+/// The highest `max_attempts` (failed fetches before a URL is dead) a
+/// crawl may be configured with.
+pub const CRAWL_ATTEMPTS_MAX_LIMIT: u32 = 100;
+
+/// The longest per-origin delay between fetch starts, configured or set
+/// from robots.txt, in ms (one hour).
+pub const CRAWL_DELAY_MS_MAX: u64 = 60 * 60 * 1000;
+
+/// The default delay between fetch starts on one origin, in ms.
+pub const DEFAULT_CRAWL_DELAY_MS: u64 = 1_000;
+
+/// The default first retry backoff, in ms (doubled per failed attempt).
+pub const DEFAULT_CRAWL_BACKOFF_MS: u64 = 1_000;
+
+/// The default longest retry backoff, in ms (ten minutes).
+pub const DEFAULT_CRAWL_BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
+
+/// The default link depth limit of a crawl.
+pub const DEFAULT_CRAWL_DEPTH_MAX: u32 = 3;
+
+/// The default failed fetches before a URL is dead.
+pub const DEFAULT_CRAWL_ATTEMPTS_MAX: u32 = 4;
+
+/// The longest retry backoff or `Retry-After`, in ms (one day, as delays).
+pub const CRAWL_BACKOFF_MS_MAX: u64 = DELAY_MS_MAX;
+
+/// The most dead and permanently failed URL records a crawl keeps; past it
+/// the oldest is dropped and counted.
+pub const CRAWL_DEAD_RECORDS_MAX: usize = 10_000;
+
+/// The longest free-text failure detail a worker may record, in bytes.
+pub const CRAWL_DETAIL_BYTES_MAX: usize = 256;
+
 // Relations between the limits, checked when the crate compiles.
 const _: () = assert!(USER_TOPIC_NAME_BYTES_MAX > 0);
 const _: () = assert!(MESSAGE_BYTES_MAX <= BATCH_BYTES_MAX);
@@ -123,3 +207,22 @@ const _: () = assert!(DEFAULT_LEASE_MS <= LEASE_MS_MAX && DEFAULT_LEASE_MS >= LE
 const _: () = assert!(DEFAULT_IN_FLIGHT_MAX <= IN_FLIGHT_MAX_LIMIT);
 const _: () = assert!(DEFAULT_DEDUPE_WINDOW_MS <= DEDUPE_WINDOW_MS_MAX);
 const _: () = assert!(VALUE_BYTES_MAX as u64 <= STORED_BYTES_MAX);
+const _: () = assert!(DEFAULT_CRAWL_PAGES_MAX <= CRAWL_PAGES_MAX_LIMIT);
+const _: () = assert!(CRAWL_PAGES_MAX_LIMIT <= CRAWL_PAGES_TOTAL_MAX);
+const _: () = assert!(CRAWL_ORIGINS_MAX as u64 <= CRAWL_PAGES_MAX_LIMIT);
+const _: () = assert!(DEFAULT_CRAWL_DELAY_MS <= CRAWL_DELAY_MS_MAX);
+const _: () = assert!(DEFAULT_CRAWL_BACKOFF_MS <= CRAWL_BACKOFF_MS_MAX);
+const _: () = assert!(URL_BYTES_MAX <= MESSAGE_BYTES_MAX);
+const _: () = assert!(BATCH_MESSAGES_MAX * URL_BYTES_MAX <= BATCH_BYTES_MAX);
+const _: () = assert!(CRAWL_DETAIL_BYTES_MAX < URL_BYTES_MAX);
+const _: () = assert!(CRAWL_SEEN_BYTES_MAX <= STORED_BYTES_MAX);
+const _: () = assert!(DEFAULT_CRAWL_BACKOFF_MS <= DEFAULT_CRAWL_BACKOFF_MAX_MS);
+const _: () = assert!(DEFAULT_CRAWL_BACKOFF_MAX_MS <= CRAWL_BACKOFF_MS_MAX);
+const _: () = assert!(DEFAULT_CRAWL_DEPTH_MAX <= CRAWL_DEPTH_MAX_LIMIT);
+const _: () = assert!(
+    DEFAULT_CRAWL_ATTEMPTS_MAX >= 1 && DEFAULT_CRAWL_ATTEMPTS_MAX <= CRAWL_ATTEMPTS_MAX_LIMIT
+);
+const _: () = assert!(
+    DEFAULT_CRAWL_CONCURRENCY_PER_ORIGIN >= 1
+        && DEFAULT_CRAWL_CONCURRENCY_PER_ORIGIN <= CRAWL_CONCURRENCY_PER_ORIGIN_MAX
+);

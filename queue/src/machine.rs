@@ -9,16 +9,20 @@ use serde::{Deserialize, Serialize};
 use crate::command::{
     decode_command, decode_query, encode_response, Command, Query, Reply, Response,
 };
+use crate::crawl::Crawl;
 use crate::kv::{self, display_key, Kv};
 use crate::limits::{
     BATCH_BYTES_MAX, BATCH_MESSAGES_MAX, CLIENT_ID_BYTES_MAX, DEDUPE_WINDOW_MS_MAX, DELAY_MS_MAX,
-    DLQ_SUFFIX, FORMAT_VERSION, IN_FLIGHT_MAX_LIMIT, LEASE_MS_MAX, LEASE_MS_MIN,
-    LEASE_TOKENS_PER_INDEX, MAX_DELIVERIES_LIMIT, MESSAGE_BYTES_MAX, STORED_BYTES_MAX, TOPICS_MAX,
+    DLQ_SUFFIX, IN_FLIGHT_MAX_LIMIT, LEASE_MS_MAX, LEASE_MS_MIN, LEASE_TOKENS_PER_INDEX,
+    MAX_DELIVERIES_LIMIT, MESSAGE_BYTES_MAX, SNAPSHOT_FORMAT_VERSION, STORED_BYTES_MAX, TOPICS_MAX,
     TOPIC_LENGTH_MAX_LIMIT, TOPIC_NAME_BYTES_MAX, USER_TOPIC_NAME_BYTES_MAX,
 };
 use crate::topic::{Dead, Topic};
 use crate::types::{Nack, NewMessage, Receipt, TopicConfig, TopicStats, TopicSummary};
 use crate::QueueError;
+
+#[path = "machine_crawl.rs"]
+mod crawl_commands;
 
 /// The replicated queue and KV state machine.
 ///
@@ -39,12 +43,23 @@ pub struct QueueMachine {
     next_due_ms: Option<u64>,
 }
 
-/// Everything a snapshot holds.
+/// Everything a snapshot holds (format [`SNAPSHOT_FORMAT_VERSION`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Persisted {
     /// The log time of the last applied command.
     now_ms: u64,
-    /// The last lease token issued.
+    /// The last lease token issued (topic and crawl leases share the counter).
+    last_token: u64,
+    topics: BTreeMap<String, Topic>,
+    kv: Kv,
+    crawls: BTreeMap<String, Crawl>,
+}
+
+/// A format 1 snapshot: before crawls. Postcard is not self-describing, so
+/// the old layout is read with its own type.
+#[derive(Deserialize)]
+struct PersistedV1 {
+    now_ms: u64,
     last_token: u64,
     topics: BTreeMap<String, Topic>,
     kv: Kv,
@@ -85,6 +100,7 @@ impl QueueMachine {
                 Ok(Reply::Peeked(topic.peek(*after, *max_messages)))
             }
             Query::Stats { topic } => Ok(Reply::Stats(self.stats(topic)?)),
+            Query::CrawlStatus { .. } | Query::DeadUrls { .. } => self.crawl_query(query),
             Query::Topics => Ok(Reply::Topics(
                 self.state
                     .topics
@@ -117,12 +133,12 @@ impl QueueMachine {
         for (dlq, message) in dead {
             self.dead_letter(&dlq, message);
         }
-        self.next_due_ms = self
-            .state
-            .topics
-            .values()
-            .filter_map(Topic::next_due_ms)
-            .min();
+        for crawl in self.state.crawls.values_mut() {
+            if crawl.next_due_ms().is_some_and(|due| due <= now_ms) {
+                crawl.expire(now_ms);
+            }
+        }
+        self.next_due_ms = self.state.earliest_due_ms();
         debug_assert!(self.next_due_ms.is_none_or(|due| due > now_ms));
     }
 
@@ -234,6 +250,15 @@ impl QueueMachine {
                 }
             }
             Command::Tick => Ok(Reply::Ticked { now_ms }),
+            command @ (Command::CreateCrawl { .. }
+            | Command::ConfigureCrawl { .. }
+            | Command::ControlCrawl { .. }
+            | Command::DeleteCrawl { .. }
+            | Command::Offer { .. }
+            | Command::LeaseUrls { .. }
+            | Command::CompleteUrls { .. }
+            | Command::ExtendUrls { .. }
+            | Command::SetOriginDelay { .. }) => self.crawl_command(index, command),
         }
     }
 
@@ -420,6 +445,12 @@ impl QueueMachine {
         self.state.kv.stored_bytes()
             + self
                 .state
+                .crawls
+                .values()
+                .map(Crawl::url_bytes)
+                .sum::<u64>()
+            + self
+                .state
                 .topics
                 .values()
                 .map(Topic::body_bytes)
@@ -447,17 +478,23 @@ impl QueueMachine {
         let Some((&version, body)) = snapshot.split_first() else {
             return Err("empty queue snapshot".to_owned());
         };
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "queue snapshot format {version}, this replica reads {FORMAT_VERSION}; upgrade it"
-            ));
-        }
-        let mut state: Persisted = match postcard::take_from_bytes(body) {
-            Ok((state, [])) => state,
-            Ok((_, rest)) => {
-                return Err(format!("queue snapshot has {} trailing bytes", rest.len()))
+        let mut state = match version {
+            1 => {
+                let old: PersistedV1 = decode_snapshot(body)?;
+                Persisted {
+                    now_ms: old.now_ms,
+                    last_token: old.last_token,
+                    topics: old.topics,
+                    kv: old.kv,
+                    crawls: BTreeMap::new(),
+                }
             }
-            Err(error) => return Err(format!("queue snapshot is corrupt: {error}")),
+            SNAPSHOT_FORMAT_VERSION => decode_snapshot(body)?,
+            _ => {
+                return Err(format!(
+                    "queue snapshot format {version}, this replica reads 1 to {SNAPSHOT_FORMAT_VERSION}; upgrade it"
+                ))
+            }
         };
         if state.topics.len() > TOPICS_MAX {
             return Err(format!("queue snapshot has {} topics", state.topics.len()));
@@ -469,7 +506,8 @@ impl QueueMachine {
         if !state.kv.is_consistent() {
             return Err("queue snapshot has a corrupt KV map".to_owned());
         }
-        let next_due_ms = state.topics.values().filter_map(Topic::next_due_ms).min();
+        crate::machine::crawl_commands::check_crawls(&mut state.crawls)?;
+        let next_due_ms = state.earliest_due_ms();
         *self = Self { state, next_due_ms };
         Ok(())
     }
@@ -496,7 +534,7 @@ impl StateMachine for QueueMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let bytes = vec![FORMAT_VERSION];
+        let bytes = vec![SNAPSHOT_FORMAT_VERSION];
         match postcard::to_extend(&self.state, bytes) {
             Ok(bytes) => bytes,
             Err(error) => unreachable!("postcard encoding of queue state failed: {error}"),
@@ -511,6 +549,23 @@ impl StateMachine for QueueMachine {
     /// copy (snapshots from peers are rare; memory is held only meanwhile).
     fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String> {
         Self::new().restore_from(snapshot)
+    }
+}
+
+impl Persisted {
+    /// The earliest lease deadline or delay end in any topic or crawl.
+    fn earliest_due_ms(&self) -> Option<u64> {
+        let topics = self.topics.values().filter_map(Topic::next_due_ms);
+        let crawls = self.crawls.values().filter_map(Crawl::next_due_ms);
+        topics.chain(crawls).min()
+    }
+}
+
+fn decode_snapshot<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    match postcard::take_from_bytes(body) {
+        Ok((state, [])) => Ok(state),
+        Ok((_, rest)) => Err(format!("queue snapshot has {} trailing bytes", rest.len())),
+        Err(error) => Err(format!("queue snapshot is corrupt: {error}")),
     }
 }
 

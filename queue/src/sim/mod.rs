@@ -8,14 +8,24 @@
 //! ../../docs/queue.md: lost = 0, unexpected = 0, exclusive leases,
 //! redelivery only after expiry or a nack, and a duplicate-delivery rate.
 //!
+//! [`CrawlSim`] is the crawl frontier's workload (`make sim
+//! WORKLOAD=crawl`): workers crawl a generated link graph through the
+//! frontier commands; [`CrawlHistory`] checks dedupe, politeness and that
+//! nothing is lost.
+//!
 //! [`run_local`] drives it against one [`QueueMachine`] with lost replies
 //! injected (no Raft), which tests the workload and the checker themselves.
 
 mod adapter;
+mod crawl;
+mod crawl_graph;
+mod crawl_history;
 mod history;
 mod workload;
 
 pub use adapter::{QueueSim, CHAOS_MS};
+pub use crawl::{CrawlSim, CRAWL};
+pub use crawl_history::CrawlHistory;
 pub use history::{History, Report};
 pub use workload::{Outcome, QueueWorkload, Request, Settings, TOPIC};
 
@@ -103,7 +113,23 @@ mod tests {
 mod raft_tests {
     use raft_core::sim::{run, SimOptions};
 
-    use super::QueueSim;
+    use super::{CrawlSim, QueueSim};
+
+    /// The crawl workload under faults, a few seeds (`make sim
+    /// WORKLOAD=crawl` runs many).
+    #[test]
+    fn crawl_workload_passes_under_faults() {
+        let mut failures = Vec::new();
+        for nodes in [3, 5] {
+            for seed in 1..=4 {
+                let options = SimOptions::new(seed, nodes, "crawl");
+                if let Err(failure) = run::<CrawlSim>(&options) {
+                    failures.push(failure.to_string());
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
 
     /// The queue workload under raft-core's fault simulator, a few seeds on
     /// 3 and 5 nodes (`make sim WORKLOAD=queue` runs many;

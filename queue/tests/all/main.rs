@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used)]
 
+mod crawl;
 mod decode;
 mod extremes;
 mod harness;

@@ -22,12 +22,13 @@ fn run_workload(workload: &str, options: &SimOptions) -> Option<Result<SimReport
     match workload {
         "kv" => Some(sim::run::<KvWorkload>(options)),
         "queue" => Some(sim::run::<queue::sim::QueueSim>(options)),
+        "crawl" => Some(sim::run::<queue::sim::CrawlSim>(options)),
         _ => None,
     }
 }
 
 /// The workloads `run_workload` knows, space-separated.
-const WORKLOADS: &str = "kv queue";
+const WORKLOADS: &str = "kv queue crawl";
 
 struct Args {
     start: u64,
