@@ -384,6 +384,16 @@ fn command_needs(command: &queue::Command) -> (Verbs, Option<String>) {
         Command::Put { .. } | Command::Delete { .. } | Command::Cas { .. } => {
             (Verbs::KV_WRITE, None)
         }
+        // A crawl's name shares the token's topic list with topic names.
+        Command::CreateCrawl { crawl, .. }
+        | Command::ConfigureCrawl { crawl, .. }
+        | Command::ControlCrawl { crawl, .. }
+        | Command::DeleteCrawl { crawl } => (Verbs::TOPIC_ADMIN, topic(crawl)),
+        Command::Offer { crawl, .. } => (Verbs::ENQUEUE, topic(crawl)),
+        Command::LeaseUrls { crawl, .. }
+        | Command::CompleteUrls { crawl, .. }
+        | Command::ExtendUrls { crawl, .. }
+        | Command::SetOriginDelay { crawl, .. } => (Verbs::CONSUME, topic(crawl)),
         // Clients never need to tick; the leader does it on its own.
         Command::Tick => (Verbs::GROUP_ADMIN, None),
     }
@@ -397,6 +407,9 @@ fn query_needs(query: &queue::Query) -> (Verbs, Option<String>) {
             (Verbs::READ_TOPIC, Some(topic.clone()))
         }
         Query::Topics => (Verbs::READ_TOPIC, None),
+        Query::CrawlStatus { crawl } | Query::DeadUrls { crawl, .. } => {
+            (Verbs::READ_TOPIC, Some(crawl.clone()))
+        }
     }
 }
 
