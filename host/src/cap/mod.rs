@@ -8,6 +8,7 @@ pub mod channel;
 pub mod disconnected;
 pub mod executor;
 pub mod host;
+pub mod http;
 pub mod path;
 pub mod peers;
 pub mod pubsub;
