@@ -33,7 +33,9 @@ fn main() -> anyhow::Result<()> {
         log_path: args.log,
     })?;
     println!("serving http://{addr}/page/0 ({} pages)", args.pages);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(tokio::signal::ctrl_c())?;
     Ok(())
 }

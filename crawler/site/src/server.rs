@@ -84,7 +84,10 @@ pub(crate) fn run(
     state: Arc<State>,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
         return;
     };
     runtime.block_on(async move {
@@ -134,7 +137,11 @@ fn redirect(to: String) -> Response<Body> {
 }
 
 fn not_found() -> Response<Body> {
-    full(StatusCode::NOT_FOUND, "text/html", "<html><body>not found</body></html>")
+    full(
+        StatusCode::NOT_FOUND,
+        "text/html",
+        "<html><body>not found</body></html>",
+    )
 }
 
 async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
@@ -148,14 +155,21 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
             Some(page) if page < u64::from(state.config.pages) => full(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                graph::page_html(state.config.seed, state.config.pages, page as u32, state.port),
+                graph::page_html(
+                    state.config.seed,
+                    state.config.pages,
+                    page as u32,
+                    state.port,
+                ),
             ),
             _ => not_found(),
         },
         ("private", Some(_)) => full(StatusCode::OK, "text/html", "<html>private</html>"),
         ("redirect", Some(_)) => match number(parts.get(1)) {
             Some(0) => redirect("/page/0".into()),
-            Some(n) if n <= u64::from(REDIRECT_CHAIN_MAX) => redirect(format!("/redirect/{}", n - 1)),
+            Some(n) if n <= u64::from(REDIRECT_CHAIN_MAX) => {
+                redirect(format!("/redirect/{}", n - 1))
+            }
             _ => not_found(),
         },
         ("loop", Some(&"a")) => redirect("/loop/b".into()),
@@ -180,18 +194,22 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
             }
             _ => not_found(),
         },
-        ("status", Some(_)) => match number(parts.get(1)).and_then(|c| StatusCode::from_u16(c as u16).ok()) {
-            Some(status) => {
-                let mut response = full(status, "text/html", format!("<html>{status}</html>"));
-                if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        ("status", Some(_)) => {
+            match number(parts.get(1)).and_then(|c| StatusCode::from_u16(c as u16).ok()) {
+                Some(status) => {
+                    let mut response = full(status, "text/html", format!("<html>{status}</html>"));
+                    if status == StatusCode::TOO_MANY_REQUESTS
+                        || status == StatusCode::SERVICE_UNAVAILABLE
+                    {
+                        response
+                            .headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+                    }
                     response
-                        .headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
                 }
-                response
+                None => not_found(),
             }
-            None => not_found(),
-        },
+        }
         ("doc.txt", None) => full(StatusCode::OK, "text/plain", "plain text\n"),
         ("data.bin", None) => full(StatusCode::OK, "application/octet-stream", vec![0u8; 1024]),
         _ => not_found(),

@@ -153,10 +153,17 @@ fn fetches_a_page_and_normalises_its_url() {
         assert!(String::from_utf8_lossy(&page.body).contains("<h1>Page 0</h1>"));
         assert!(!page.truncated);
         let upper = format!("HTTP://{}/page/1", site.addr());
-        assert_eq!(fetch(&http, &upper).await.unwrap().final_url, site.url("/page/1"));
+        assert_eq!(
+            fetch(&http, &upper).await.unwrap().final_url,
+            site.url("/page/1")
+        );
         let missing = fetch(&http, &site.url("/status/404")).await.unwrap();
         assert_eq!(missing.status, 404);
-        assert_eq!(site.requests_to("/robots.txt").len(), 1, "robots.txt is cached");
+        assert_eq!(
+            site.requests_to("/robots.txt").len(),
+            1,
+            "robots.txt is cached"
+        );
     });
 }
 
@@ -169,31 +176,50 @@ fn refuses_urls_out_of_scope_without_requesting_them() {
             domains: vec!["example.org".into()],
             ..scope(&site)
         });
-        assert_eq!(kind(fetch(&other_domain, &site.url("/page/0")).await), Kind::OutOfScope);
+        assert_eq!(
+            kind(fetch(&other_domain, &site.url("/page/0")).await),
+            Kind::OutOfScope
+        );
 
         let https_only = grant(HttpScope {
             schemes: vec!["https".into()],
             ..scope(&site)
         });
-        assert_eq!(kind(fetch(&https_only, &site.url("/page/0")).await), Kind::OutOfScope);
+        assert_eq!(
+            kind(fetch(&https_only, &site.url("/page/0")).await),
+            Kind::OutOfScope
+        );
 
         let pages_only = grant(HttpScope {
             prefixes: vec![site.url("/page/"), site.url("/redirect/")],
             ..scope(&site)
         });
-        assert_eq!(kind(fetch(&pages_only, &site.url("/doc.txt")).await), Kind::OutOfScope);
+        assert_eq!(
+            kind(fetch(&pages_only, &site.url("/doc.txt")).await),
+            Kind::OutOfScope
+        );
         fetch(&pages_only, &site.url("/page/3")).await.unwrap();
 
         let redirects_only = grant(HttpScope {
             prefixes: vec![site.url("/redirect/")],
             ..scope(&site)
         });
-        let failure = fetch(&redirects_only, &site.url("/redirect/0")).await.unwrap_err();
+        let failure = fetch(&redirects_only, &site.url("/redirect/0"))
+            .await
+            .unwrap_err();
         assert_eq!(failure.kind, Kind::OutOfScope, "{failure:?}");
-        assert_eq!(failure.url, site.url("/page/0"), "the hop that left the scope");
+        assert_eq!(
+            failure.url,
+            site.url("/page/0"),
+            "the hop that left the scope"
+        );
 
         assert!(site.requests_to("/doc.txt").is_empty());
-        assert!(site.requests_to("/page/0").is_empty(), "{:?}", site.requests());
+        assert!(
+            site.requests_to("/page/0").is_empty(),
+            "{:?}",
+            site.requests()
+        );
         assert_eq!(site.requests_to("/page/3").len(), 1);
         assert_eq!(site.requests_to("/redirect/0").len(), 1);
     });
@@ -235,7 +261,9 @@ fn obeys_robots_disallow() {
     let site = site(0);
     run(async {
         let http = grant(scope(&site));
-        let failure = fetch(&http, &site.url("/private/secret")).await.unwrap_err();
+        let failure = fetch(&http, &site.url("/private/secret"))
+            .await
+            .unwrap_err();
         assert_eq!(failure.kind, Kind::DisallowedByRobots, "{failure:?}");
         fetch(&http, &site.url("/page/1")).await.unwrap();
         assert!(site.requests_to("/private/secret").is_empty());
@@ -245,8 +273,14 @@ fn obeys_robots_disallow() {
             obey_robots: false,
             ..scope(&site)
         });
-        fetch(&ignoring, &site.url("/private/secret")).await.unwrap();
-        assert_eq!(site.requests_to("/private/secret").len(), 1, "the log sees requests");
+        fetch(&ignoring, &site.url("/private/secret"))
+            .await
+            .unwrap();
+        assert_eq!(
+            site.requests_to("/private/secret").len(),
+            1,
+            "the log sees requests"
+        );
     });
 }
 
@@ -257,7 +291,9 @@ fn spaces_requests_by_crawl_delay() {
     run(async {
         let http = grant(scope(&site));
         for page in 0..3 {
-            let fetched = fetch(&http, &site.url(&format!("/page/{page}"))).await.unwrap();
+            let fetched = fetch(&http, &site.url(&format!("/page/{page}")))
+                .await
+                .unwrap();
             assert_eq!(fetched.crawl_delay_ms, DELAY_MS);
         }
         let times: Vec<Instant> = site
@@ -270,7 +306,10 @@ fn spaces_requests_by_crawl_delay() {
         for pair in times.windows(2) {
             let gap = pair[1] - pair[0];
             // Arrival jitter on loopback is far below 20 ms.
-            assert!(gap >= Duration::from_millis(u64::from(DELAY_MS) - 20), "gap {gap:?}");
+            assert!(
+                gap >= Duration::from_millis(u64::from(DELAY_MS) - 20),
+                "gap {gap:?}"
+            );
         }
 
         let impatient = grant(HttpScope {
@@ -280,7 +319,10 @@ fn spaces_requests_by_crawl_delay() {
         fetch(&impatient, &site.url("/page/4")).await.unwrap();
         let failure = fetch(&impatient, &site.url("/page/5")).await.unwrap_err();
         assert_eq!(failure.kind, Kind::RateLimited, "{failure:?}");
-        assert!(failure.retry_after_ms > 50 && failure.retry_after_ms <= DELAY_MS, "{failure:?}");
+        assert!(
+            failure.retry_after_ms > 50 && failure.retry_after_ms <= DELAY_MS,
+            "{failure:?}"
+        );
         assert!(site.requests_to("/page/5").is_empty());
     });
 }
@@ -313,7 +355,11 @@ fn cuts_each_timeout_kind() {
             .await
             .unwrap_err();
         assert_eq!(failure.kind, Kind::TimeoutConnect, "{failure:?}");
-        assert!(started.elapsed() < Duration::from_millis(1_500), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            started.elapsed()
+        );
 
         let http = grant(HttpScope {
             first_byte_timeout_ms: 300,
@@ -321,11 +367,19 @@ fn cuts_each_timeout_kind() {
             ..scope(&site)
         });
         let started = Instant::now();
-        let failure = fetch(&http, &site.url("/slow-head/5000")).await.unwrap_err();
+        let failure = fetch(&http, &site.url("/slow-head/5000"))
+            .await
+            .unwrap_err();
         assert_eq!(failure.kind, Kind::TimeoutFirstByte, "{failure:?}");
-        let failure = fetch(&http, &site.url("/slow-body/5000")).await.unwrap_err();
+        let failure = fetch(&http, &site.url("/slow-body/5000"))
+            .await
+            .unwrap_err();
         assert_eq!(failure.kind, Kind::TimeoutTotal, "{failure:?}");
-        assert!(started.elapsed() < Duration::from_millis(2_000), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(2_000),
+            "{:?}",
+            started.elapsed()
+        );
         fetch(&http, &site.url("/slow-body/100")).await.unwrap();
     });
 }
@@ -358,7 +412,10 @@ fn follows_redirects_within_limits() {
         let page = fetch(&http, &site.url("/redirect/2")).await.unwrap();
         assert_eq!(page.final_url, site.url("/page/0"));
         assert_eq!(page.redirects, 3);
-        assert_eq!(kind(fetch(&http, &site.url("/loop/a")).await), Kind::RedirectLoop);
+        assert_eq!(
+            kind(fetch(&http, &site.url("/loop/a")).await),
+            Kind::RedirectLoop
+        );
         let failure = fetch(&http, &site.url("/redirect/10")).await.unwrap_err();
         assert_eq!(failure.kind, Kind::TooManyRedirects, "{failure:?}");
         let hops = site
@@ -439,20 +496,37 @@ fn checks_content_types_and_requests() {
             ..scope(&site)
         });
         let failure = fetch(&html_only, &site.url("/data.bin")).await.unwrap_err();
-        assert_eq!(failure.kind, Kind::ContentTypeRefused, "{}", failure.message);
-        assert_eq!(kind(fetch(&html_only, &site.url("/doc.txt")).await), Kind::ContentTypeRefused);
+        assert_eq!(
+            failure.kind,
+            Kind::ContentTypeRefused,
+            "{}",
+            failure.message
+        );
+        assert_eq!(
+            kind(fetch(&html_only, &site.url("/doc.txt")).await),
+            Kind::ContentTypeRefused
+        );
         let text = grant(HttpScope {
             content_types: vec!["text/*".into()],
             ..scope(&site)
         });
-        assert_eq!(fetch(&text, &site.url("/doc.txt")).await.unwrap().content_type, "text/plain");
+        assert_eq!(
+            fetch(&text, &site.url("/doc.txt"))
+                .await
+                .unwrap()
+                .content_type,
+            "text/plain"
+        );
 
         let forbidden = fetch_with(&text, &site.url("/page/0"), &[("Host", "evil")]).await;
         assert_eq!(kind(forbidden), Kind::BadRequest);
         let accepted = fetch_with(&text, &site.url("/page/0"), &[("Accept", "text/html")]).await;
         assert_eq!(accepted.unwrap().status, 200);
         assert_eq!(kind(fetch(&text, "not a url").await), Kind::BadRequest);
-        assert_eq!(kind(fetch(&text, "ftp://127.0.0.1/").await), Kind::OutOfScope);
+        assert_eq!(
+            kind(fetch(&text, "ftp://127.0.0.1/").await),
+            Kind::OutOfScope
+        );
     });
 }
 
@@ -499,7 +573,9 @@ fn measures_fetch_throughput() {
         fetch(&http, &site.url("/page/0")).await.unwrap();
         let started = Instant::now();
         for page in 0..PAGES {
-            fetch(&http, &site.url(&format!("/page/{page}"))).await.unwrap();
+            fetch(&http, &site.url(&format!("/page/{page}")))
+                .await
+                .unwrap();
         }
         let sequential = f64::from(PAGES) / started.elapsed().as_secs_f64();
         let started = Instant::now();

@@ -27,8 +27,18 @@ use super::{ErrorKind, FetchError};
 /// Headers a caller may not set: the grant controls them, or they are
 /// hop-by-hop.
 const FORBIDDEN_HEADERS: &[&str] = &[
-    "host", "user-agent", "content-length", "transfer-encoding", "connection", "keep-alive",
-    "te", "trailer", "upgrade", "expect", "proxy-authorization", "proxy-connection",
+    "host",
+    "user-agent",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
 ];
 
 /// A request, decoded from capnp.
@@ -114,7 +124,11 @@ impl Fetcher {
         let deadline = start + Duration::from_millis(u64::from(self.scope.total_timeout_ms));
         let mut url = parse_url(&request.url)?;
         let headers = request_headers(&request.headers)?;
-        let method = if request.head { Method::HEAD } else { Method::GET };
+        let method = if request.head {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
         let mut visited = HashSet::from([url.to_string()]);
         let mut redirects = 0;
         let mut waited = Duration::ZERO;
@@ -134,7 +148,10 @@ impl Fetcher {
                 }
             }
             waited += self.take_slot(&url, &origin, deadline).await?;
-            let request = self.client.request(method.clone(), url.clone()).headers(headers.clone());
+            let request = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             let response = self.send(request, &url, deadline).await?;
             let status = response.status();
             if status.is_redirection() {
@@ -201,11 +218,21 @@ impl Fetcher {
     }
 
     /// Waits for `origin`'s next slot, or says when to come back.
-    async fn take_slot(&self, url: &Url, origin: &str, deadline: Instant) -> Result<Duration, FetchError> {
-        let delay = self.origins.delay_ms(origin, self.scope.crawl_delay_ms, self.scope.obey_robots);
+    async fn take_slot(
+        &self,
+        url: &Url,
+        origin: &str,
+        deadline: Instant,
+    ) -> Result<Duration, FetchError> {
+        let delay =
+            self.origins
+                .delay_ms(origin, self.scope.crawl_delay_ms, self.scope.obey_robots);
         let wait_max = Duration::from_millis(u64::from(self.scope.rate_wait_max_ms))
             .min(deadline.saturating_duration_since(Instant::now()));
-        match self.origins.reserve(origin, Duration::from_millis(u64::from(delay)), wait_max) {
+        match self
+            .origins
+            .reserve(origin, Duration::from_millis(u64::from(delay)), wait_max)
+        {
             Slot::After(wait) => {
                 tokio::time::sleep(wait).await;
                 Ok(wait)
@@ -213,7 +240,10 @@ impl Fetcher {
             Slot::RetryAfter(wait) => {
                 let mut error = FetchError::new(
                     ErrorKind::RateLimited,
-                    format!("crawl-delay {delay} ms: the origin's next slot is {} ms away", wait.as_millis()),
+                    format!(
+                        "crawl-delay {delay} ms: the origin's next slot is {} ms away",
+                        wait.as_millis()
+                    ),
                 )
                 .at(url);
                 error.retry_after_ms = millis(wait).max(1);
@@ -237,14 +267,23 @@ impl Fetcher {
             (remaining, ErrorKind::TimeoutTotal)
         };
         match tokio::time::timeout(limit, request.send()).await {
-            Err(_) => Err(FetchError::new(kind, format!("no response within {} ms", limit.as_millis())).at(url)),
+            Err(_) => Err(FetchError::new(
+                kind,
+                format!("no response within {} ms", limit.as_millis()),
+            )
+            .at(url)),
             Ok(Err(err)) => Err(classify(&err).at(url)),
             Ok(Ok(response)) => Ok(response),
         }
     }
 
     /// The robots.txt rules of `url`'s origin, fetched once per TTL.
-    async fn rules(&self, url: &Url, origin: &str, deadline: Instant) -> Result<std::rc::Rc<Rules>, FetchError> {
+    async fn rules(
+        &self,
+        url: &Url,
+        origin: &str,
+        deadline: Instant,
+    ) -> Result<std::rc::Rc<Rules>, FetchError> {
         if let Some(rules) = self.origins.rules(origin) {
             return Ok(rules);
         }
@@ -272,14 +311,23 @@ impl Fetcher {
             let request = self.client.get(url.clone());
             let response = match self.send(request, &url, deadline).await {
                 Ok(response) => response,
-                Err(err) if matches!(err.kind, ErrorKind::TimeoutConnect | ErrorKind::TimeoutFirstByte) => {
+                Err(err)
+                    if matches!(
+                        err.kind,
+                        ErrorKind::TimeoutConnect | ErrorKind::TimeoutFirstByte
+                    ) =>
+                {
                     return Ok(Rules::DisallowAll)
                 }
                 Err(err) => return Err(err),
             };
             let status = response.status();
             if status.is_redirection() {
-                match response.headers().get(LOCATION).map(|location| redirect_target(&url, location)) {
+                match response
+                    .headers()
+                    .get(LOCATION)
+                    .map(|location| redirect_target(&url, location))
+                {
                     Some(Ok(next)) => {
                         url = next;
                         continue;
@@ -323,11 +371,17 @@ fn redirect_target(from: &Url, location: &HeaderValue) -> Result<Url, FetchError
         FetchError::new(ErrorKind::Other, "redirect Location is not ASCII".into()).at(from)
     })?;
     let mut next = from.join(location).map_err(|err| {
-        FetchError::new(ErrorKind::Other, format!("redirect Location {location:?}: {err}")).at(from)
+        FetchError::new(
+            ErrorKind::Other,
+            format!("redirect Location {location:?}: {err}"),
+        )
+        .at(from)
     })?;
     next.set_fragment(None);
     if next.as_str().len() > URL_BYTES_MAX {
-        return Err(FetchError::new(ErrorKind::Other, "redirect Location too long".into()).at(from));
+        return Err(
+            FetchError::new(ErrorKind::Other, "redirect Location too long".into()).at(from),
+        );
     }
     Ok(next)
 }
@@ -340,7 +394,9 @@ fn request_headers(headers: &[(String, String)]) -> Result<HeaderMap, FetchError
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         if name.len() + value.len() > REQUEST_HEADER_BYTES_MAX {
-            return bad(format!("header {name:?} is over {REQUEST_HEADER_BYTES_MAX} bytes"));
+            return bad(format!(
+                "header {name:?} is over {REQUEST_HEADER_BYTES_MAX} bytes"
+            ));
         }
         let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
             return bad(format!("{name:?} is not a header name"));
@@ -385,7 +441,12 @@ fn response_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .iter()
         .filter(|(_, value)| value.len() <= RESPONSE_HEADER_BYTES_MAX)
         .take(RESPONSE_HEADERS_MAX)
-        .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -403,7 +464,10 @@ async fn read_body(
             Err(_) => {
                 return Err(FetchError::new(
                     ErrorKind::TimeoutTotal,
-                    format!("body not complete by the total timeout ({} bytes read)", body.len()),
+                    format!(
+                        "body not complete by the total timeout ({} bytes read)",
+                        body.len()
+                    ),
                 )
                 .at(url))
             }

@@ -147,7 +147,9 @@ impl http::Server for HttpServer {
         };
         let list = request.get_headers()?;
         if list.len() as usize > REQUEST_HEADERS_MAX {
-            return Err(invalid(format!("at most {REQUEST_HEADERS_MAX} request headers")));
+            return Err(invalid(format!(
+                "at most {REQUEST_HEADERS_MAX} request headers"
+            )));
         }
         let mut headers = Vec::with_capacity(list.len() as usize);
         for header in list.iter() {

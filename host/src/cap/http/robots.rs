@@ -109,7 +109,10 @@ impl Origins {
     pub fn rules(&self, origin: &str) -> Option<Rc<Rules>> {
         let now = Instant::now();
         self.with(origin, |o| {
-            o.rules.as_ref().filter(|(_, expires)| *expires > now).map(|(rules, _)| rules.clone())
+            o.rules
+                .as_ref()
+                .filter(|(_, expires)| *expires > now)
+                .map(|(rules, _)| rules.clone())
         })
     }
 

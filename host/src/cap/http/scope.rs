@@ -80,8 +80,13 @@ impl HttpScope {
             if list.len() > SCOPE_ENTRIES_MAX {
                 return Err(format!("{what}: at most {SCOPE_ENTRIES_MAX} entries"));
             }
-            if list.iter().any(|entry| entry.is_empty() || entry.len() > SCOPE_ENTRY_BYTES_MAX) {
-                return Err(format!("{what}: entries are 1 to {SCOPE_ENTRY_BYTES_MAX} bytes"));
+            if list
+                .iter()
+                .any(|entry| entry.is_empty() || entry.len() > SCOPE_ENTRY_BYTES_MAX)
+            {
+                return Err(format!(
+                    "{what}: entries are 1 to {SCOPE_ENTRY_BYTES_MAX} bytes"
+                ));
             }
         }
         if self.content_types.len() > CONTENT_TYPES_MAX {
@@ -126,7 +131,10 @@ impl HttpScope {
         }
         if self.user_agent.is_empty()
             || self.user_agent.len() > USER_AGENT_BYTES_MAX
-            || !self.user_agent.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            || !self
+                .user_agent
+                .bytes()
+                .all(|b| b.is_ascii_graphic() || b == b' ')
         {
             return Err(format!(
                 "userAgent: 1 to {USER_AGENT_BYTES_MAX} printable ASCII bytes"
@@ -145,7 +153,10 @@ impl HttpScope {
     pub fn check(&self, url: &Url) -> Result<(), FetchError> {
         let fail = |kind, message: String| Err(FetchError::new(kind, message).at(url));
         if !url.username().is_empty() || url.password().is_some() {
-            return fail(ErrorKind::BadRequest, "URLs with credentials are refused".into());
+            return fail(
+                ErrorKind::BadRequest,
+                "URLs with credentials are refused".into(),
+            );
         }
         if !self.schemes.iter().any(|scheme| scheme == url.scheme()) {
             return fail(
@@ -156,8 +167,16 @@ impl HttpScope {
         let Some(host) = url.host() else {
             return fail(ErrorKind::BadRequest, "URL has no host".into());
         };
-        let by_prefix = self.prefixes.iter().any(|prefix| url.as_str().starts_with(prefix));
-        if !by_prefix && !self.domains.iter().any(|domain| host_matches(&host, domain)) {
+        let by_prefix = self
+            .prefixes
+            .iter()
+            .any(|prefix| url.as_str().starts_with(prefix));
+        if !by_prefix
+            && !self
+                .domains
+                .iter()
+                .any(|domain| host_matches(&host, domain))
+        {
             return fail(
                 ErrorKind::OutOfScope,
                 format!("host {host} is not in scope (domains or prefixes)"),
@@ -198,17 +217,18 @@ impl HttpScope {
     ///
     /// A capnp error for a malformed struct or non-UTF-8 text.
     pub fn read(reader: http_scope::Reader<'_>) -> Result<Self, capnp::Error> {
-        let texts = |list: capnp::Result<capnp::text_list::Reader<'_>>| -> capnp::Result<Vec<String>> {
-            let list = list?;
-            if list.len() as usize > SCOPE_ENTRIES_MAX {
-                return Err(crate::cap::invalid(format!(
-                    "scope lists hold at most {SCOPE_ENTRIES_MAX} entries"
-                )));
-            }
-            list.iter()
-                .map(|text| crate::cap::text(text, "scope entry"))
-                .collect()
-        };
+        let texts =
+            |list: capnp::Result<capnp::text_list::Reader<'_>>| -> capnp::Result<Vec<String>> {
+                let list = list?;
+                if list.len() as usize > SCOPE_ENTRIES_MAX {
+                    return Err(crate::cap::invalid(format!(
+                        "scope lists hold at most {SCOPE_ENTRIES_MAX} entries"
+                    )));
+                }
+                list.iter()
+                    .map(|text| crate::cap::text(text, "scope entry"))
+                    .collect()
+            };
         Ok(Self {
             schemes: texts(reader.get_schemes())?,
             domains: texts(reader.get_domains())?,
@@ -234,11 +254,22 @@ impl HttpScope {
                 list.set(i as u32, value);
             }
         }
-        fill(builder.reborrow().init_schemes(self.schemes.len() as u32), &self.schemes);
-        fill(builder.reborrow().init_domains(self.domains.len() as u32), &self.domains);
-        fill(builder.reborrow().init_prefixes(self.prefixes.len() as u32), &self.prefixes);
         fill(
-            builder.reborrow().init_content_types(self.content_types.len() as u32),
+            builder.reborrow().init_schemes(self.schemes.len() as u32),
+            &self.schemes,
+        );
+        fill(
+            builder.reborrow().init_domains(self.domains.len() as u32),
+            &self.domains,
+        );
+        fill(
+            builder.reborrow().init_prefixes(self.prefixes.len() as u32),
+            &self.prefixes,
+        );
+        fill(
+            builder
+                .reborrow()
+                .init_content_types(self.content_types.len() as u32),
             &self.content_types,
         );
         builder.set_allow_private(self.allow_private);
@@ -267,7 +298,10 @@ fn host_matches(host: &Host<&str>, domain: &str) -> bool {
         }
         Host::Ipv4(ip) => domain.parse::<IpAddr>() == Ok(IpAddr::V4(*ip)),
         Host::Ipv6(ip) => {
-            domain.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+            domain
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
                 == Ok(IpAddr::V6(*ip))
         }
     }
