@@ -82,3 +82,42 @@ pub const SPECIAL_LINKS: &[&str] = &[
     "/data.bin",
     "/hang",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_graph_is_deterministic_and_connected() {
+        assert_eq!(links(7, 100, 3), links(7, 100, 3));
+        assert_ne!(
+            (0..100).map(|p| links(7, 100, p)).collect::<Vec<_>>(),
+            (0..100).map(|p| links(8, 100, p)).collect::<Vec<_>>(),
+            "the seed matters"
+        );
+        let mut seen = vec![false; 100];
+        let mut stack = vec![0];
+        while let Some(page) = stack.pop() {
+            if !std::mem::replace(&mut seen[page as usize], true) {
+                stack.extend(links(7, 100, page));
+            }
+        }
+        assert!(
+            seen.iter().all(|&s| s),
+            "every page is reachable from page 0"
+        );
+        assert!(links(7, 100, 5).iter().all(|&t| t < 100));
+    }
+
+    #[test]
+    fn pages_spell_links_several_ways() {
+        let html = page_html(7, 100, 0, 8080);
+        let first = links(7, 100, 0)[0];
+        assert!(html.contains("<base href=\"http://127.0.0.1:8080/page/\">"));
+        assert!(html.contains(&format!("href=\"{first}\"")));
+        assert!(html.contains(&format!("http://127.0.0.1:8080/page/{first}#again")));
+        assert!(html.contains("rel=\"nofollow\" href=\"/nofollow/0\""));
+        assert!(html.contains("href=\"/private/secret\""));
+        assert!(!page_html(7, 100, 1, 8080).contains("/private/secret"));
+    }
+}

@@ -306,3 +306,93 @@ fn host_matches(host: &Host<&str>, domain: &str) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> HttpScope {
+        HttpScope {
+            schemes: vec!["HTTP".into(), "https".into()],
+            domains: vec!["Example.org.".into()],
+            prefixes: vec!["http://127.0.0.1:80/docs/".into()],
+            ..HttpScope::default()
+        }
+        .validated()
+        .unwrap()
+    }
+
+    fn kind(scope: &HttpScope, url: &str) -> Option<ErrorKind> {
+        scope.check(&Url::parse(url).unwrap()).err().map(|e| e.kind)
+    }
+
+    #[test]
+    fn matches_domains_subdomains_and_prefixes() {
+        let scope = scope();
+        assert_eq!(scope.prefixes, vec!["http://127.0.0.1/docs/".to_string()]);
+        assert_eq!(kind(&scope, "https://example.org/a"), None);
+        assert_eq!(kind(&scope, "http://www.EXAMPLE.org/a"), None);
+        assert_eq!(
+            kind(&scope, "http://badexample.org/"),
+            Some(ErrorKind::OutOfScope)
+        );
+        assert_eq!(
+            kind(&scope, "http://example.org.evil.com/"),
+            Some(ErrorKind::OutOfScope)
+        );
+        assert_eq!(
+            kind(&scope, "ftp://example.org/"),
+            Some(ErrorKind::OutOfScope)
+        );
+        assert_eq!(
+            kind(&scope, "http://user:pw@example.org/"),
+            Some(ErrorKind::BadRequest)
+        );
+        // In the prefix, but loopback without allowPrivate.
+        assert_eq!(
+            kind(&scope, "http://127.0.0.1/docs/x"),
+            Some(ErrorKind::PrivateAddress)
+        );
+        assert_eq!(
+            kind(&scope, "http://127.0.0.1/other"),
+            Some(ErrorKind::OutOfScope)
+        );
+    }
+
+    #[test]
+    fn matches_media_types() {
+        let scope = HttpScope {
+            content_types: vec!["text/*".into(), "application/xhtml+xml".into()],
+            ..HttpScope::default()
+        };
+        assert!(scope.accepts("text/html"));
+        assert!(scope.accepts("application/xhtml+xml"));
+        assert!(!scope.accepts("application/octet-stream"));
+        assert!(HttpScope::default().accepts("anything/at-all"));
+    }
+
+    #[test]
+    fn refuses_scopes_out_of_bounds() {
+        let bad = |scope: HttpScope| scope.validated().is_err();
+        assert!(bad(HttpScope {
+            schemes: vec!["file".into()],
+            ..HttpScope::default()
+        }));
+        assert!(bad(HttpScope {
+            total_timeout_ms: 0,
+            ..HttpScope::default()
+        }));
+        assert!(bad(HttpScope {
+            body_bytes_max: u32::MAX,
+            ..HttpScope::default()
+        }));
+        assert!(bad(HttpScope {
+            user_agent: "a\nb".into(),
+            ..HttpScope::default()
+        }));
+        assert!(bad(HttpScope {
+            prefixes: vec!["not a url".into()],
+            ..HttpScope::default()
+        }));
+    }
+}
