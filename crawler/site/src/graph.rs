@@ -95,7 +95,7 @@ mod tests {
             (0..100).map(|p| links(8, 100, p)).collect::<Vec<_>>(),
             "the seed matters"
         );
-        let mut seen = vec![false; 100];
+        let mut seen = [false; 100];
         let mut stack = vec![0];
         while let Some(page) = stack.pop() {
             if !std::mem::replace(&mut seen[page as usize], true) {

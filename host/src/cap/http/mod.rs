@@ -6,6 +6,7 @@
 //!   resolution, so the checked address is the one connected to.
 //! - [`robots`]: robots.txt per origin (cached) and crawl-delay slots.
 //! - [`fetch`]: one fetch, its timeouts and its body cap.
+//! - [`headers`]: request and response headers, Retry-After.
 //! - [`limits`]: every bound, with units.
 //!
 //! Failures are typed results (`HttpResponse.error`), so a crawler can act
@@ -14,6 +15,7 @@
 //! tokio's blocking pool), and every wait is bounded by a timeout.
 
 pub mod fetch;
+pub mod headers;
 pub mod limits;
 pub mod resolve;
 pub mod robots;
