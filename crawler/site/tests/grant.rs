@@ -102,11 +102,20 @@ async fn fetch_with(
     url: &str,
     headers: &[(&str, &str)],
 ) -> Result<Page, Failure> {
+    fetch_method(http, url, headers, HttpMethod::Get).await
+}
+
+async fn fetch_method(
+    http: &http::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    method: HttpMethod,
+) -> Result<Page, Failure> {
     let mut request = http.fetch_request();
     {
         let mut r = request.get().init_request();
         r.set_url(url);
-        r.set_method(HttpMethod::Get);
+        r.set_method(method);
         let mut list = r.init_headers(headers.len() as u32);
         for (i, (name, value)) in headers.iter().enumerate() {
             list.reborrow().get(i as u32).set_name(*name);
@@ -159,6 +168,10 @@ fn fetches_a_page_and_normalises_its_url() {
         );
         let missing = fetch(&http, &site.url("/status/404")).await.unwrap();
         assert_eq!(missing.status, 404);
+        let head = fetch_method(&http, &site.url("/page/2"), &[], HttpMethod::Head).await;
+        let head = head.unwrap();
+        assert_eq!((head.status, head.body.len()), (200, 0));
+        assert_eq!(site.requests_to("/page/2")[0].method, "HEAD");
         assert_eq!(
             site.requests_to("/robots.txt").len(),
             1,
