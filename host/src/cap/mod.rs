@@ -9,6 +9,7 @@ pub mod disconnected;
 pub mod executor;
 pub mod grants;
 pub mod host;
+pub mod http;
 pub mod path;
 pub mod peers;
 pub mod pubsub;

@@ -307,3 +307,154 @@ struct ProcessInfo {
   anchor @8 :Text;
   exit @9 :ExitStatus;
 }
+
+# ---------------------------------------------------------------------------
+# HTTP fetch grant
+
+interface Http {
+  # Fetches URLs on behalf of a process, inside a scope set by whoever
+  # granted it. The scope is never widened: every redirect hop is checked
+  # against it again, robots.txt is obeyed per origin, and names that
+  # resolve to private or loopback addresses are refused unless the scope
+  # allows them. Failures a crawler must act on (timeouts, robots, scope,
+  # rate limits, ...) are typed results (`HttpResponse.error`), not capnp
+  # errors; a capnp error means the call itself was malformed.
+
+  fetch @0 (request :HttpRequest) -> (response :HttpResponse);
+  # Fetches one URL, following redirects up to the scope's limit. Waits for
+  # the origin's crawl-delay slot if it comes within `rateWaitMaxMs`;
+  # otherwise answers `rateLimited` with `retryAfterMs` at once.
+
+  scope @1 () -> (scope :HttpScope);
+  # The scope this grant enforces, e.g. for a crawler's frontier to skip
+  # URLs it would only get `outOfScope` for.
+}
+
+struct HttpScope {
+  schemes @0 :List(Text);
+  # Allowed URL schemes, lower case: "http", "https". Empty: none.
+  domains @1 :List(Text);
+  # Allowed hosts: "example.org" allows that host and its subdomains;
+  # an IP literal ("127.0.0.1") allows exactly that address. A URL is in
+  # scope if its host matches a domain OR the URL starts with a prefix.
+  prefixes @2 :List(Text);
+  # Allowed URL prefixes, compared with the normalised URL
+  # ("http://127.0.0.1:8080/docs/").
+  allowPrivate @3 :Bool;
+  # Allow loopback, private, link-local and other non-public addresses
+  # (checked on the resolved address, and on IP-literal URLs). False for
+  # anything facing the internet; true for tests against 127.0.0.1.
+  connectTimeoutMs @4 :UInt32;
+  # TCP (and TLS) connect, per hop.
+  firstByteTimeoutMs @5 :UInt32;
+  # From sending the request to the response head, per hop.
+  totalTimeoutMs @6 :UInt32;
+  # The whole fetch: every hop, robots.txt and the body.
+  bodyBytesMax @7 :UInt32;
+  # Bodies are cut here (`ok.truncated` set), not refused.
+  redirectsMax @8 :UInt32;
+  # Redirect hops followed; one more is `tooManyRedirects`.
+  contentTypes @9 :List(Text);
+  # Accepted media types ("text/html"; "text/*" matches a family). A
+  # response of another type is `contentTypeRefused` and its body is not
+  # read. Empty: any type.
+  userAgent @10 :Text;
+  # Sent with every request, and the agent robots.txt groups are matched
+  # against.
+  obeyRobots @11 :Bool;
+  # Fetch, cache and obey /robots.txt per origin (Disallow, Crawl-delay).
+  crawlDelayMs @12 :UInt32;
+  # Minimum spacing between requests to one origin when robots.txt sets no
+  # (or a shorter) Crawl-delay. 0: none.
+  rateWaitMaxMs @13 :UInt32;
+  # The longest `fetch` waits for its origin's next slot; beyond that it
+  # answers `rateLimited` without waiting.
+}
+
+enum HttpMethod {
+  get @0;
+  head @1;
+}
+
+struct HttpHeader {
+  name @0 :Text;
+  value @1 :Text;
+}
+
+struct HttpRequest {
+  url @0 :Text;
+  # Absolute http(s) URL; its fragment is dropped.
+  method @1 :HttpMethod;
+  headers @2 :List(HttpHeader);
+  # Extra request headers. Hop-by-hop and host-controlled headers (Host,
+  # User-Agent, Content-Length, Connection, ...) are refused.
+}
+
+struct HttpTiming {
+  # Milliseconds since `fetch` was called. Connect time is not reported
+  # separately: the client pools connections, and its timeout is enforced.
+  waitedMs @0 :UInt32;
+  # Spent waiting for the origin's crawl-delay slot(s) and robots.txt.
+  firstByteMs @1 :UInt32;
+  # Until the final response head arrived.
+  totalMs @2 :UInt32;
+  # Until the body was read (or cut).
+}
+
+enum HttpErrorKind {
+  other @0;
+  timeoutConnect @1;
+  timeoutFirstByte @2;
+  timeoutTotal @3;
+  dns @4;
+  refused @5;
+  tls @6;
+  tooLarge @7;
+  # Reserved: bodies over the cap are cut, not refused.
+  tooManyRedirects @8;
+  outOfScope @9;
+  privateAddress @10;
+  disallowedByRobots @11;
+  rateLimited @12;
+  # By the grant (crawl-delay slot too far) or by the server (429/503 with
+  # Retry-After); see `retryAfterMs`.
+  badRequest @13;
+  # The request itself is wrong: unparsable URL, forbidden header.
+  contentTypeRefused @14;
+  redirectLoop @15;
+  # A redirect back to a URL already visited in this fetch.
+}
+
+struct HttpResponse {
+  union {
+    ok :group {
+      status @0 :UInt16;
+      finalUrl @1 :Text;
+      # The URL after redirects.
+      headers @2 :List(HttpHeader);
+      contentType @3 :Text;
+      # The media type, lower case, without parameters ("text/html").
+      body @4 :Data;
+      # At most the scope's `bodyBytesMax` bytes; empty for HEAD.
+      truncated @5 :Bool;
+      # The body was longer than `bodyBytesMax` and was cut.
+      timing @6 :HttpTiming;
+      redirects @7 :UInt32;
+      # Redirect hops followed.
+      crawlDelayMs @8 :UInt32;
+      # The spacing this grant keeps for the final URL's origin (robots
+      # Crawl-delay or the scope's floor), for the frontier to plan with.
+    }
+    error :group {
+      kind @9 :HttpErrorKind;
+      message @10 :Text;
+      # For people: what failed, and for which URL.
+      retryAfterMs @11 :UInt32;
+      # For `rateLimited`: when the origin takes a request again. 0 otherwise.
+      url @12 :Text;
+      # The URL (hop) that failed.
+      crawlDelayMs @13 :UInt32;
+      # As in `ok`, when known.
+    }
+  }
+}
