@@ -211,6 +211,7 @@ impl Processes {
                     let _ = std::fs::remove_file(&path);
                     return Ok(());
                 }
+                grants::revive(&mut spec.grants).map_err(anyhow::Error::msg)?;
                 let hash = blake3::Hash::from_hex(&spec.rom_hash).context("malformed ROM hash")?;
                 let rom = processes.rom_by_hash(&hash).await?;
                 if let (Some(name), None) = (&spec.volume, spec.volume_key) {

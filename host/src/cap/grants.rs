@@ -3,7 +3,8 @@
 //!
 //! A process spawned without `SpawnSpec.host` holds its grants and nothing
 //! else (see [`super::host`]). `data` and `readPath` grants are plain values
-//! and persist in the supervision record; a `cap` grant is a live capability
+//! and persist in the supervision record, and so does an `http` grant's
+//! scope (its server is rebuilt on respawn); a `cap` grant is a live capability
 //! that lives only in memory, so a process holding one is not respawned
 //! after a host restart (see [`super::executor`]).
 
@@ -40,6 +41,26 @@ pub enum GrantValue {
     Cap(#[serde(skip)] Option<capnp::capability::Client>),
     /// Components of the path below every host that the grant may read.
     ReadPath(Vec<String>),
+    /// An HTTP fetch grant: its scope, and the capability serving it
+    /// (`None` in a record just read back, until [`revive`]).
+    Http(
+        super::http::HttpScope,
+        #[serde(skip)] Option<ww_api::http::Client>,
+    ),
+}
+
+/// Rebuilds what a record cannot hold: the servers of `http` grants.
+///
+/// # Errors
+///
+/// A recorded scope the host no longer accepts.
+pub fn revive(grants: &mut [Grant]) -> Result<(), String> {
+    for grant in grants {
+        if let GrantValue::Http(scope, client @ None) = &mut grant.value {
+            *client = Some(super::http::client(scope.clone())?);
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Grant {
@@ -50,6 +71,7 @@ impl fmt::Debug for Grant {
             GrantValue::Data(data) => format!("data ({} bytes)", data.len()),
             GrantValue::Cap(_) => "cap".to_owned(),
             GrantValue::ReadPath(components) => format!("readPath {}", path::join(components)),
+            GrantValue::Http(..) => "http".to_owned(),
         };
         write!(f, "{}: {kind}", self.name)
     }
@@ -127,6 +149,12 @@ pub fn parse(
                 }
                 GrantValue::ReadPath(components)
             }
+            Which::Http(scope) => {
+                let scope = super::http::HttpScope::read(scope?)?;
+                let client = super::http::client(scope.clone())
+                    .map_err(|err| invalid(format!("grant {name:?}: {err}")))?;
+                GrantValue::Http(scope, Some(client))
+            }
         };
         grants.push(Grant { name, value });
     }
@@ -152,6 +180,11 @@ pub fn fill(grants: &[Grant], mut results: host::GrantsResults) {
             // null capability rather than fail the whole list.
             GrantValue::Cap(None) => out.init_cap().clear(),
             GrantValue::ReadPath(components) => out.set_read_path(path::join(components)),
+            GrantValue::Http(_, Some(client)) => out
+                .init_cap()
+                .set_as_capability(client.client.hook.add_ref()),
+            // `revive` runs before a recorded process starts.
+            GrantValue::Http(_, None) => out.init_cap().clear(),
         }
     }
 }

@@ -73,6 +73,12 @@ struct Grant {
     # `walk("<peer id>")` returns an anchor for `/<peer id>/<readPath>` on
     # which only `get` and `path` are permitted. Each `get` resolves the
     # path through the cluster root again, so it follows restarts.
+
+    http @4 :HttpScope;
+    # An `Http` fetch capability that the host serves with this scope (see
+    # `Http`). The process finds it in `grants` as a `cap` of that name;
+    # the scope is persisted with the record, so the grant survives a host
+    # restart. The holder cannot widen it.
   }
 }
 
