@@ -127,7 +127,7 @@ fn a_value_set_on_host_2_through_host_1_reads_back_through_host_3() {
     probe(&h1.addr, &["set", &path, "from host 1"]).assert_ok();
     let read = probe(&h3.addr, &["get", &path]);
     read.assert_ok();
-    assert!(read.stderr.contains("value: from host 1"), "{read:#?}");
+    assert!(read.stdout.contains("value: from host 1"), "{read:#?}");
     // The shell sees the same tree.
     let shell = ww(&["get", "--peer", &h3.addr, &path]);
     assert_eq!(shell.stdout.trim(), "from host 1", "{shell:#?}");
@@ -153,28 +153,28 @@ fn a_channel_on_host_2_carries_messages_from_host_1_to_host_3_in_order_with_back
         "50",
     ]);
     // Four messages fit; the fifth send waits for the receiver.
-    sender.wait_stderr("sent 4", TIMEOUT);
+    sender.wait_stdout_line("sent 4", TIMEOUT);
     // Observe that the sender stays blocked while nobody receives. (A
     // window for an absence; no condition could stand in for it.)
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
-        !sender.stderr().contains("sent 5"),
+        !sender.stdout_lines().iter().any(|line| line == "sent 5"),
         "a full channel must block its sender:\n{}",
-        sender.stderr()
+        sender.stdout()
     );
 
     let received = probe(&h3.addr, &["recv", &rx, "50"]);
     received.assert_ok();
-    assert!(received.stderr.contains("recv ok 50"), "{received:#?}");
+    assert!(received.stdout.contains("recv ok 50"), "{received:#?}");
     // The sender's messages arrive stamped with host 1, whose connection
     // its sender capability came through.
     assert!(
         received
-            .stderr
+            .stdout
             .contains(&format!("received 1 from {}", h1.peer_id)),
         "{received:#?}"
     );
-    sender.wait_stderr("sent 50", TIMEOUT);
+    sender.wait_stdout_line("sent 50", TIMEOUT);
 }
 
 #[test]
@@ -260,28 +260,28 @@ fn bad_input_gets_clear_errors_fast() {
     let garbage = probe(&h1, &["spawn-garbage"]);
     garbage.assert_ok();
     assert!(
-        garbage.stderr.contains("not a WebAssembly component"),
+        garbage.stdout.contains("not a WebAssembly component"),
         "{garbage:#?}"
     );
 
     let closed = probe(&h1, &["close-and-send"]);
     closed.assert_ok();
     assert!(
-        closed.stderr.contains("send on a closed channel"),
+        closed.stdout.contains("send on a closed channel"),
         "{closed:#?}"
     );
     assert!(
-        closed.stderr.contains("recv after drain reports closed"),
+        closed.stdout.contains("recv after drain reports closed"),
         "{closed:#?}"
     );
 
     let dead = probe(&h1, &["dead-cap"]);
     dead.assert_ok();
     assert!(
-        dead.stderr.contains("dead capability failed fast"),
+        dead.stdout.contains("dead capability failed fast"),
         "{dead:#?}"
     );
-    assert!(dead.stderr.contains("cleared"), "{dead:#?}");
+    assert!(dead.stdout.contains("cleared"), "{dead:#?}");
 
     cluster.assert_all_running();
 }

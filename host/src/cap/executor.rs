@@ -24,7 +24,7 @@ use ww_api::{executor, process};
 use super::host::{HostContext, HostServer};
 use super::tree::Owner;
 use super::{invalid, path, text};
-use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stderr};
+use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio};
 
 /// Most processes (live or ended, not yet reaped) per host.
 pub const PROCESSES_MAX: usize = 256;
@@ -360,7 +360,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         env,
         volume,
         limits: Limits::default(),
-        stderr: Stderr::Log { pid: proc.id },
+        stdio: Stdio::Log { pid: proc.id },
     };
     let host = HostServer::for_process(ctx.clone(), proc.id);
     let running = match runner::start(&ctx.processes.runtime, rom, spec, host.client) {
