@@ -78,6 +78,20 @@ fn hello_deploys_onto_another_host() {
     );
 
     subscriber.wait_stdout_line(&format!("Hello, World from {}", h2.peer_id), TIMEOUT);
+    // hello's result is JSON on stdout; the inner ROM's stderr lands in
+    // host 2's log, tagged with its process id and the stream.
+    let deployed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let pid = deployed["process"].as_u64().unwrap();
+    wait_until("host 2 logging the inner ROM's stderr", TIMEOUT, || {
+        plain(&h2.log())
+            .lines()
+            .any(|line| {
+                line.contains(&format!("pid={pid}"))
+                    && line.contains(r#"stream="stderr""#)
+                    && line.contains("hello: greeting every")
+            })
+            .then_some(())
+    });
     assert_eq!(ls(&h3.addr, &format!("/{}", h2.peer_id)), vec!["hello"]);
     let get = ww(&[
         "get",
@@ -284,4 +298,23 @@ fn bad_input_gets_clear_errors_fast() {
     assert!(dead.stdout.contains("cleared"), "{dead:#?}");
 
     cluster.assert_all_running();
+}
+
+/// `text` without ANSI colour sequences (the host colours its log fields).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the end of the sequence: `ESC [ ... m`.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
