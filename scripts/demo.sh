@@ -82,10 +82,11 @@ say "raft deploy: 3 replicas on hosts 2-4, each anchored at /<peer id>/raft/v1"
 raft deploy
 say "raft put greeting 'hello from raft' / raft get greeting"
 raft put greeting "hello from raft"
+[ "$(raft get greeting)" = "hello from raft" ]   # the bare value on stdout
 raft get greeting
 say "queue round trip: enqueue, lease, ack"
 raft enqueue jobs "crawl http://127.0.0.1/a" "crawl http://127.0.0.1/b"
-lease=$(raft lease jobs --n 2 --json 2>&1 | tail -n 1)
+lease=$(raft lease jobs --n 2 --json)
 echo "$lease"
 receipts=$(python3 -c 'import json,sys; print(" ".join(m["receipt"] for m in json.loads(sys.argv[1])["messages"]))' "$lease")
 raft ack jobs $receipts
@@ -94,7 +95,7 @@ raft stats jobs
 # lookup that failed while hosts were still connecting is retried after
 # 500 ms): wait, at most 5 s, until every replica has applied as much.
 for _ in $(seq 1 50); do
-  raft status --json 2>&1 | tail -n 1 | python3 -c '
+  raft status --json | python3 -c '
 import json, sys
 replicas = json.load(sys.stdin)["replicas"]
 sys.exit(0 if len({r["applied"] for r in replicas}) == 1 else 1)' 2>/dev/null && break

@@ -9,7 +9,7 @@
 //!   capability), with nothing compiled, with the compiled artifact on disk
 //!   only, and with the ROM compiled in memory; and `ww run` end to end.
 //! - `rpc`: capnp round trips: a guest calling its own host (`Host.peerId`
-//!   over the guest's stdio), a native client calling a host over libp2p,
+//!   over the guest's `ww:rpc/transport` streams), a native client calling a host over libp2p,
 //!   and a guest calling another host through its own (`Host.dial`).
 //! - `channels`: a guest on host A sends to a channel hosted on host B,
 //!   resolved through A's root anchor; a guest on B receives. Throughput
@@ -556,7 +556,7 @@ async fn spawn_group() -> Result<()> {
          pipelined{}. Real `ww start` hosts (release build) on loopback; the ROM is \
          `bench.wasm` ({} KiB, guest profile). Rows from a native client include one \
          libp2p round trip (see runtime-rpc), and by bytes, the ROM crossing libp2p and \
-         being hashed; rows from a guest include one round trip over its stdio. Each \
+         being hashed; rows from a guest include one round trip over its `ww:rpc` transport. Each \
          child is killed, and gone, before the next spawn.\n",
         if pipelined_ok {
             " (one round trip)"
@@ -701,12 +701,16 @@ async fn rpc_group() -> Result<()> {
     }
     let mut rows = Vec::new();
     let configs: [(&str, usize, u64); 6] = [
-        ("guest → its own host (stdio)", 1, 20_000),
-        ("guest → its own host (stdio)", 64, 100_000),
+        ("guest → its own host (transport)", 1, 20_000),
+        ("guest → its own host (transport)", 64, 100_000),
         ("native client → host (libp2p)", 1, 5_000),
         ("native client → host (libp2p)", 64, 50_000),
-        ("guest on A → host B (stdio, then A→B libp2p)", 1, 5_000),
-        ("guest on A → host B (stdio, then A→B libp2p)", 64, 50_000),
+        ("guest on A → host B (transport, then A→B libp2p)", 1, 5_000),
+        (
+            "guest on A → host B (transport, then A→B libp2p)",
+            64,
+            50_000,
+        ),
     ];
     for (index, (what, inflight, count)) in configs.into_iter().enumerate() {
         eprintln!("rpc: {what}, {inflight} in flight");
@@ -926,7 +930,7 @@ async fn channel_group() -> Result<()> {
     println!(
         "A guest on host A sends to a channel hosted on host B, whose `Sender` it resolved \
          through its own host's root anchor (`/<B>/bench/../tx`: calls go guest → A over \
-         stdio → B over libp2p); a guest on host B receives from the `Receiver` anchored \
+         its transport → B over libp2p); a guest on host B receives from the `Receiver` anchored \
          beside it. This is the path Raft messages take. Real `ww start` hosts (release \
          build) on loopback, channel capacity {CHANNEL_CAPACITY}. Messages/s is measured by \
          the receiver (first to last arrival); send latency is per `send` call, issue to return; CPU is \

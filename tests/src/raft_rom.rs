@@ -15,14 +15,14 @@ pub fn run(addr: &str, args: &[&str], timeout: Duration) -> Output {
     ww_with_timeout(&all, timeout)
 }
 
-/// The last JSON object a ROM printed on stderr.
+/// The last JSON object a ROM printed on stdout.
 ///
 /// # Panics
 ///
 /// When there is none, or it does not parse: the test fails with the output.
 pub fn json_of(out: &Output) -> Value {
     let line = out
-        .stderr
+        .stdout
         .lines()
         .rev()
         .find(|line| line.starts_with('{'))
@@ -61,7 +61,7 @@ pub fn deployed(hosts: usize, timeout: Duration) -> crate::Cluster {
     });
     let out = run(&client, &["deploy"], Duration::from_secs(120));
     out.assert_ok();
-    assert!(out.stderr.contains("leader elected"), "{out:#?}");
+    assert!(out.stdout.contains("leader elected"), "{out:#?}");
     assert!(
         !out.stderr
             .contains(&format!("spawned replica on {}", cluster.hosts[0].peer_id)),

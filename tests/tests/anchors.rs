@@ -109,7 +109,7 @@ fn ww_set_cannot_take_over_a_replicas_anchors_and_the_group_keeps_serving() {
         for (key, value) in [("before", "the attempt"), ("after", "the attempt")] {
             let got = raft(addr, &["get", key]);
             assert!(
-                got.code == Some(0) && got.stderr.lines().any(|line| line == value),
+                got.code == Some(0) && got.stdout.lines().any(|line| line == value),
                 "{key}: {got:#?}"
             );
         }

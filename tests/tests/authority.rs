@@ -30,9 +30,9 @@ fn probe(addr: &str, args: &[&str]) -> Output {
     ww(&all)
 }
 
-/// The value printed after `prefix` on a line of `out`'s stderr.
+/// The value printed after `prefix` on a line of `out`'s stdout.
 fn printed(out: &Output, prefix: &str) -> String {
-    out.stderr
+    out.stdout
         .lines()
         .find_map(|line| line.strip_prefix(prefix))
         .unwrap_or_else(|| panic!("no {prefix:?} line: {out:#?}"))
@@ -112,7 +112,7 @@ fn a_grant_only_process_is_refused_everything_else_and_changes_nothing() {
         ],
     );
     assert!(
-        out.stderr.contains("child exit 0"),
+        out.stdout.contains("child exit 0"),
         "{out:#?}\n{}",
         host.log()
     );
@@ -160,7 +160,7 @@ fn grants_reach_the_child_and_volumes_belong_to_their_key() {
         "reply: shared=readPath:/raft/v1/request",
         "reply: reply=cap",
     ] {
-        assert!(out.stderr.contains(line), "{line}: {out:#?}");
+        assert!(out.stdout.contains(line), "{line}: {out:#?}");
     }
 
     let a = probe(
@@ -221,7 +221,7 @@ fn grants_reach_the_child_and_volumes_belong_to_their_key() {
         ],
     );
     owner.assert_ok();
-    assert!(owner.stderr.contains("reply: file: hello"), "{owner:#?}");
+    assert!(owner.stdout.contains("reply: file: hello"), "{owner:#?}");
 }
 
 #[test]
@@ -247,7 +247,7 @@ fn a_supervised_restart_keeps_the_grants() {
     );
     out.assert_ok();
     assert!(
-        out.stderr.contains("reply: after a restart token=kept"),
+        out.stdout.contains("reply: after a restart token=kept"),
         "{out:#?}"
     );
     let pid: u64 = printed(&out, "child pid ").parse().unwrap();

@@ -78,6 +78,20 @@ fn hello_deploys_onto_another_host() {
     );
 
     subscriber.wait_stdout_line(&format!("Hello, World from {}", h2.peer_id), TIMEOUT);
+    // hello's result is JSON on stdout; the inner ROM's stderr lands in
+    // host 2's log, tagged with its process id and the stream.
+    let deployed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let pid = deployed["process"].as_u64().unwrap();
+    wait_until("host 2 logging the inner ROM's stderr", TIMEOUT, || {
+        plain(&h2.log())
+            .lines()
+            .any(|line| {
+                line.contains(&format!("pid={pid}"))
+                    && line.contains(r#"stream="stderr""#)
+                    && line.contains("hello: greeting every")
+            })
+            .then_some(())
+    });
     assert_eq!(ls(&h3.addr, &format!("/{}", h2.peer_id)), vec!["hello"]);
     let get = ww(&[
         "get",
@@ -127,7 +141,7 @@ fn a_value_set_on_host_2_through_host_1_reads_back_through_host_3() {
     probe(&h1.addr, &["set", &path, "from host 1"]).assert_ok();
     let read = probe(&h3.addr, &["get", &path]);
     read.assert_ok();
-    assert!(read.stderr.contains("value: from host 1"), "{read:#?}");
+    assert!(read.stdout.contains("value: from host 1"), "{read:#?}");
     // The shell sees the same tree.
     let shell = ww(&["get", "--peer", &h3.addr, &path]);
     assert_eq!(shell.stdout.trim(), "from host 1", "{shell:#?}");
@@ -153,28 +167,28 @@ fn a_channel_on_host_2_carries_messages_from_host_1_to_host_3_in_order_with_back
         "50",
     ]);
     // Four messages fit; the fifth send waits for the receiver.
-    sender.wait_stderr("sent 4", TIMEOUT);
+    sender.wait_stdout_line("sent 4", TIMEOUT);
     // Observe that the sender stays blocked while nobody receives. (A
     // window for an absence; no condition could stand in for it.)
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
-        !sender.stderr().contains("sent 5"),
+        !sender.stdout_lines().iter().any(|line| line == "sent 5"),
         "a full channel must block its sender:\n{}",
-        sender.stderr()
+        sender.stdout()
     );
 
     let received = probe(&h3.addr, &["recv", &rx, "50"]);
     received.assert_ok();
-    assert!(received.stderr.contains("recv ok 50"), "{received:#?}");
+    assert!(received.stdout.contains("recv ok 50"), "{received:#?}");
     // The sender's messages arrive stamped with host 1, whose connection
     // its sender capability came through.
     assert!(
         received
-            .stderr
+            .stdout
             .contains(&format!("received 1 from {}", h1.peer_id)),
         "{received:#?}"
     );
-    sender.wait_stderr("sent 50", TIMEOUT);
+    sender.wait_stdout_line("sent 50", TIMEOUT);
 }
 
 #[test]
@@ -260,28 +274,47 @@ fn bad_input_gets_clear_errors_fast() {
     let garbage = probe(&h1, &["spawn-garbage"]);
     garbage.assert_ok();
     assert!(
-        garbage.stderr.contains("not a WebAssembly component"),
+        garbage.stdout.contains("not a WebAssembly component"),
         "{garbage:#?}"
     );
 
     let closed = probe(&h1, &["close-and-send"]);
     closed.assert_ok();
     assert!(
-        closed.stderr.contains("send on a closed channel"),
+        closed.stdout.contains("send on a closed channel"),
         "{closed:#?}"
     );
     assert!(
-        closed.stderr.contains("recv after drain reports closed"),
+        closed.stdout.contains("recv after drain reports closed"),
         "{closed:#?}"
     );
 
     let dead = probe(&h1, &["dead-cap"]);
     dead.assert_ok();
     assert!(
-        dead.stderr.contains("dead capability failed fast"),
+        dead.stdout.contains("dead capability failed fast"),
         "{dead:#?}"
     );
-    assert!(dead.stderr.contains("cleared"), "{dead:#?}");
+    assert!(dead.stdout.contains("cleared"), "{dead:#?}");
 
     cluster.assert_all_running();
+}
+
+/// `text` without ANSI colour sequences (the host colours its log fields).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the end of the sequence: `ESC [ ... m`.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

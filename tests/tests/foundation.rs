@@ -21,9 +21,40 @@ fn assert_host_serves(addr: &str, peer_id: &str) {
     let out = ww(&["run", "--peer", addr, rom.to_str().unwrap(), "peer-id"]);
     out.assert_ok();
     assert!(
-        out.stderr.contains(&format!("peer id: {peer_id}")),
+        out.stdout.contains(&format!("peer id: {peer_id}")),
         "{out:#?}"
     );
+}
+
+/// Everything after the ROM is the ROM's, `--help` included; before the
+/// ROM, `--help` is ww's.
+#[test]
+fn every_rom_prints_its_usage_on_help_and_ww_keeps_its_own() {
+    let ww_help = ww(&["run", "--help"]);
+    ww_help.assert_ok();
+    assert!(ww_help.stdout.contains("--memory-limit-mb"), "{ww_help:#?}");
+    for name in ["raft", "hello", "probe", "bench", "misbehave"] {
+        let rom = rom(name);
+        let out = ww(&["run", "--dial=false", rom.to_str().unwrap(), "--help"]);
+        out.assert_ok();
+        let usage = format!("usage: ww run {name}.wasm");
+        assert!(out.stdout.starts_with(&usage), "{name}: {out:#?}");
+        assert!(
+            !out.stdout.contains("--memory-limit-mb"),
+            "{name}: {out:#?}"
+        );
+    }
+    // Options that look like ww's go to the ROM too.
+    let misbehave = rom("misbehave");
+    let out = ww(&[
+        "run",
+        "--dial=false",
+        misbehave.to_str().unwrap(),
+        "--peer",
+        "x",
+    ]);
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert!(out.stderr.contains("--peer"), "{out:#?}");
 }
 
 #[test]

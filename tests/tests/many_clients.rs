@@ -114,7 +114,7 @@ fn sixty_four_simultaneous_puts_against_one_host_all_succeed_and_read_back() {
     for (index, out) in gets.iter().enumerate() {
         let expected = format!("v{index}");
         assert!(
-            out.code == Some(0) && out.stderr.lines().any(|line| line == expected),
+            out.code == Some(0) && out.stdout.lines().any(|line| line == expected),
             "k{index} does not read back as {expected}: {out:#?}"
         );
     }
@@ -172,7 +172,7 @@ fn a_restarted_host_is_reached_by_its_peers_within_seconds() {
     for (key, value) in [("before", "the restart"), ("during", "the outage")] {
         let got = raft(&client, &["get", key]);
         assert!(
-            got.code == Some(0) && got.stderr.lines().any(|line| line == value),
+            got.code == Some(0) && got.stdout.lines().any(|line| line == value),
             "{key}: {got:#?}"
         );
     }

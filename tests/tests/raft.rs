@@ -75,10 +75,37 @@ fn deploy_three_replicas_then_put_and_get() {
     raft(client, &["put", "greeting", "hello raft"]).assert_ok();
     let got = raft(client, &["get", "greeting"]);
     got.assert_ok();
-    assert!(
-        got.stderr.lines().any(|line| line == "hello raft"),
-        "{got:#?}"
+    // The harness joins stdout's lines; the shell check below sees the bytes.
+    assert_eq!(
+        got.stdout, "hello raft",
+        "get prints the bare value: {got:#?}"
     );
+    // As a shell sees it: stdout is exactly the value, and `--json`
+    // output pipes into jq.
+    let rom_path = rom("raft");
+    let shell = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("WW", ww_tests::ww_bin())
+            .env("ROM", &rom_path)
+            .env("ADDR", client)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        shell(r#""$WW" run --peer "$ADDR" "$ROM" get greeting"#),
+        "hello raft\n",
+        "stdout is the value and one newline"
+    );
+    assert_eq!(
+        shell(r#""$WW" run --peer "$ADDR" "$ROM" status --json | jq -e '.replicas | length'"#)
+            .trim(),
+        "3"
+    );
+
     let missing = raft(client, &["get", "nothing-here"]);
     assert_eq!(missing.code, Some(1));
     assert!(
@@ -278,9 +305,9 @@ fn add_and_remove_replicas_under_load() {
         });
         let (added, removed) = changes.await.unwrap();
         added.assert_ok();
-        assert!(added.stderr.contains("promoted raft id"), "{added:#?}");
+        assert!(added.stdout.contains("promoted raft id"), "{added:#?}");
         removed.assert_ok();
-        assert!(removed.stderr.contains("removed raft id"), "{removed:#?}");
+        assert!(removed.stdout.contains("removed raft id"), "{removed:#?}");
         writer.await.unwrap();
         let written = written.borrow().clone();
         check_written(&group, &written).await;

@@ -28,7 +28,7 @@ use super::host::{HostContext, HostServer};
 use super::tree::Owner;
 use super::volume::{self, VolumeKey};
 use super::{invalid, path, text};
-use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stderr};
+use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio};
 
 /// Most processes (live or ended, not yet reaped) per host.
 pub const PROCESSES_MAX: usize = 256;
@@ -405,7 +405,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         env,
         volume,
         limits: Limits::default(),
-        stderr: Stderr::Log { pid: proc.id },
+        stdio: Stdio::Log { pid: proc.id },
     };
     // Every incarnation gets the same grants, caps included.
     let host = HostServer::for_process(

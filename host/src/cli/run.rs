@@ -10,7 +10,7 @@ use clap::Args as ClapArgs;
 use super::connect::PeerArgs;
 use super::{EXIT_ERROR, EXIT_TRAPPED};
 use crate::cap::disconnected::DisconnectedHost;
-use crate::runner::{self, ExitKind, Limits, Runtime, SpawnSpec, Stderr};
+use crate::runner::{self, ExitKind, Limits, Runtime, SpawnSpec, Stdio};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -29,22 +29,39 @@ pub struct Args {
     /// Where compiled ROMs are cached (default: $XDG_CACHE_HOME/ww or ~/.cache/ww).
     #[arg(long, env = "WW_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// The ROM: a wasm32-wasip2 command component.
-    rom: PathBuf,
-    /// Arguments passed to the ROM.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<String>,
+    /// The ROM (a wasm32-wasip2 command component), then its arguments.
+    /// Everything after the ROM goes to the ROM, `--help` and options that
+    /// look like ww's included: ww's own options come before the ROM.
+    // One list, not a ROM then a list: clap would still take a `--help`
+    // right after the ROM as its own.
+    #[arg(
+        value_name = "ROM [ARGS]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    command: Vec<std::ffi::OsString>,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let bytes = std::fs::read(&args.rom)
-        .with_context(|| format!("cannot read ROM {}", args.rom.display()))?;
+    let (rom_path, rom_args) = args.command.split_first().context("no ROM given")?;
+    let rom_path = PathBuf::from(rom_path);
+    let rom_args = rom_args
+        .iter()
+        .map(|arg| {
+            arg.to_str()
+                .map(str::to_owned)
+                .with_context(|| format!("ROM argument {arg:?} is not UTF-8"))
+        })
+        .collect::<Result<Vec<String>>>()?;
+    let bytes = std::fs::read(&rom_path)
+        .with_context(|| format!("cannot read ROM {}", rom_path.display()))?;
     let runtime = Runtime::new(args.cache_dir.clone().or_else(default_cache_dir))?;
     let rom = runtime
         .roms()
         .load(Arc::from(bytes))
         .await
-        .with_context(|| format!("{} is not a valid ROM", args.rom.display()))?;
+        .with_context(|| format!("{} is not a valid ROM", rom_path.display()))?;
 
     // Keep the session (and its node) alive while the ROM runs.
     let session = if args.dial {
@@ -57,14 +74,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None => DisconnectedHost::client(),
     };
     let spec = SpawnSpec {
-        args: args.args.clone(),
+        args: rom_args,
         env: Vec::new(),
         volume: None,
         limits: Limits {
             memory_bytes_max: args.memory_limit_mb.saturating_mul(1024 * 1024),
             busy_ms_max: args.busy_limit_ms,
         },
-        stderr: Stderr::Inherit,
+        stdio: Stdio::Inherit,
     };
     let running = runner::start(&runtime, &rom, spec, host.client)?;
     let status = running.exit.await;
@@ -72,7 +89,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     Ok(match status.kind {
         ExitKind::Exited => ExitCode::from(u8::try_from(status.code).unwrap_or(EXIT_ERROR)),
         ExitKind::Trapped | ExitKind::Killed => {
-            eprintln!("ww: {}: {status}", args.rom.display());
+            eprintln!("ww: {}: {status}", rom_path.display());
             ExitCode::from(EXIT_TRAPPED)
         }
     })

@@ -1,17 +1,20 @@
 //! The process runner: wasmtime, the ROM cache, and the limits every
 //! process runs under.
 //!
-//! A ROM is a `wasm32-wasip2` command component. Its stdin/stdout carry one
-//! capnp-rpc connection to the host; its stderr is logged. It gets no
-//! network, no environment and no files beyond what it is granted.
+//! A ROM is a `wasm32-wasip2` command component. One pair of streams, which
+//! it imports through `ww:rpc/transport` (`wit/rpc.wit`), carries its
+//! capnp-rpc connection to the host; its stdin, stdout and stderr are the
+//! user's under `ww run`, and logged by the host for a spawned process. It
+//! gets no network, no environment and no files beyond what it is granted.
 
 mod cache;
 mod limits;
 mod process;
+mod transport;
 
 pub use cache::{Rom, RomCache};
 pub use limits::Limits;
-pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stderr};
+pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +69,9 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        transport::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking ww:rpc/transport")?;
         let ticks = Arc::new(Ticks::default());
         start_ticker(engine.weak(), Arc::downgrade(&ticks));
         Ok(Rc::new(Self {

@@ -1,5 +1,6 @@
-//! Running one process: a component instance whose stdin/stdout carry a
-//! capnp-rpc connection to the host.
+//! Running one process: a component instance whose `ww:rpc/transport`
+//! streams carry a capnp-rpc connection to the host, and whose stdio is the
+//! user's (`ww run`) or the host's log (a spawned process).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,25 +13,30 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use wasmtime::component::ResourceTable;
 use wasmtime::{CallHook, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream};
+use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::{INSTANCES_MAX, MEMORIES_MAX, TABLES_MAX, TABLE_ELEMENTS_MAX};
+use super::transport::Transport;
 use super::{Limits, Rom, Runtime, EPOCH_TICK_MS};
 
-/// Bytes buffered in each direction of the guest's stdio pipe.
+/// Bytes buffered in each direction of the guest's capnp connection, and
+/// of a logged stdout or stderr.
 const PIPE_BYTES: usize = 256 * 1024;
 
-/// Longest stderr line forwarded to the log, in bytes; longer lines are cut.
-const STDERR_LINE_BYTES_MAX: usize = 8 * 1024;
+/// Longest stdout or stderr line forwarded to the log, in bytes; longer
+/// lines are cut.
+const OUTPUT_LINE_BYTES_MAX: usize = 8 * 1024;
 
-/// Where a guest's stderr goes.
+/// Where a guest's stdin, stdout and stderr go.
 #[derive(Clone, Debug)]
-pub enum Stderr {
-    /// This process's stderr (`ww run`: the user sees the ROM's messages).
+pub enum Stdio {
+    /// This process's own (`ww run`: the ROM talks to the user).
     Inherit,
-    /// The host's log, one event per line, tagged with the process id.
+    /// No stdin; stdout and stderr go to the host's log, one event per
+    /// line, tagged with the process id and the stream.
     Log {
         /// The process id to tag lines with.
         pid: u64,
@@ -48,8 +54,8 @@ pub struct SpawnSpec {
     pub volume: Option<PathBuf>,
     /// Resource limits.
     pub limits: Limits,
-    /// Where stderr goes.
-    pub stderr: Stderr,
+    /// Where stdin, stdout and stderr go.
+    pub stdio: Stdio,
 }
 
 /// How a process ended.
@@ -117,7 +123,8 @@ pub struct Running {
 
 pub(crate) struct ProcState {
     ctx: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    pub(super) transport: Transport,
     limits: StoreLimits,
     busy: Busy,
 }
@@ -182,21 +189,28 @@ pub fn start(
     let (guest_read, guest_write) = tokio::io::split(guest_end);
     let (host_read, host_write) = tokio::io::split(host_end);
 
+    let transport = Transport::new(
+        Box::new(AsyncReadStream::new(guest_read)),
+        Box::new(AsyncWriteStream::new(PIPE_BYTES, guest_write)),
+    );
+
     let mut builder = WasiCtx::builder();
     builder
-        .stdin(AsyncStdinStream::new(guest_read))
-        .stdout(AsyncStdoutStream::new(PIPE_BYTES, guest_write))
         .arg(rom.hash.to_hex().as_str())
         .args(&spec.args)
         .envs(&spec.env);
-    match &spec.stderr {
-        Stderr::Inherit => {
-            builder.inherit_stderr();
+    match &spec.stdio {
+        Stdio::Inherit => {
+            builder.inherit_stdio();
         }
-        Stderr::Log { pid } => {
-            let (log_write, log_read) = tokio::io::duplex(PIPE_BYTES);
-            builder.stderr(AsyncStdoutStream::new(PIPE_BYTES, log_write));
-            tokio::task::spawn_local(forward_stderr(*pid, log_read));
+        Stdio::Log { pid } => {
+            // stdin stays the builder's default: empty.
+            let (stdout_write, stdout_read) = tokio::io::duplex(PIPE_BYTES);
+            builder.stdout(AsyncStdoutStream::new(PIPE_BYTES, stdout_write));
+            tokio::task::spawn_local(forward_output(*pid, "stdout", stdout_read));
+            let (stderr_write, stderr_read) = tokio::io::duplex(PIPE_BYTES);
+            builder.stderr(AsyncStdoutStream::new(PIPE_BYTES, stderr_write));
+            tokio::task::spawn_local(forward_output(*pid, "stderr", stderr_read));
         }
     }
     if let Some(volume) = &spec.volume {
@@ -208,6 +222,7 @@ pub fn start(
     let state = ProcState {
         ctx: builder.build(),
         table: ResourceTable::new(),
+        transport,
         limits: StoreLimitsBuilder::new()
             .memory_size(spec.limits.memory_bytes_max)
             .instances(INSTANCES_MAX)
@@ -352,19 +367,19 @@ fn classify(err: wasmtime::Error, memory_limit: usize) -> ExitStatus {
     }
 }
 
-async fn forward_stderr(pid: u64, stream: tokio::io::DuplexStream) {
-    let mut reader = tokio::io::BufReader::new(stream);
+async fn forward_output(pid: u64, stream: &'static str, output: tokio::io::DuplexStream) {
+    let mut reader = tokio::io::BufReader::new(output);
     let mut line = Vec::new();
     loop {
         line.clear();
         // `take` bounds the line: a ROM that never prints a newline cannot
         // make the host buffer without limit.
-        let mut bounded = (&mut reader).take(STDERR_LINE_BYTES_MAX as u64);
+        let mut bounded = (&mut reader).take(OUTPUT_LINE_BYTES_MAX as u64);
         match bounded.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
-                tracing::info!(target: "ww::rom", pid, "{}", text.trim_end());
+                tracing::info!(target: "ww::rom", pid, stream, "{}", text.trim_end());
             }
         }
     }

@@ -35,7 +35,7 @@
 //! - `ping TX RX COUNT SIZE`: sends to TX, waits for the answer on RX, and
 //!   times each round trip. `pong RX TX COUNT` is the other end.
 //!
-//! Reports go to the reply sender, never stdout (stdout carries capnp).
+//! Reports go to the reply sender.
 
 use std::future::Future;
 
@@ -48,8 +48,15 @@ use ww_guest::ww_api::{anchor, executor, host, process, receiver, sender};
 /// Untimed calls before a timed RPC loop (connections, caches, allocator).
 const WARMUP_CALLS: u64 = 500;
 
+const USAGE: &str = "usage: ww run bench.wasm serve | exit | peer-id
+  the guest side of `make bench-runtime` (see rom/bench/src/main.rs)";
+
 fn main() {
     ww_guest::run(|env| async move {
+        if ww_guest::wants_help(&env.args) {
+            println!("{USAGE}");
+            return Ok(());
+        }
         match env.args.first().map(String::as_str) {
             Some("serve") => {
                 env.export(capnp_rpc::new_client::<sender::Client, _>(Inbox {
@@ -65,10 +72,7 @@ fn main() {
                 response.get()?.get_peer_id()?;
                 Ok(())
             }
-            _ => bail!(
-                "usage: bench serve | exit | peer-id (see rom/bench/src/main.rs); got {:?}",
-                env.args
-            ),
+            _ => bail!("unknown command {:?}\n{USAGE}", env.args),
         }
     })
 }

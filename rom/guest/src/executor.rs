@@ -13,7 +13,7 @@ use wasip2::io::poll::Pollable;
 use ww_api::host;
 
 use crate::reactor;
-use crate::stdio::{Stdin, Stdout};
+use crate::stream;
 
 /// The longest the poll loop blocks without looking around, even with
 /// nothing due. Every wakeup is driven by a pollable, so this only bounds
@@ -62,7 +62,8 @@ impl Env {
     }
 }
 
-/// Runs a ROM: connects to the host over stdin/stdout, runs `main` with its
+/// Runs a ROM: connects to the host over `ww:rpc/transport` (its stdin,
+/// stdout and stderr stay the user's), runs `main` with its
 /// [`Env`], and exits the process with 0 when `main` returns `Ok`; with N
 /// when it returns an [`ExitCode`] error (`Err(ExitCode(N).into())`); or
 /// with 1 after printing any other error to stderr.
@@ -84,9 +85,10 @@ where
     });
     let connection_ended = Rc::new(Cell::new(false));
     let ended = connection_ended.clone();
+    let (input, output) = stream::connect();
     let connection = ww_api::vat::connect::<host::Client, _, _, _>(
-        Stdin::new(),
-        Stdout::new(),
+        input,
+        output,
         Side::Client,
         Some(exported),
         |driver| {
@@ -174,6 +176,9 @@ impl std::error::Error for ExitCode {}
 /// `exit`, which carries only success or failure (0 or 1); this uses
 /// `exit-with-code` (WASI 0.2.12), which carries the whole byte.
 pub fn exit(code: u8) -> ! {
+    // `exit-with-code` skips std's exit-time flush: a result printed
+    // without a trailing newline would be lost.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     if code == 0 {
         std::process::exit(0);
     }

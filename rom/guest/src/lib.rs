@@ -5,21 +5,23 @@
 //! fn main() {
 //!     ww_guest::run(|env| async move {
 //!         let peer = env.host.peer_id_request().send().promise.await?;
-//!         eprintln!("running on {}", peer.get()?.get_peer_id()?.to_str()?);
+//!         println!("running on {}", peer.get()?.get_peer_id()?.to_str()?);
 //!         Ok(())
 //!     })
 //! }
 //! ```
 //!
-//! [`run`] connects capnp-rpc over the process's stdin/stdout, gives the ROM
-//! its host's [`ww_api::host::Client`], drives the connection and the ROM's
+//! [`run`] connects capnp-rpc over the streams the host gives the process
+//! through the `ww:rpc/transport` import (`wit/rpc.wit`), gives the ROM its
+//! host's [`ww_api::host::Client`], drives the connection and the ROM's
 //! future on one single-threaded executor, and exits with the ROM's result.
 //!
 //! # Rules for ROM authors
 //!
-//! - **stdout is the capnp transport.** Never `println!`: it corrupts the
-//!   connection and the host drops it. Log with `eprintln!`; the host tags
-//!   each stderr line with the process id and forwards it to its log.
+//! - stdin, stdout and stderr are the user's: under `ww run` they are the
+//!   terminal's (or the pipe's). Print results to stdout and logs and
+//!   progress to stderr. A process spawned on a host has no stdin, and the
+//!   host logs its stdout and stderr line by line, tagged with its id.
 //! - Do not block: use [`sleep`] and `.await`, never `std::thread::sleep`.
 //!   A ROM that computes without yielding to its host for too long is
 //!   killed by the host's busy limit.
@@ -29,9 +31,18 @@
 
 mod executor;
 mod reactor;
-mod stdio;
+mod stream;
 mod time;
 
 pub use executor::{exit, run, spawn, Env, ExitCode};
 pub use time::{now_ms, sleep, timeout, Elapsed};
 pub use ww_api;
+
+/// Whether the ROM was asked for its usage text: a first argument of
+/// `--help`, `-h` or `help` (`ww run ROM.wasm --help` passes it through).
+pub fn wants_help(args: &[String]) -> bool {
+    matches!(
+        args.first().map(String::as_str),
+        Some("--help" | "-h" | "help")
+    )
+}

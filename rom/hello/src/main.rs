@@ -12,12 +12,21 @@ use ww_guest::ww_api::{host, ops, ww_capnp::RestartPolicy};
 /// The inner ROM, built before this one (`make build`).
 const INNER: &[u8] = include_bytes!(env!("HELLO_INNER_WASM"));
 
+const USAGE: &str = "usage: ww run hello.wasm [deploy [--host PEER]]
+  (no command)          publish `Hello, World` to the topic `test`
+  deploy [--host PEER]  run the inner hello ROM on another host, supervised;
+                        prints {\"deployed\",\"peer_id\",\"process\"} as JSON";
+
 fn main() {
     ww_guest::run(|env| async move {
+        if ww_guest::wants_help(&env.args) {
+            println!("{USAGE}");
+            return Ok(());
+        }
         match env.args.first().map(String::as_str) {
             None => greet(&env.host).await,
             Some("deploy") => deploy(&env.host, &env.args[1..]).await,
-            Some(other) => bail!("unknown command {other:?}; usage: hello [deploy [--host PEER]]"),
+            Some(other) => bail!("unknown command {other:?}\n{USAGE}"),
         }
     })
 }
@@ -64,9 +73,9 @@ async fn deploy(host: &host::Client, args: &[String]) -> anyhow::Result<()> {
     })
     .await
     .with_context(|| format!("spawning hello on {peer}"))?;
-    // ROMs must not print to stdout (it carries capnp): people and
-    // scripts both read stderr, the JSON line last.
+    // People read the sentence on stderr; scripts read the JSON result on
+    // stdout (`| jq`).
     eprintln!("deployed hello on {peer} as process {id}, anchored at /{peer}/hello");
-    eprintln!(r#"{{"deployed":"hello","peer_id":"{peer}","process":{id}}}"#);
+    println!(r#"{{"deployed":"hello","peer_id":"{peer}","process":{id}}}"#);
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! - `hog`: allocates memory until something stops it.
 //! - `exit N`: exits with code N (0-255): even codes by returning
 //!   `ww_guest::ExitCode`, odd ones by calling `ww_guest::exit`.
-//! - `peer-id`: prints its host's peer id to stderr (proves RPC works).
+//! - `peer-id`: prints its host's peer id to stdout (proves RPC works).
 //! - `export-then-exit MS`: exports a capability (a pubsub topic), then
 //!   exits with 1 after MS milliseconds.
 //! - grant commands (`try-everything`, `show-grants`, `write-file`,
@@ -17,8 +17,16 @@ mod grants;
 
 use std::hint::black_box;
 
+const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
+  trap | spin | hog | exit N | peer-id | export-then-exit MS
+  (see rom/misbehave/src/main.rs)";
+
 fn main() {
     ww_guest::run(|env| async move {
+        if ww_guest::wants_help(&env.args) {
+            println!("{USAGE}");
+            return Ok(());
+        }
         let command = env.args.first().map(String::as_str).unwrap_or("");
         match command {
             "trap" => {
@@ -56,7 +64,7 @@ fn main() {
             }
             "peer-id" => {
                 let response = env.host.peer_id_request().send().promise.await?;
-                eprintln!("peer id: {}", response.get()?.get_peer_id()?.to_str()?);
+                println!("peer id: {}", response.get()?.get_peer_id()?.to_str()?);
                 Ok(())
             }
             "export-then-exit" => {

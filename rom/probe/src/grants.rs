@@ -136,10 +136,10 @@ pub async fn child(host: &host::Client, args: &[&str]) -> anyhow::Result<()> {
         .get()?
         .get_process()?;
     let pid = process.id_request().send().promise.await?.get()?.get_id();
-    eprintln!("child pid {pid}");
+    println!("child pid {pid}");
     if volume.is_some() {
         let response = process.volume_key_request().send().promise.await?;
-        eprintln!("volume key {}", hex(response.get()?.get_key()?));
+        println!("volume key {}", hex(response.get()?.get_key()?));
     }
     if detach {
         return Ok(());
@@ -147,7 +147,7 @@ pub async fn child(host: &host::Client, args: &[&str]) -> anyhow::Result<()> {
     let exit = process.wait_request().send().promise.await?;
     let exit = exit.get()?.get_exit()?;
     let (code, message) = (exit.get_code(), exit.get_message()?.to_str()?.to_owned());
-    eprintln!("child exit {code}: {message}");
+    println!("child exit {code}: {message}");
     if let Some((_, receiver)) = channel {
         print_replies(&receiver).await?;
     }
@@ -168,6 +168,6 @@ async fn print_replies(receiver: &receiver::Client) -> anyhow::Result<()> {
             return Ok(());
         }
         let data = response.get_message()?.get_data()?;
-        eprintln!("reply: {}", String::from_utf8_lossy(data));
+        println!("reply: {}", String::from_utf8_lossy(data));
     }
 }

@@ -1,5 +1,5 @@
 //! A ROM that exercises anchors, channels and the executor from inside a
-//! guest. Every command reports on stderr (stdout carries capnp).
+//! guest. Every command reports its results on stdout.
 //!
 //! - `set PATH VALUE`, `get PATH`: anchor values, through this ROM's host.
 //! - `make-channel PEER NAME CAPACITY`: a channel hosted by PEER, anchored
@@ -26,8 +26,17 @@ use ww_guest::ww_api::{anchor, host, ops, receiver, sender};
 
 pub(crate) const MISBEHAVE: &[u8] = include_bytes!(env!("MISBEHAVE_WASM"));
 
+const USAGE: &str = "usage: ww run probe.wasm COMMAND
+  set PATH VALUE | get PATH | make-channel PEER NAME CAPACITY
+  send PATH COUNT [SIZE] | recv PATH COUNT
+  close-and-send | spawn-garbage | dead-cap   (see rom/probe/src/main.rs)";
+
 fn main() {
     ww_guest::run(|env| async move {
+        if ww_guest::wants_help(&env.args) {
+            println!("{USAGE}");
+            return Ok(());
+        }
         let args: Vec<&str> = env.args.iter().map(String::as_str).collect();
         match args.as_slice() {
             ["set", path, value] => set(&env.host, path, value).await,
@@ -44,7 +53,7 @@ fn main() {
             ["spawn-garbage"] => spawn_garbage(&env.host).await,
             ["dead-cap"] => dead_cap(&env.host).await,
             ["child", rest @ ..] => grants::child(&env.host, rest).await,
-            _ => bail!("unknown command {:?}; see rom/probe/src/main.rs", env.args),
+            _ => bail!("unknown command {:?}\n{USAGE}", env.args),
         }
     })
 }
@@ -67,16 +76,16 @@ async fn set(host: &host::Client, path: &str, value: &str) -> anyhow::Result<()>
     let mut request = walk(host, path).set_request();
     request.get().init_value().set_data(value.as_bytes());
     request.send().promise.await?;
-    eprintln!("set {path}");
+    println!("set {path}");
     Ok(())
 }
 
 async fn get(host: &host::Client, path: &str) -> anyhow::Result<()> {
     let response = walk(host, path).get_request().send().promise.await?;
     match response.get()?.get_value()?.which()? {
-        value::Which::Data(data) => eprintln!("value: {}", String::from_utf8_lossy(data?)),
-        value::Which::Cap(_) => eprintln!("value: (capability)"),
-        value::Which::None(()) => eprintln!("value: (none)"),
+        value::Which::Data(data) => println!("value: {}", String::from_utf8_lossy(data?)),
+        value::Which::Cap(_) => println!("value: (capability)"),
+        value::Which::None(()) => println!("value: (none)"),
     }
     Ok(())
 }
@@ -112,7 +121,7 @@ async fn make_channel(
         .set_as_capability(channel.get_receiver()?.client.hook);
     set_tx.send().promise.await?;
     set_rx.send().promise.await?;
-    eprintln!("channel /{peer}/{name} ready");
+    println!("channel /{peer}/{name} ready");
     Ok(())
 }
 
@@ -128,7 +137,7 @@ async fn send(host: &host::Client, path: &str, count: u64, size: usize) -> anyho
             .promise
             .await
             .with_context(|| format!("sending message {n}"))?;
-        eprintln!("sent {}", n + 1);
+        println!("sent {}", n + 1);
     }
     Ok(())
 }
@@ -146,13 +155,13 @@ async fn recv(host: &host::Client, path: &str, count: u64) -> anyhow::Result<()>
         if n != expected {
             bail!("out of order: received message {n}, expected {expected}");
         }
-        eprintln!(
+        println!(
             "received {} from {}",
             n + 1,
             response.get_origin()?.to_str()?
         );
     }
-    eprintln!("recv ok {count}");
+    println!("recv ok {count}");
     Ok(())
 }
 
@@ -170,7 +179,7 @@ async fn close_and_send(host: &host::Client) -> anyhow::Result<()> {
     late.get().init_message().set_data(b"after close");
     match late.send().promise.await {
         Ok(_) => bail!("a send after close succeeded"),
-        Err(err) => eprintln!("send after close failed: {err}"),
+        Err(err) => println!("send after close failed: {err}"),
     }
     // The receiver drains what was queued, then sees `closed`.
     let drained = receiver.recv_request().send().promise.await?;
@@ -179,7 +188,7 @@ async fn close_and_send(host: &host::Client) -> anyhow::Result<()> {
     if !closed.get()?.get_closed() {
         bail!("recv after draining a closed channel did not report closed");
     }
-    eprintln!("recv after drain reports closed");
+    println!("recv after drain reports closed");
     Ok(())
 }
 
@@ -193,7 +202,7 @@ async fn spawn_garbage(host: &host::Client) -> anyhow::Result<()> {
         .set_bytes(b"definitely not a component");
     match spawn.send().promise.await {
         Ok(_) => bail!("spawning garbage succeeded"),
-        Err(err) => eprintln!("spawn failed: {err}"),
+        Err(err) => println!("spawn failed: {err}"),
     }
     Ok(())
 }
@@ -223,7 +232,7 @@ async fn dead_cap(host: &host::Client) -> anyhow::Result<()> {
         .promise
         .await
         .context("calling the live capability")?;
-    eprintln!(
+    println!(
         "live capability answered: {}",
         name.get()?.get_name()?.to_str()?
     );
@@ -238,7 +247,7 @@ async fn dead_cap(host: &host::Client) -> anyhow::Result<()> {
         .context("calling the anchored capability")?;
 
     let exit = process.wait_request().send().promise.await?;
-    eprintln!(
+    println!(
         "process ended: {}",
         exit.get()?.get_exit()?.get_message()?.to_str()?
     );
@@ -247,7 +256,7 @@ async fn dead_cap(host: &host::Client) -> anyhow::Result<()> {
     match call {
         Err(elapsed) => bail!("a call on a dead process's capability hung: {elapsed}"),
         Ok(Ok(_)) => bail!("a call on a dead process's capability succeeded"),
-        Ok(Err(err)) => eprintln!(
+        Ok(Err(err)) => println!(
             "dead capability failed fast in {} ms: {err}",
             ww_guest::now_ms() - started
         ),
@@ -256,6 +265,6 @@ async fn dead_cap(host: &host::Client) -> anyhow::Result<()> {
     if !matches!(value.get()?.get_value()?.which()?, value::Which::None(())) {
         bail!("the anchor of a dead process was not cleared");
     }
-    eprintln!("anchor {path} cleared");
+    println!("anchor {path} cleared");
     Ok(())
 }

@@ -152,7 +152,7 @@ pub async fn deploy(
     }
     eprintln!("group {group_id:032x} initialized; waiting for a leader");
     let leader = wait_for_leader(group, &chosen[0]).await?;
-    eprintln!(
+    println!(
         "leader elected: raft id {} on {}",
         leader.raft_id, leader.peer_id
     );
@@ -174,7 +174,7 @@ async fn wait_for_leader(
             if let Ok(Ok(message)) = ww_guest::timeout(Duration::from_millis(500), next).await {
                 let data = message.get()?.get_message()?.get_data()?.to_vec();
                 if let Ok(status) = raft_client::proto::decode::<ReplicaStatus>(&data) {
-                    eprintln!(
+                    println!(
                         "  {}: raft id {} {} term {}",
                         status.peer_id, status.raft_id, status.role, status.term
                     );
@@ -263,16 +263,16 @@ async fn print_group(group: &Group<GuestRuntime>, as_json: bool) -> anyhow::Resu
                 Err(err) => json!({ "peer_id": peer, "error": err.to_string() }),
             })
             .collect();
-        eprintln!(
+        println!(
             "{}",
             json!({ "version": group.version(), "replicas": replicas })
         );
         return Ok(());
     }
-    eprintln!("group {}:", group.version());
+    println!("group {}:", group.version());
     for (peer, status) in statuses {
         match status {
-            Ok(status) => eprintln!(
+            Ok(status) => println!(
                 "  {peer}  raft id {}  {}  term {}  commit {}  applied {}  lag {}  members [{}]",
                 status.raft_id,
                 status.role,
@@ -282,7 +282,7 @@ async fn print_group(group: &Group<GuestRuntime>, as_json: bool) -> anyhow::Resu
                 commit_max.saturating_sub(status.applied),
                 member_list(&status.members)
             ),
-            Err(err) => eprintln!("  {peer}  unreachable: {err}"),
+            Err(err) => println!("  {peer}  unreachable: {err}"),
         }
     }
     Ok(())
@@ -316,7 +316,7 @@ pub async fn destroy(group: &Group<GuestRuntime>) -> anyhow::Result<()> {
             )
             .await
         {
-            Ok(Response::Done) => eprintln!("destroyed the replica on {peer}"),
+            Ok(Response::Done) => println!("destroyed the replica on {peer}"),
             Ok(Response::Error { message, .. }) if message.starts_with("not permitted") => {
                 bail!("the replica on {peer} refused: {message}")
             }
@@ -329,7 +329,7 @@ pub async fn destroy(group: &Group<GuestRuntime>) -> anyhow::Result<()> {
     while ww_guest::now_ms() - started < 10_000 {
         group.discover().await?;
         if group.replicas().is_empty() {
-            eprintln!("group {} destroyed", group.version());
+            println!("group {} destroyed", group.version());
             return Ok(());
         }
         ww_guest::sleep(Duration::from_millis(200)).await;

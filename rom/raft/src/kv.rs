@@ -17,15 +17,15 @@ pub async fn run(
         "put" => {
             let value = args.required("VALUE")?;
             let version = client.put(key.as_bytes(), value.as_bytes()).await?;
-            eprintln!("ok {key} version {version}");
+            println!("ok {key} version {version}");
         }
         "get" => match client.get(key.as_bytes()).await? {
-            Some(found) => eprintln!("{}", String::from_utf8_lossy(&found.value)),
+            Some(found) => println!("{}", String::from_utf8_lossy(&found.value)),
             None => bail!("{key} not found"),
         },
         "delete" => {
             let version = client.delete(key.as_bytes()).await?;
-            eprintln!("deleted {key} (was version {version})");
+            println!("deleted {key} (was version {version})");
         }
         "cas" => {
             let old = args.required("OLD")?;
@@ -44,7 +44,7 @@ pub async fn run(
             let version = client
                 .cas(key.as_bytes(), current.version, Some(new.into_bytes()))
                 .await?;
-            eprintln!("ok {key} version {version}");
+            println!("ok {key} version {version}");
         }
         other => bail!("unknown KV command {other}"),
     }

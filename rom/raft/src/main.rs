@@ -2,9 +2,9 @@
 //!
 //! It embeds the replica ROM, deploys groups of it onto the cluster, and
 //! talks to a group through its anchors (`/<peer id>/raft/<version>/...`),
-//! so the user never types a peer id except to choose a host. ROMs cannot
-//! print to stdout (it carries capnp): results go to stderr, one line each
-//! (`--json`: one JSON object).
+//! so the user never types a peer id except to choose a host. Results go to
+//! stdout (`get`: the bare value; `--json`: one JSON object), progress and
+//! errors to stderr.
 
 mod args;
 mod deploy;
@@ -15,7 +15,7 @@ mod queues;
 use args::Args;
 use raft_client::{Group, GuestRuntime};
 
-const USAGE: &str = "usage: raft [--version V] SUBCOMMAND
+const USAGE: &str = "usage: ww run raft.wasm [--version V] SUBCOMMAND
   deploy [--replicas N]            spawn N replicas on N hosts (not this one) and elect a leader
   status [--json]                  every replica: role, term, commit, applied, lag
   put K V | get K | delete K | cas K OLD NEW
@@ -49,15 +49,19 @@ async fn grant(group: &Group<GuestRuntime>, args: &mut Args) -> anyhow::Result<(
     let token = group.mint(scope).await.map_err(anyhow::Error::msg)?;
     let hex: String = token.iter().map(|byte| format!("{byte:02x}")).collect();
     if args.flag("--json") {
-        eprintln!("{}", serde_json::json!({ "token": hex }));
+        println!("{}", serde_json::json!({ "token": hex }));
     } else {
-        eprintln!("{hex}");
+        println!("{hex}");
     }
     Ok(())
 }
 
 fn main() {
     ww_guest::run(|env| async move {
+        if ww_guest::wants_help(&env.args) {
+            println!("{USAGE}");
+            return Ok(());
+        }
         let mut args = Args::new(env.args.clone());
         let version = args.option("--version").unwrap_or_else(|| "v1".to_owned());
         let Some(command) = args.next() else {

@@ -106,7 +106,7 @@ pub async fn add(
         ww_guest::sleep(Duration::from_millis(200)).await;
     }
     match leader(group, Request::Promote { id }).await? {
-        Response::Members(members) => eprintln!(
+        Response::Members(members) => println!(
             "promoted raft id {id} on {peer} to voter; members: {}",
             members.len()
         ),
@@ -126,7 +126,7 @@ pub async fn remove(group: &Group<GuestRuntime>, args: &mut Args) -> anyhow::Res
         bail!("{peer} runs the last voter; destroy the group instead");
     }
     match leader(group, Request::Remove { id: member.id }).await? {
-        Response::Members(_) => eprintln!("removed raft id {} on {peer}", member.id),
+        Response::Members(_) => println!("removed raft id {} on {peer}", member.id),
         other => bail!("removing {} failed: {other:?}", member.id),
     }
     match group
@@ -137,7 +137,7 @@ pub async fn remove(group: &Group<GuestRuntime>, args: &mut Args) -> anyhow::Res
         )
         .await
     {
-        Ok(Response::Done) => eprintln!("destroyed the replica on {peer}"),
+        Ok(Response::Done) => println!("destroyed the replica on {peer}"),
         Ok(other) => eprintln!("the removed replica on {peer} did not destroy itself: {other:?}"),
         Err(err) => eprintln!("the removed replica on {peer} did not answer: {err}"),
     }

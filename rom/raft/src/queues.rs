@@ -49,9 +49,9 @@ pub async fn run(
             let enqueued = client.enqueue_batch(&topic, messages).await?;
             let ids: Vec<u64> = enqueued.iter().map(|message| message.id).collect();
             if json {
-                eprintln!("{}", json!({ "topic": topic, "ids": ids }));
+                println!("{}", json!({ "topic": topic, "ids": ids }));
             } else {
-                eprintln!("enqueued {} on {topic}: ids {ids:?}", ids.len());
+                println!("enqueued {} on {topic}: ids {ids:?}", ids.len());
             }
         }
         "lease" => {
@@ -77,10 +77,10 @@ pub async fn run(
                         })
                     })
                     .collect();
-                eprintln!("{}", json!({ "topic": topic, "messages": messages }));
+                println!("{}", json!({ "topic": topic, "messages": messages }));
             } else {
                 for delivery in &deliveries {
-                    eprintln!(
+                    println!(
                         "{}:{} delivery {} {}",
                         delivery.id,
                         delivery.token,
@@ -98,7 +98,7 @@ pub async fn run(
             let outcomes = client.ack_batch(&topic, &receipts(args)?).await?;
             for outcome in outcomes {
                 match outcome {
-                    Ok(outcome) => eprintln!("{outcome:?}"),
+                    Ok(outcome) => println!("{outcome:?}"),
                     Err(err) => bail!("ack refused: {err}"),
                 }
             }
@@ -112,7 +112,7 @@ pub async fn run(
             for outcome in outcomes {
                 outcome.map_err(|err| anyhow::anyhow!("nack refused: {err}"))?;
             }
-            eprintln!("nacked");
+            println!("nacked");
         }
         "extend" => {
             let lease_ms: Option<u64> = args.parsed("--lease-ms")?;
@@ -122,13 +122,13 @@ pub async fn run(
                 .await?;
             for outcome in outcomes {
                 let deadline = outcome.map_err(|err| anyhow::anyhow!("extend refused: {err}"))?;
-                eprintln!("extended to {deadline:?}");
+                println!("extended to {deadline:?}");
             }
         }
         "stats" => match args.next() {
             Some(topic) => {
                 let stats = client.stats(&topic).await?;
-                eprintln!(
+                println!(
                     "{}",
                     json!({
                         "topic": stats.topic,
@@ -142,7 +142,7 @@ pub async fn run(
             }
             None => {
                 for topic in client.topics().await? {
-                    eprintln!("{topic:?}");
+                    println!("{topic:?}");
                 }
             }
         },
@@ -150,7 +150,7 @@ pub async fn run(
             let n: u32 = args.parsed("--n")?.unwrap_or(10);
             let topic = args.required("TOPIC")?;
             for message in client.peek(&topic, None, n).await? {
-                eprintln!(
+                println!(
                     "{} {:?} acquired {} failed {} {}",
                     message.id,
                     message.state,
@@ -163,7 +163,7 @@ pub async fn run(
         "purge" => {
             let topic = args.required("TOPIC")?;
             let purged = client.purge(&topic).await?;
-            eprintln!("purged {purged} messages from {topic}");
+            println!("purged {purged} messages from {topic}");
         }
         other => bail!("unknown queue command {other}"),
     }

@@ -1,6 +1,7 @@
 //! Clients that run each operation as its own `ww run raft.wasm ...`
 //! process. Invocation is recorded before the spawn and completion after
-//! the exit; the exit code and stderr give the outcome.
+//! the exit; the exit code, stdout (results) and stderr (errors) give the
+//! outcome.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,8 +26,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// What one process did.
 pub enum Exit {
-    /// It exited with this code and stderr.
-    Done { code: Option<i32>, stderr: String },
+    /// It exited with this code, stdout and stderr.
+    Done {
+        code: Option<i32>,
+        stdout: String,
+        stderr: String,
+    },
     /// It ran past [`PROCESS_TIMEOUT`] and was killed.
     TimedOut,
 }
@@ -54,7 +59,7 @@ pub fn raft(rom: &Path, peers: &[&str], args: &[String]) -> Exit {
         .env("WW_CACHE_DIR", cache_dir())
         .env_remove("WW_PEERS")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .arg("run");
     for peer in peers {
@@ -62,22 +67,27 @@ pub fn raft(rom: &Path, peers: &[&str], args: &[String]) -> Exit {
     }
     command.arg(rom).args(args);
     let mut child: Child = command.spawn().expect("starting ww run");
-    // Read stderr on a thread so a chatty process never blocks on a full
+    // Read both on threads so a chatty process never blocks on a full
     // pipe.
+    let stdout = child.stdout.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || drain(stdout));
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || drain(stderr));
     let deadline = Instant::now() + PROCESS_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("waiting for ww run") {
+            let stdout = stdout_reader.join().unwrap_or_default();
             let stderr = reader.join().unwrap_or_default();
             return Exit::Done {
                 code: status.code(),
+                stdout,
                 stderr,
             };
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
+            let _ = stdout_reader.join();
             let _ = reader.join();
             return Exit::TimedOut;
         }
@@ -158,19 +168,14 @@ impl Client<'_> {
             Exit::TimedOut => (Outcome::Unknown, None, "timed out".to_owned()),
             Exit::Done {
                 code: Some(0),
-                stderr,
+                stdout,
+                ..
             } => {
                 let output = match &input {
-                    KvInput::Get => {
-                        // Host log lines may share stderr: prefer a line
-                        // shaped like the values clients write.
-                        let value = stderr
-                            .lines()
-                            .rev()
-                            .find(|line| is_value(line))
-                            .or_else(|| stderr.lines().rev().find(|line| !line.is_empty()));
-                        KvOutput::Value(value.map(str::to_owned))
-                    }
+                    // `get` prints the bare value and a newline.
+                    KvInput::Get => KvOutput::Value(Some(
+                        stdout.strip_suffix('\n').unwrap_or(&stdout).to_owned(),
+                    )),
                     _ => KvOutput::Written,
                 };
                 (Outcome::Ok, Some(output), String::new())
@@ -220,9 +225,10 @@ impl Client<'_> {
             Exit::TimedOut => (Outcome::Unknown, "timed out".to_owned()),
             Exit::Done {
                 code: Some(0),
-                stderr,
+                stdout,
+                ..
             } => {
-                let id = last_json(&stderr).and_then(|json| json["ids"][0].as_u64());
+                let id = last_json(&stdout).and_then(|json| json["ids"][0].as_u64());
                 match id {
                     Some(id) => {
                         self.shared
@@ -230,7 +236,7 @@ impl Client<'_> {
                             .enqueue_acknowledged(topic, body.as_bytes(), id);
                         (Outcome::Ok, format!("id {id}"))
                     }
-                    None => (Outcome::Unknown, format!("unparsed: {stderr}")),
+                    None => (Outcome::Unknown, format!("unparsed: {stdout}")),
                 }
             }
             Exit::Done { stderr, .. } => (
@@ -269,8 +275,9 @@ impl Client<'_> {
             Exit::TimedOut => (Outcome::Unknown, "timed out".to_owned()),
             Exit::Done {
                 code: Some(0),
-                stderr,
-            } => match last_json(&stderr).and_then(|json| deliveries(&json)) {
+                stdout,
+                ..
+            } => match last_json(&stdout).and_then(|json| deliveries(&json)) {
                 Some(deliveries) => {
                     self.shared
                         .recorder()
@@ -279,7 +286,7 @@ impl Client<'_> {
                     leased = deliveries;
                     (Outcome::Ok, detail)
                 }
-                None => (Outcome::Unknown, format!("unparsed: {stderr}")),
+                None => (Outcome::Unknown, format!("unparsed: {stdout}")),
             },
             Exit::Done { stderr, .. } => (
                 failure(&stderr),
@@ -315,9 +322,10 @@ impl Client<'_> {
             Exit::TimedOut => (Outcome::Unknown, "timed out".to_owned()),
             Exit::Done {
                 code: Some(0),
-                stderr,
+                stdout,
+                ..
             } => {
-                let outcome = if stderr.contains("AlreadyAcked") {
+                let outcome = if stdout.contains("AlreadyAcked") {
                     AckOutcome::AlreadyAcked
                 } else {
                     AckOutcome::Acked
@@ -402,17 +410,6 @@ fn deliveries(json: &serde_json::Value) -> Option<Vec<Delivery>> {
             })
         })
         .collect()
-}
-
-/// Whether `line` looks like a value some client wrote (`c3-17`, `n0-5`).
-pub fn is_value(line: &str) -> bool {
-    let Some((client, n)) = line.split_once('-') else {
-        return false;
-    };
-    let mut chars = client.chars();
-    matches!(chars.next(), Some('c' | 'n'))
-        && chars.as_str().parse::<u32>().is_ok()
-        && n.parse::<u64>().is_ok()
 }
 
 /// One CLI client: operations back to back until the workload stops.

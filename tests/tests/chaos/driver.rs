@@ -69,9 +69,9 @@ impl Shared {
     }
 }
 
-/// The last JSON object a ROM printed on stderr.
-pub fn last_json(stderr: &str) -> Option<Value> {
-    let line = stderr.lines().rev().find(|line| line.starts_with('{'))?;
+/// The last JSON object a ROM printed on stdout.
+pub fn last_json(stdout: &str) -> Option<Value> {
+    let line = stdout.lines().rev().find(|line| line.starts_with('{'))?;
     serde_json::from_str(line).ok()
 }
 
@@ -87,7 +87,7 @@ fn deploy(cluster: &Cluster, rom: &std::path::Path) {
         SETUP_TIMEOUT,
     );
     out.assert_ok();
-    assert!(out.stderr.contains("leader elected"), "{out:#?}");
+    assert!(out.stdout.contains("leader elected"), "{out:#?}");
 }
 
 /// Runs the whole thing; panics with the seed and the history's path

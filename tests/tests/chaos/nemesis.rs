@@ -28,7 +28,8 @@ fn signal(pid: u32, name: &str) {
 fn leader(shared: &Shared, cluster: &Cluster) -> Option<usize> {
     let Exit::Done {
         code: Some(0),
-        stderr,
+        stdout,
+        ..
     } = raft(
         &shared.rom,
         &[shared.addrs[0].as_str()],
@@ -37,7 +38,7 @@ fn leader(shared: &Shared, cluster: &Cluster) -> Option<usize> {
     else {
         return None;
     };
-    let status = last_json(&stderr)?;
+    let status = last_json(&stdout)?;
     let peer = status["replicas"]
         .as_array()?
         .iter()

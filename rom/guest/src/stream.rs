@@ -1,4 +1,5 @@
-//! Async stdin/stdout over WASI streams, for capnp-rpc.
+//! The host connection's two WASI streams (`ww:rpc/transport`, see
+//! `wit/rpc.wit`) as `AsyncRead`/`AsyncWrite`, for capnp-rpc.
 //!
 //! Both are non-blocking: when a stream cannot make progress, the future
 //! registers the stream's pollable with the reactor and returns `Pending`.
@@ -12,23 +13,44 @@ use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::reactor::Waiter;
 
-/// The guest's stdin as an `AsyncRead`. EOF when the host closes it.
-pub(crate) struct Stdin {
+#[allow(unsafe_code, clippy::all, clippy::pedantic, missing_docs)]
+mod bindings {
+    // Only the macro's glue is unsafe; the streams are wasip2's own types,
+    // so the reactor polls them like any other WASI pollable.
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "ww:rpc/rom",
+        with: {
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+        },
+    });
+}
+
+/// Takes the process's connection to its host. Called once, by [`crate::run`].
+pub(crate) fn connect() -> (Input, Output) {
+    let (input, output) = bindings::ww::rpc::transport::connect();
+    (Input::new(input), Output::new(output))
+}
+
+/// Bytes from the host as an `AsyncRead`. EOF when the host closes it.
+pub(crate) struct Input {
     // Declared first so it drops first: its pollable is a child of `stream`.
     waiter: Waiter,
     stream: InputStream,
 }
 
-impl Stdin {
-    pub(crate) fn new() -> Self {
+impl Input {
+    fn new(stream: InputStream) -> Self {
         Self {
             waiter: Waiter::default(),
-            stream: wasip2::cli::stdin::get_stdin(),
+            stream,
         }
     }
 }
 
-impl AsyncRead for Stdin {
+impl AsyncRead for Input {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -53,33 +75,36 @@ impl AsyncRead for Stdin {
             }
             Err(StreamError::Closed) => Poll::Ready(Ok(0)),
             Err(StreamError::LastOperationFailed(err)) => Poll::Ready(Err(io::Error::other(
-                format!("stdin failed: {}", err.to_debug_string()),
+                format!("the host connection failed: {}", err.to_debug_string()),
             ))),
         }
     }
 }
 
-/// The guest's stdout as an `AsyncWrite`.
-pub(crate) struct Stdout {
+/// Bytes to the host as an `AsyncWrite`.
+pub(crate) struct Output {
     // Declared first so it drops first: its pollable is a child of `stream`.
     waiter: Waiter,
     stream: OutputStream,
 }
 
-impl Stdout {
-    pub(crate) fn new() -> Self {
+impl Output {
+    fn new(stream: OutputStream) -> Self {
         Self {
             waiter: Waiter::default(),
-            stream: wasip2::cli::stdout::get_stdout(),
+            stream,
         }
     }
 }
 
 fn closed(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, format!("stdout {what}"))
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        format!("the host connection {what}"),
+    )
 }
 
-impl AsyncWrite for Stdout {
+impl AsyncWrite for Output {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -104,7 +129,7 @@ impl AsyncWrite for Stdout {
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Nothing to do: `write` already handed the bytes to the host's
-        // stdout stream, whose writer task sends them as soon as it runs. A
+        // stream, whose writer task sends them as soon as it runs. A
         // WASI `flush` would only make `check_write` answer 0 until that
         // task has run, so the next capnp message (capnp-futures flushes
         // after each one) would wait a whole poll round: pipelined calls
