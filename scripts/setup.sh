@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the build needs and is missing: capnp and protoc from apt, and
-# the wasm32-wasip2 rustup target. When all of it is present this is a few
+# Installs what the build needs and is missing: capnp and protoc from apt,
+# chromium and chromedriver (the status page's browser test), and the
+# wasm32-wasip2 rustup target. When all of it is present this is a few
 # cheap checks, so `make test` and `make demo` can always run it first.
 set -euo pipefail
 
 missing=()
 command -v capnp >/dev/null 2>&1 || missing+=(capnproto)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

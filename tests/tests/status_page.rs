@@ -133,3 +133,38 @@ fn metrics_and_status_page_follow_a_raft_group() {
     browser.screenshot(&shot);
     println!("screenshot: {}", shot.display());
 }
+
+#[test]
+fn the_operator_view_is_loopback_only_and_get_only() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let data = dir.path().join("exposed");
+    let data = data.to_str().expect("UTF-8 path");
+    let out = ww_tests::ww(&[
+        "start",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--data-dir",
+        data,
+        "--http",
+        "0.0.0.0:0",
+    ]);
+    assert_ne!(out.code, Some(0), "{out:#?}");
+    assert!(
+        out.stderr.contains("refusing to serve the operator view"),
+        "{out:#?}"
+    );
+
+    let host = ww_tests::Host::start_with(
+        &dir.path().join("host"),
+        "/ip4/127.0.0.1/tcp/0",
+        &[],
+        &["--http", "127.0.0.1:0"],
+    );
+    let http = host.http.clone().expect("--http address");
+    let status: Value = serde_json::from_str(&get(&http, "/status.json")).expect("JSON");
+    assert_eq!(status["peer_id"].as_str(), Some(host.peer_id.as_str()));
+    let (code, _) = ww_tests::web::request(&http, "GET", "/nope", None).expect("a reply");
+    assert_eq!(code, 404);
+    let (code, _) = ww_tests::web::request(&http, "POST", "/metrics", None).expect("a reply");
+    assert_eq!(code, 405);
+}

@@ -148,3 +148,19 @@ fn read_sample(
         counter,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn metric_names_follow_prometheus() {
+        assert!(valid_name("raft_term", true));
+        assert!(valid_name("ns:raft_term", true));
+        assert!(!valid_name("ns:raft_term", false));
+        assert!(!valid_name("1abc", true));
+        assert!(!valid_name("", true));
+        assert!(!valid_name("raft-term", true));
+        assert!(!valid_name("raft term", true));
+    }
+}
