@@ -103,7 +103,7 @@ fn deploy_three_replicas_then_put_and_get() {
         ]);
         assert_eq!(
             listing.stdout.trim().lines().collect::<Vec<_>>(),
-            vec!["inbox", "request", "response"]
+            vec!["admin", "inbox", "request", "response"]
         );
     }
 }
