@@ -70,6 +70,7 @@ fn metrics_and_status_page_follow_a_raft_group() {
     assert!(find("ww_hosts_in_view").is_some_and(|s| value(s) == 4.0));
     assert!(find("ww_anchors").is_some_and(|s| value(s) >= 1.0));
     assert!(find("ww_rom_compiles_total").is_some_and(|s| value(s) >= 1.0));
+    assert!(find("ww_host_cpu_seconds_total").is_some_and(|s| value(s) > 0.0));
     let running = samples
         .iter()
         .find(|s| s.metric == "ww_processes" && s.labels.get("state") == Some("running"))

@@ -104,6 +104,15 @@ pub fn render(ctx: &HostContext) -> String {
         ctx.processes.traps() as f64,
     );
 
+    if let Some(cpu_ns) = host_cpu_ns() {
+        counter(
+            &mut registry,
+            "ww_host_cpu_seconds",
+            "CPU time of the host process, its guests included (they run on its threads)",
+            cpu_ns as f64 / 1e9,
+        );
+    }
+
     register_reported(&mut registry, ctx, &processes);
     let mut out = String::new();
     if let Err(err) = encode(&mut out, &registry) {
@@ -160,4 +169,18 @@ fn register_reported(
     for (name, family) in counters {
         registry.register(name, "Reported by a process", family);
     }
+}
+
+/// CPU time of every live thread of this process, from Linux's
+/// `/proc/self/task/*/schedstat` (ns, exact). `None` elsewhere. Guests
+/// share the host's threads, so this is not split per process.
+fn host_cpu_ns() -> Option<u64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    Some(
+        tasks
+            .filter_map(Result::ok)
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum(),
+    )
 }
