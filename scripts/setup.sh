@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build needs and is missing: capnp, protoc and jq (the
-# tests pipe a ROM's JSON through it) from apt, and
+# tests pipe a ROM's JSON through it) from apt, chromium and chromedriver (the
+# status page's browser test), and
 # the wasm32-wasip2 rustup target. When all of it is present this is a few
 # cheap checks, so `make test` and `make demo` can always run it first.
 set -euo pipefail
@@ -9,6 +10,8 @@ missing=()
 command -v capnp >/dev/null 2>&1 || missing+=(capnproto)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -21,6 +21,7 @@
 pub mod cap;
 pub mod cli;
 pub mod net;
+pub mod ops;
 pub mod private;
 pub mod rpc;
 pub mod runner;

@@ -275,6 +275,8 @@ pub struct Host {
     pub addr: String,
     /// Its data dir.
     pub data_dir: PathBuf,
+    /// Its operator view's address (`--http`), if it serves one.
+    pub http: Option<String>,
     process: Option<Spawned>,
     listen: String,
     peers: Vec<String>,
@@ -311,9 +313,11 @@ impl Host {
             .unwrap_or_else(|err| panic!("ww start printed {line:?}, not JSON: {err}"));
         let peer_id = started["peer_id"].as_str().expect("peer_id").to_owned();
         let addr = started["addrs"][0].as_str().expect("addrs[0]").to_owned();
+        let http = started["http"].as_str().map(str::to_owned);
         Host {
             peer_id,
             addr,
+            http,
             data_dir: data_dir.to_path_buf(),
             process: Some(process),
             listen: listen.to_owned(),
@@ -416,17 +420,29 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` hosts on ephemeral ports; hosts 1.. join host 0.
     pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra `ww start` arguments for every
+    /// host.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
         assert!(n >= 1);
         let dir = tempfile::tempdir().expect("a temp dir");
         let mut hosts = Vec::with_capacity(n);
-        let first = Host::start(&dir.path().join("host0"), "/ip4/127.0.0.1/tcp/0", &[]);
+        let first = Host::start_with(
+            &dir.path().join("host0"),
+            "/ip4/127.0.0.1/tcp/0",
+            &[],
+            extra,
+        );
         let bootstrap = vec![first.addr.clone()];
         hosts.push(first);
         for index in 1..n {
-            hosts.push(Host::start(
+            hosts.push(Host::start_with(
                 &dir.path().join(format!("host{index}")),
                 "/ip4/127.0.0.1/tcp/0",
                 &bootstrap,
+                extra,
             ));
         }
         Cluster { hosts, dir }

@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod raft_rom;
+pub mod web;
 
 pub use cluster::{
     cpu_ns, rom, wait_until, ww, ww_bin, ww_with_timeout, Cluster, Host, Output, Spawned,

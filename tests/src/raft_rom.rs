@@ -52,7 +52,16 @@ pub fn status(addr: &str, timeout: Duration) -> Vec<Value> {
 ///
 /// When the hosts do not see each other or the deploy fails.
 pub fn deployed(hosts: usize, timeout: Duration) -> crate::Cluster {
-    let cluster = crate::Cluster::start(hosts);
+    deployed_with(hosts, timeout, &[])
+}
+
+/// Like [`deployed`], with extra `ww start` arguments for every host.
+///
+/// # Panics
+///
+/// When the hosts do not see each other or the deploy fails.
+pub fn deployed_with(hosts: usize, timeout: Duration, extra: &[&str]) -> crate::Cluster {
+    let cluster = crate::Cluster::start_with(hosts, extra);
     let client = cluster.hosts[0].addr.clone();
     crate::wait_until("every host in host 0's view", timeout, || {
         let out = crate::ww(&["ls", "--json", "--peer", &client, "/"]);

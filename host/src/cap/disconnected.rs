@@ -81,4 +81,11 @@ impl host::Server for DisconnectedHost {
         results.get().init_grants(0);
         Ok(())
     }
+    async fn metrics(
+        self: CapRc<Self>,
+        _: host::MetricsParams,
+        _: host::MetricsResults,
+    ) -> Result<(), capnp::Error> {
+        Err(not_connected())
+    }
 }

@@ -130,6 +130,18 @@ pub struct Processes {
     runtime: Rc<runner::Runtime>,
     next_id: Cell<u64>,
     table: RefCell<BTreeMap<u64, Rc<Proc>>>,
+    /// Incarnations that trapped (or could not start), for `/metrics`.
+    traps: Cell<u64>,
+}
+
+/// One process as the operator view (`ww start --http`) shows it.
+pub struct ProcSummary {
+    pub id: u64,
+    pub name: String,
+    pub state: &'static str,
+    pub restarts: u32,
+    pub anchor: String,
+    pub uptime_ms: u64,
 }
 
 impl Processes {
@@ -140,6 +152,7 @@ impl Processes {
             runtime,
             next_id: Cell::new(1),
             table: RefCell::new(BTreeMap::new()),
+            traps: Cell::new(0),
         })
     }
 
@@ -149,6 +162,41 @@ impl Processes {
 
     fn records_dir(&self) -> PathBuf {
         self.data_dir.join("supervised")
+    }
+
+    /// Every process in the table, for the operator view.
+    pub fn summaries(&self) -> Vec<ProcSummary> {
+        self.table
+            .borrow()
+            .values()
+            .map(|proc| ProcSummary {
+                id: proc.id,
+                name: proc.spec.name.clone(),
+                state: proc.state_name(),
+                restarts: proc.restarts.get(),
+                anchor: proc
+                    .spec
+                    .anchor
+                    .as_ref()
+                    .map(|anchor| path::join(anchor))
+                    .unwrap_or_default(),
+                uptime_ms: if proc.state.get() == State::Running {
+                    u64::try_from(proc.started.get().elapsed().as_millis()).unwrap_or(u64::MAX)
+                } else {
+                    0
+                },
+            })
+            .collect()
+    }
+
+    /// Incarnations that trapped or failed to start since the host started.
+    pub fn traps(&self) -> u64 {
+        self.traps.get()
+    }
+
+    /// The runtime (its ROM cache counters, for `/metrics`).
+    pub fn runtime(&self) -> &runner::Runtime {
+        &self.runtime
     }
 
     /// A live process by id.
@@ -434,7 +482,11 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
     if proc.killed.get() {
         running.task.abort();
     }
-    running.exit.await
+    let exit = running.exit.await;
+    if exit.kind == ExitKind::Trapped {
+        ctx.processes.traps.set(ctx.processes.traps.get() + 1);
+    }
+    exit
 }
 
 /// `proc` as the owner of what it anchors.

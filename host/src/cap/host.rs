@@ -29,6 +29,8 @@ pub struct HostContext {
     pub senders: Senders,
     /// This host's processes.
     pub processes: Rc<Processes>,
+    /// What its processes report through `Host.metrics`.
+    pub reported: Rc<crate::ops::Reported>,
 }
 
 impl HostContext {
@@ -41,6 +43,7 @@ impl HostContext {
             tree: Tree::default(),
             senders: Senders::default(),
             processes: Processes::new(data_dir, runtime),
+            reported: Rc::default(),
         })
     }
 }
@@ -251,6 +254,23 @@ impl host::Server for HostServer {
             self.ctx.clone(),
             self.caller,
             components.clone(),
+        ));
+        Ok(())
+    }
+
+    async fn metrics(
+        self: CapRc<Self>,
+        _: host::MetricsParams,
+        mut results: host::MetricsResults,
+    ) -> Result<(), capnp::Error> {
+        let Some(owner) = self.caller.owner else {
+            return Err(invalid(
+                "only a process of this host reports metrics through it",
+            ));
+        };
+        results.get().set_metrics(crate::ops::MetricsServer::client(
+            self.ctx.reported.clone(),
+            owner.pid,
         ));
         Ok(())
     }

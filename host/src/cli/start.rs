@@ -38,6 +38,11 @@ pub struct Args {
     /// it: only for a network you control end to end.
     #[arg(long)]
     insecure: bool,
+    /// Serve the operator view on this address (`127.0.0.1:9100`; port 0
+    /// picks one): Prometheus metrics at /metrics, a live status page at /.
+    /// Loopback only unless --insecure: the view has no authentication.
+    #[arg(long = "http")]
+    http: Option<std::net::SocketAddr>,
     /// Print the peer id and addresses as one JSON line.
     #[arg(long)]
     json: bool,
@@ -53,6 +58,8 @@ pub struct Args {
 struct Started {
     peer_id: String,
     addrs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<String>,
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -78,6 +85,15 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .join(", ")
         );
     }
+    if let Some(http) = args.http {
+        if !http.ip().is_loopback() && !args.insecure {
+            bail!(
+                "refusing to serve the operator view on {http}: it has no authentication and shows \
+                 the whole host; use a loopback address (127.0.0.1:PORT), or pass --insecure on a \
+                 network you control"
+            );
+        }
+    }
     crate::private::create_dir(&args.data_dir)
         .and_then(|()| crate::private::tighten(&args.data_dir))
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
@@ -101,6 +117,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let runtime = crate::runner::Runtime::new(Some(cache_dir))?;
     let ctx = HostContext::new(node.clone(), args.data_dir.clone(), runtime);
     crate::rpc::serve(ctx.clone())?;
+    let http = match args.http {
+        Some(addr) => Some(crate::ops::serve(ctx.clone(), addr).await?),
+        None => None,
+    };
     // Respawn in the background: the JSON line below must not wait for
     // ROMs to compile.
     let respawn = ctx.clone();
@@ -113,6 +133,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        http: http.map(|addr| addr.to_string()),
     };
     if args.json {
         println!("{}", serde_json::to_string(&started)?);
@@ -120,6 +141,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         println!("peer id: {}", started.peer_id);
         for addr in &started.addrs {
             println!("listening on {addr}");
+        }
+        if let Some(http) = &started.http {
+            println!("operator view on http://{http}/");
         }
     }
     info!(peer_id = %started.peer_id, "host started");

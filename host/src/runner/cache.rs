@@ -33,6 +33,8 @@ pub struct RomCache {
     engine: Engine,
     dir: Option<PathBuf>,
     compiled: RefCell<HashMap<blake3::Hash, Rom>>,
+    compiles: std::cell::Cell<u64>,
+    hits: std::cell::Cell<u64>,
 }
 
 impl RomCache {
@@ -41,12 +43,28 @@ impl RomCache {
             engine,
             dir,
             compiled: RefCell::new(HashMap::new()),
+            compiles: std::cell::Cell::new(0),
+            hits: std::cell::Cell::new(0),
         }
     }
 
     /// A ROM already compiled in memory, by hash.
     pub fn get(&self, hash: &blake3::Hash) -> Option<Rom> {
-        self.compiled.borrow().get(hash).cloned()
+        let rom = self.compiled.borrow().get(hash).cloned();
+        if rom.is_some() {
+            self.hits.set(self.hits.get() + 1);
+        }
+        rom
+    }
+
+    /// ROMs compiled (or loaded from the disk cache) since the host started.
+    pub fn compiles(&self) -> u64 {
+        self.compiles.get()
+    }
+
+    /// Lookups answered from the compiled ROMs in memory.
+    pub fn hits(&self) -> u64 {
+        self.hits.get()
     }
 
     /// Compiles `bytes` (or finds them compiled), on a blocking thread so the
@@ -72,6 +90,7 @@ impl RomCache {
         let component = tokio::task::spawn_blocking(move || compile(&engine, dir, &hash, &source))
             .await
             .map_err(|err| anyhow!("the compiler thread failed: {err}"))??;
+        self.compiles.set(self.compiles.get() + 1);
         let rom = Rom {
             hash,
             bytes,

@@ -48,6 +48,11 @@ interface Host {
   grantAnchor @8 (name :Text) -> (anchor :Anchor);
   # The read-only view of the `readPath` grant `name` (see `Grant`). Fails
   # if there is no such grant or it is not a `readPath`.
+
+  metrics @9 () -> (metrics :Metrics);
+  # Where this process reports its own metrics, which the host exports
+  # (`ww start --http`) labelled with the process id and anchor. Allowed
+  # to every process: it speaks only for itself.
 }
 
 struct Grant {
@@ -463,4 +468,29 @@ struct HttpResponse {
       # As in `ok`, when known.
     }
   }
+}
+
+# Metrics a process reports about itself
+
+interface Metrics {
+  set @0 (samples :List(MetricSample)) -> ();
+  # Replaces every sample this process reported before. The host bounds
+  # how many series and how long names and labels may be, and refuses
+  # the call when they are exceeded.
+}
+
+struct MetricSample {
+  name @0 :Text;
+  # A Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), not starting
+  # with `ww_` (the host's own).
+  labels @1 :List(MetricLabel);
+  value @2 :Float64;
+  counter @3 :Bool;
+  # True: a monotonic counter (exported with a `_total` suffix); false: a
+  # gauge.
+}
+
+struct MetricLabel {
+  name @0 :Text;
+  value @1 :Text;
 }

@@ -19,5 +19,5 @@ pub mod ww_capnp {
 }
 
 pub use ww_capnp::{
-    anchor, executor, host, http, process, pub_sub, receiver, sender, subscription, topic,
+    anchor, executor, host, http, metrics, process, pub_sub, receiver, sender, subscription, topic,
 };

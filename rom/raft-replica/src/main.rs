@@ -22,6 +22,7 @@
 //! Raft traffic goes host to host, never through a client.
 
 mod access;
+mod metrics;
 mod outbox;
 mod replica;
 mod replies;

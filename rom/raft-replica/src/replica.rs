@@ -134,6 +134,7 @@ struct Replica {
     last_drop: String,
     destroy_after_flush: bool,
     activity: Activity,
+    metrics: crate::metrics::Reporter,
 }
 
 async fn anchor_cap(
@@ -233,6 +234,7 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         last_drop: String::new(),
         destroy_after_flush: false,
         activity: Activity::default(),
+        metrics: crate::metrics::Reporter::new(&host),
     };
     replica.sync_peers();
 
@@ -277,6 +279,10 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         replica.replies.flush();
         replica.outbox.flush(ww_guest::now_ms());
         replica.publish_status();
+        if replica.metrics.due(ww_guest::now_ms()) {
+            let status = replica.status();
+            replica.metrics.report(&status, ww_guest::now_ms());
+        }
         if replica.destroy_after_flush {
             // Give the replies a moment to leave, then end with success so
             // the supervisor does not restart this replica.

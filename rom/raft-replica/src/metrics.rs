@@ -1,0 +1,109 @@
+//! Reports the replica's state to its host as metrics (`Host.metrics`),
+//! which the host exports at `/metrics` labelled with this process's id
+//! and anchor. The host does not know Raft: these are plain gauges and
+//! counters to it.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use raft_client::proto::ReplicaStatus;
+use ww_guest::ww_api::{host, metrics};
+
+/// How often the replica reports: often enough for a live page, rare
+/// enough to cost nothing next to Raft's own traffic.
+const REPORT_EVERY_MS: u64 = 2_000;
+/// Members reported (one `raft_member` series each); the host's per
+/// process series limit is 64.
+const MEMBERS_REPORTED_MAX: usize = 16;
+
+/// The reporter: one `Metrics.set` in flight at most.
+pub struct Reporter {
+    metrics: metrics::Client,
+    last_ms: Option<u64>,
+    in_flight: Rc<Cell<bool>>,
+}
+
+impl Reporter {
+    /// A reporter through `host`'s `metrics` (pipelined: no round trip).
+    pub fn new(host: &host::Client) -> Self {
+        Self {
+            metrics: host.metrics_request().send().pipeline.get_metrics(),
+            last_ms: None,
+            in_flight: Rc::new(Cell::new(false)),
+        }
+    }
+
+    /// Whether a report is due at `now_ms`.
+    pub fn due(&self, now_ms: u64) -> bool {
+        !self.in_flight.get()
+            && self
+                .last_ms
+                .is_none_or(|last| now_ms >= last + REPORT_EVERY_MS)
+    }
+
+    /// Sends `status` as samples, without waiting for the reply.
+    pub fn report(&mut self, status: &ReplicaStatus, now_ms: u64) {
+        self.last_ms = Some(now_ms);
+        let leader = u64::from(status.role == "leader");
+        let gauges: [(&str, u64); 9] = [
+            ("raft_term", status.term),
+            ("raft_commit", status.commit),
+            ("raft_applied", status.applied),
+            (
+                "raft_apply_lag",
+                status.commit.saturating_sub(status.applied),
+            ),
+            ("raft_last_index", status.last_index),
+            ("raft_id", status.raft_id),
+            ("raft_leader_id", status.leader_id),
+            ("raft_is_leader", leader),
+            ("raft_members", status.members.len() as u64),
+        ];
+        let counters: [(&str, u64); 5] = [
+            ("raft_fsyncs", status.fsyncs),
+            ("raft_entries_persisted", status.entries_persisted),
+            ("raft_loop_rounds", status.activity.rounds),
+            ("raft_dropped_messages", status.dropped_messages),
+            ("raft_outbound_dropped", status.outbound_dropped),
+        ];
+        let members = &status.members[..status.members.len().min(MEMBERS_REPORTED_MAX)];
+        let mut request = self.metrics.set_request();
+        let count = gauges.len() + counters.len() + members.len();
+        let mut list = request
+            .get()
+            .init_samples(u32::try_from(count).unwrap_or(0));
+        let mut index = 0u32;
+        for (name, value, counter) in gauges
+            .iter()
+            .map(|(n, v)| (*n, *v, false))
+            .chain(counters.iter().map(|(n, v)| (*n, *v, true)))
+        {
+            let mut sample = list.reborrow().get(index);
+            sample.set_name(name);
+            sample.set_value(value as f64);
+            sample.set_counter(counter);
+            index += 1;
+        }
+        // One series per member: the page finds the leader's host here.
+        for member in members {
+            let mut sample = list.reborrow().get(index);
+            sample.set_name("raft_member");
+            sample.set_value(if member.voter { 1.0 } else { 0.0 });
+            let mut labels = sample.init_labels(2);
+            labels.reborrow().get(0).set_name("raft_id");
+            labels.reborrow().get(0).set_value(member.id.to_string());
+            labels.reborrow().get(1).set_name("peer");
+            labels.reborrow().get(1).set_value(&member.peer_id);
+            index += 1;
+        }
+        let promise = request.send().promise;
+        let in_flight = self.in_flight.clone();
+        in_flight.set(true);
+        ww_guest::spawn(async move {
+            if let Err(err) = promise.await {
+                eprintln!("raft-replica: reporting metrics: {err}");
+            }
+            in_flight.set(false);
+        });
+    }
+}
