@@ -101,6 +101,20 @@ pub(crate) async fn walk_from_root(
     response.get()?.get_anchor()
 }
 
+/// Lists the hosts of the cluster view, the children of the cluster root.
+pub(crate) fn list_hosts(ctx: &HostContext, results: &mut anchor::LsResults) {
+    let hosts = ctx.node.view().hosts();
+    let mut list = results
+        .get()
+        .init_children(u32::try_from(hosts.len()).unwrap_or(0));
+    for (index, (peer, _)) in hosts.iter().enumerate() {
+        let Ok(index) = u32::try_from(index) else {
+            break;
+        };
+        list.set(index, peer.to_base58());
+    }
+}
+
 fn walk_path(params: &anchor::WalkParams) -> Result<Vec<String>, capnp::Error> {
     let raw = text(params.get()?.get_path(), "path")?;
     path::parse(&raw).map_err(invalid)
@@ -112,16 +126,7 @@ impl anchor::Server for RootServer {
         _: anchor::LsParams,
         mut results: anchor::LsResults,
     ) -> Result<(), capnp::Error> {
-        let hosts = self.ctx.node.view().hosts();
-        let mut list = results
-            .get()
-            .init_children(u32::try_from(hosts.len()).unwrap_or(0));
-        for (index, (peer, _)) in hosts.iter().enumerate() {
-            let Ok(index) = u32::try_from(index) else {
-                break;
-            };
-            list.set(index, peer.to_base58());
-        }
+        list_hosts(&self.ctx, &mut results);
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use ww_api::limits::{GRANTS_MAX, GRANT_DATA_BYTES_MAX, GRANT_NAME_BYTES_MAX};
 use ww_api::ww_capnp::grant;
 use ww_api::{anchor, host};
 
-use super::anchor::{walk_from_root, Caller};
+use super::anchor::{list_hosts, walk_from_root, Caller};
 use super::host::HostContext;
 use super::{invalid, path, text};
 
@@ -241,16 +241,7 @@ impl anchor::Server for ReadRootServer {
         _: anchor::LsParams,
         mut results: anchor::LsResults,
     ) -> Result<(), capnp::Error> {
-        let hosts = self.ctx.node.view().hosts();
-        let mut list = results
-            .get()
-            .init_children(u32::try_from(hosts.len()).unwrap_or(0));
-        for (index, (peer, _)) in hosts.iter().enumerate() {
-            let Ok(index) = u32::try_from(index) else {
-                break;
-            };
-            list.set(index, peer.to_base58());
-        }
+        list_hosts(&self.ctx, &mut results);
         Ok(())
     }
 

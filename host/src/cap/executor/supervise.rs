@@ -1,0 +1,281 @@
+//! Starting a process and supervising its incarnations: restart with
+//! backoff, and what ending, killing and waiting do.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::{
+    write_atomic, Proc, ProcessSpec, Restart, State, PROCESSES_MAX, RESTART_BACKOFF_MAX_MS,
+    RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
+};
+use crate::cap::host::{HostContext, HostServer};
+use crate::cap::path;
+use crate::cap::tree::Owner;
+use crate::cap::volume;
+use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio};
+
+pub fn spawn(
+    ctx: &Rc<HostContext>,
+    rom: Rom,
+    mut spec: ProcessSpec,
+    record: Option<String>,
+) -> Result<Rc<Proc>> {
+    let processes = &ctx.processes;
+    {
+        let mut table = processes.table.borrow_mut();
+        if table.len() >= PROCESSES_MAX {
+            // Forget the oldest ended process to make room.
+            let oldest_ended = table
+                .values()
+                .find(|proc| proc.state.get() == State::Ended)
+                .map(|proc| proc.id);
+            match oldest_ended {
+                Some(id) => {
+                    table.remove(&id);
+                }
+                None => bail!("this host runs {PROCESSES_MAX} processes already; kill some first"),
+            }
+        }
+        if let Some(volume) = &spec.volume {
+            if let Some(user) = table.values().find(|proc| {
+                proc.state.get() != State::Ended && proc.spec.volume.as_ref() == Some(volume)
+            }) {
+                bail!("volume {volume:?} is in use by process {}", user.id);
+            }
+        }
+    }
+    // A fresh spawn must own its volume; a respawn's record holds the key.
+    if let (Some(volume), None) = (&spec.volume, &record) {
+        spec.volume_key = Some(volume::claim(&processes.data_dir, volume, spec.volume_key)?);
+    }
+    let supervised = spec.restart != Restart::Never;
+    let record = match (supervised, record) {
+        (false, _) => None,
+        (true, Some(record)) => Some(record),
+        (true, None) => {
+            processes.store_rom(&rom)?;
+            let stem = format!("{:016x}", rand::random::<u64>());
+            let bytes = serde_json::to_vec_pretty(&spec)?;
+            write_atomic(
+                &processes.records_dir().join(format!("{stem}.json")),
+                &bytes,
+            )?;
+            Some(stem)
+        }
+    };
+    let id = processes.next_id.get();
+    processes.next_id.set(id + 1);
+    let proc = Rc::new(Proc {
+        id,
+        spec,
+        record,
+        state: Cell::new(State::Starting),
+        started: Cell::new(Instant::now()),
+        restarts: Cell::new(0),
+        exported: RefCell::new(None),
+        task: RefCell::new(None),
+        killed: Cell::new(false),
+        last_exit: RefCell::new(None),
+        ended: Notify::new(),
+        wake: Notify::new(),
+        launched: Notify::new(),
+    });
+    processes.table.borrow_mut().insert(id, proc.clone());
+    tokio::task::spawn_local(supervise(ctx.clone(), proc.clone(), rom));
+    Ok(proc)
+}
+
+async fn supervise(ctx: Rc<HostContext>, proc: Rc<Proc>, rom: Rom) {
+    let mut backoff_ms = RESTART_BACKOFF_MIN_MS;
+    loop {
+        proc.started.set(Instant::now());
+        let status = run_once(&ctx, &proc, &rom).await;
+        info!(pid = proc.id, name = %proc.spec.name, "process ended: {status}");
+        // Clears the process's own anchor too: it is set as the process.
+        ctx.tree.clear_owned(owner(&ctx, &proc));
+        proc.exported.borrow_mut().take();
+        *proc.last_exit.borrow_mut() = Some(status.clone());
+        if proc.killed.get() || !proc.spec.restart.applies(&status) {
+            break;
+        }
+        if proc.started.get().elapsed() >= Duration::from_millis(RESTART_BACKOFF_RESET_MS) {
+            backoff_ms = RESTART_BACKOFF_MIN_MS;
+        }
+        proc.state.set(State::Restarting);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            () = proc.wake.notified() => {}
+        }
+        if proc.killed.get() {
+            break;
+        }
+        backoff_ms = (backoff_ms * 2).min(RESTART_BACKOFF_MAX_MS);
+        proc.restarts.set(proc.restarts.get() + 1);
+    }
+    proc.state.set(State::Ended);
+    if let Some(record) = &proc.record {
+        let _ = std::fs::remove_file(ctx.processes.records_dir().join(format!("{record}.json")));
+    }
+    proc.ended.notify_waiters();
+}
+
+async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStatus {
+    let volume = match &proc.spec.volume {
+        Some(name) => {
+            let dir = volume::dir(&ctx.processes.data_dir, name);
+            if let Err(err) = crate::private::create_dir(&dir) {
+                return failed(format!("cannot create volume {}: {err}", dir.display()));
+            }
+            Some(dir)
+        }
+        None => None,
+    };
+    let env = proc
+        .spec
+        .env
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((key, value)) => (key.to_owned(), value.to_owned()),
+            None => (entry.clone(), String::new()),
+        })
+        .collect();
+    let spec = SpawnSpec {
+        args: proc.spec.args.clone(),
+        env,
+        volume,
+        limits: Limits::default(),
+        stdio: Stdio::Log { pid: proc.id },
+    };
+    // Every incarnation gets the same grants, caps included.
+    let host = HostServer::for_process(
+        ctx.clone(),
+        proc.id,
+        proc.spec.host,
+        Rc::from(proc.spec.grants.clone()),
+    );
+    let running = match runner::start(&ctx.processes.runtime, rom, spec, host.client) {
+        Ok(running) => running,
+        Err(err) => return failed(format!("cannot start: {err:#}")),
+    };
+    if let Some(anchor) = &proc.spec.anchor {
+        if let Err(err) = ctx.tree.set(
+            anchor,
+            crate::cap::tree::Stored::Cap(running.exported.clone()),
+            Some(owner(ctx, proc)),
+        ) {
+            warn!(pid = proc.id, "cannot anchor the process: {err}");
+        }
+    }
+    *proc.exported.borrow_mut() = Some(running.exported.clone());
+    *proc.task.borrow_mut() = Some(running.task.clone());
+    proc.state.set(State::Running);
+    proc.launched.notify_waiters();
+    if proc.killed.get() {
+        running.task.abort();
+    }
+    let exit = running.exit.await;
+    if exit.kind == ExitKind::Trapped {
+        ctx.processes.traps.set(ctx.processes.traps.get() + 1);
+    }
+    exit
+}
+
+/// `proc` as the owner of what it anchors.
+fn owner(ctx: &HostContext, proc: &Proc) -> Owner {
+    Owner {
+        host: ctx.node.peer_id(),
+        pid: proc.id,
+    }
+}
+
+fn failed(message: String) -> ExitStatus {
+    ExitStatus {
+        kind: ExitKind::Trapped,
+        code: -1,
+        message,
+    }
+}
+
+impl Proc {
+    /// Kills the process and ends its supervision.
+    pub fn kill(&self) {
+        self.killed.set(true);
+        if let Some(task) = self.task.borrow().as_ref() {
+            task.abort();
+        }
+        self.wake.notify_waiters();
+    }
+
+    /// Waits until supervision has ended; returns the last exit status.
+    pub async fn wait(&self) -> ExitStatus {
+        loop {
+            let ended = self.ended.notified();
+            if self.state.get() == State::Ended {
+                return self
+                    .last_exit
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(ExitStatus::killed);
+            }
+            ended.await;
+        }
+    }
+
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state.get() {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Restarting => "restarting",
+            State::Ended => match self.last_exit.borrow().as_ref().map(|s| s.kind) {
+                Some(ExitKind::Exited) => "exited",
+                Some(ExitKind::Trapped) => "trapped",
+                Some(ExitKind::Killed) | None => "killed",
+            },
+        }
+    }
+
+    pub(super) fn fill_info(
+        &self,
+        peer: &str,
+        mut info: ww_api::ww_capnp::process_info::Builder<'_>,
+    ) {
+        info.set_id(self.id);
+        info.set_peer_id(peer);
+        info.set_name(&self.spec.name);
+        info.set_rom_hash(&self.spec.rom_hash);
+        info.set_state(self.state_name());
+        let uptime = if self.state.get() == State::Running {
+            u64::try_from(self.started.get().elapsed().as_millis()).unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        info.set_uptime_ms(uptime);
+        info.set_restarts(self.restarts.get());
+        info.set_anchor(
+            self.spec
+                .anchor
+                .as_ref()
+                .map(|anchor| path::join(anchor))
+                .unwrap_or_default(),
+        );
+        let mut args = info
+            .reborrow()
+            .init_args(u32::try_from(self.spec.args.len()).unwrap_or(0));
+        for (index, arg) in self.spec.args.iter().enumerate() {
+            let Ok(index) = u32::try_from(index) else {
+                break;
+            };
+            args.set(index, arg);
+        }
+        if let Some(exit) = self.last_exit.borrow().as_ref() {
+            let mut out = info.init_exit();
+            out.set_code(exit.code);
+            out.set_message(&exit.message);
+        }
+    }
+}
