@@ -15,7 +15,10 @@ use std::io::Write;
 
 const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
 
-/// Width of a [`bar`], in characters between the brackets.
+/// How often [`Progress::spin_until`] redraws a live line.
+const TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Width of a [`count`] bar, in characters between the brackets.
 const BAR_WIDTH: usize = 20;
 
 /// Whether this process's stderr is a terminal (`wasi:cli/terminal-stderr`).
@@ -87,6 +90,26 @@ impl<W: Write> Progress<W> {
     pub fn spin(&mut self, message: &str) {
         if self.live {
             self.update(message);
+        }
+    }
+
+    /// Awaits `future`, showing `message` on a live line (as [`Self::spin`])
+    /// redrawn every [`TICK`], so the spinner and clock move during one
+    /// long call too.
+    pub async fn spin_until<F: std::future::Future>(
+        &mut self,
+        message: &str,
+        future: F,
+    ) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        loop {
+            self.spin(message);
+            if !self.live {
+                return future.await;
+            }
+            if let Ok(output) = crate::timeout(TICK, future.as_mut()).await {
+                return output;
+            }
         }
     }
 

@@ -139,8 +139,9 @@ pub async fn deploy(
             replicas as u64,
             progress.is_live(),
         );
-        progress.spin(&message);
-        let pid = spawn_replica(host, peer, &version, &key).await?;
+        let pid = progress
+            .spin_until(&message, spawn_replica(host, peer, &version, &key))
+            .await?;
         progress.println(&format!("spawned replica on {peer} (process {pid})"));
     }
     progress.finish();
