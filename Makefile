@@ -42,6 +42,7 @@ build: host roms
 test: roms
 	$(CARGO) fmt --all -- --check
 	$(CARGO) test
+	$(CARGO) test -p ww-guest --lib
 	$(MAKE) --no-print-directory sim START=1 SEEDS=1000 NODES=3 WORKLOAD=kv
 	$(MAKE) --no-print-directory sim START=1 SEEDS=300 NODES=5 WORKLOAD=kv
 	$(MAKE) --no-print-directory sim START=1 SEEDS=500 NODES=3 WORKLOAD=queue

@@ -71,6 +71,13 @@ pub fn deployed_with(hosts: usize, timeout: Duration, extra: &[&str]) -> crate::
     let out = run(&client, &["deploy"], Duration::from_secs(120));
     out.assert_ok();
     assert!(out.stdout.contains("leader elected"), "{out:#?}");
+    // Progress on a pipe: plain lines, each state once, no live line.
+    assert!(!out.stderr.contains('\r'), "{out:#?}");
+    assert_eq!(
+        out.stderr.matches("replicas anchored: 3/3").count(),
+        1,
+        "{out:#?}"
+    );
     assert!(
         !out.stderr
             .contains(&format!("spawned replica on {}", cluster.hosts[0].peer_id)),

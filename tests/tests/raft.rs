@@ -8,7 +8,8 @@
 //!   are present or absent but never corrupted; the restarted host's
 //!   replica respawns from its volume and catches up;
 //! - add-replica and remove-replica under load;
-//! - queues across hosts, with a lease that expires when its consumer dies;
+//! - queues across hosts, with a lease that expires when its consumer dies,
+//!   and a lease of more than one batch;
 //! - a forged Raft message and a garbage request.
 
 #![allow(clippy::unwrap_used)]
@@ -378,6 +379,28 @@ fn a_dead_consumers_lease_expires_and_the_message_is_redelivered() {
         1,
         "job-2 remains: {stats}"
     );
+
+    // A lease of more than one batch takes several, with progress on
+    // stderr: plain lines here, since stderr is a pipe.
+    let bodies: Vec<String> = (0..1100).map(|i| format!("bulk-{i}")).collect();
+    for half in bodies.chunks(550) {
+        let mut args = vec!["enqueue", "bulk"];
+        args.extend(half.iter().map(String::as_str));
+        raft(&producer, &args).assert_ok();
+    }
+    // It stops at the consumer's in-flight limit (1000 by default), below
+    // the 1024 one lease may take, and keeps what it leased.
+    let bulk = raft(&consumer, &["lease", "bulk", "--n", "2000"]);
+    bulk.assert_ok();
+    assert_eq!(bulk.stdout.lines().count(), 1000, "{}", bulk.stderr);
+    assert!(bulk.stderr.contains("in-flight limit (1000"), "{bulk:#?}");
+    let progress: Vec<&str> = bulk
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("leased "))
+        .collect();
+    assert_eq!(progress, ["leased 0/2000", "leased 1000/2000"], "{bulk:#?}");
+    assert!(!bulk.stderr.contains('\r'), "{bulk:#?}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The `ww` command line (README.md and docs/architecture.md).
 
+mod completions;
 mod connect;
 mod ls;
 mod ps;
@@ -7,9 +8,10 @@ mod pubsub;
 mod run;
 mod start;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ColorChoice, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit code for errors of `ww` itself (bad flags, unreachable cluster,
 /// invalid ROM). A ROM's own exit code is passed through unchanged.
@@ -51,11 +53,13 @@ enum Command {
     Kill(ps::KillArgs),
     /// Print a new pre-shared cluster key (for `--key`).
     Keygen,
+    /// Print a shell completion script (`source <(ww completions bash)`).
+    Completions(completions::Args),
 }
 
 /// Parses the command line, runs the command, and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let default_level = match cli.command {
         Command::Start(_) => "info",
         _ => "warn",
@@ -83,6 +87,7 @@ pub fn main() -> ExitCode {
             Command::Set(args) => ls::set(args).await,
             Command::Ps(args) => ps::ps(args).await,
             Command::Kill(args) => ps::kill(args).await,
+            Command::Completions(args) => Ok(completions::run(&args)),
             Command::Keygen => {
                 print!("{}", crate::net::identity::new_psk());
                 Ok(ExitCode::SUCCESS)
@@ -98,12 +103,33 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether `NO_COLOR` asks for no colour (<https://no-color.org>: set and
+/// not empty).
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty())
+}
+
+/// Parses the command line, with clap's styled help and errors off under
+/// `NO_COLOR` (clap already leaves them plain when the stream is not a
+/// terminal).
+fn parse() -> Cli {
+    let color = if no_color() {
+        ColorChoice::Never
+    } else {
+        ColorChoice::Auto
+    };
+    let matches = Cli::command().color(color).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+}
+
 fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Log files and pipes get no escape codes; nor does NO_COLOR.
+        .with_ansi(!no_color() && std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

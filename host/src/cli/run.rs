@@ -75,7 +75,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let spec = SpawnSpec {
         args: rom_args,
-        env: Vec::new(),
+        // The ROM's stderr is the user's terminal: it should honour the
+        // user's NO_COLOR too. Nothing else of ww's environment leaks in.
+        env: std::env::var("NO_COLOR")
+            .ok()
+            .map(|value| vec![("NO_COLOR".to_owned(), value)])
+            .unwrap_or_default(),
         volume: None,
         limits: Limits {
             memory_bytes_max: args.memory_limit_mb.saturating_mul(1024 * 1024),

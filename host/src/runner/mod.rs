@@ -5,7 +5,8 @@
 //! it imports through `ww:rpc/transport` (`wit/rpc.wit`), carries its
 //! capnp-rpc connection to the host; its stdin, stdout and stderr are the
 //! user's under `ww run`, and logged by the host for a spawned process. It
-//! gets no network, no environment and no files beyond what it is granted.
+//! gets no network, no environment (but `NO_COLOR` under `ww run`) and no
+//! files beyond what it is granted.
 
 mod cache;
 mod limits;

@@ -20,8 +20,10 @@
 //!
 //! - stdin, stdout and stderr are the user's: under `ww run` they are the
 //!   terminal's (or the pipe's). Print results to stdout and logs and
-//!   progress to stderr. A process spawned on a host has no stdin, and the
-//!   host logs its stdout and stderr line by line, tagged with its id.
+//!   progress to stderr ([`progress::Progress`]: a live line on a
+//!   terminal, plain lines otherwise). A process spawned on a host has no
+//!   stdin, and the host logs its stdout and stderr line by line, tagged
+//!   with its id.
 //! - Do not block: use [`sleep`] and `.await`, never `std::thread::sleep`.
 //!   A ROM that computes without yielding to its host for too long is
 //!   killed by the host's busy limit.
@@ -30,6 +32,7 @@
 //!   goes through WASI 0.2's `exit`, which gives only 0 or 1.
 
 mod executor;
+pub mod progress;
 mod reactor;
 mod stream;
 mod time;

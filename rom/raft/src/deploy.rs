@@ -9,6 +9,7 @@ use raft_client::access::{self, GroupKey};
 use raft_client::proto::{Member, ReplicaStatus, Request, Response};
 use raft_client::{Group, GuestRuntime};
 use serde_json::json;
+use ww_guest::progress::{self, Progress};
 use ww_guest::ww_api::ww_capnp::RestartPolicy;
 use ww_guest::ww_api::{host, ops, topic};
 
@@ -72,16 +73,21 @@ pub async fn wait_for_replicas(
     peers: &[String],
 ) -> anyhow::Result<()> {
     let started = ww_guest::now_ms();
-    let mut shown = usize::MAX;
+    let mut progress = Progress::stderr();
     loop {
         group.discover().await?;
         let found = group.replicas();
         let ready = peers.iter().filter(|peer| found.contains(peer)).count();
-        if ready != shown {
-            eprintln!("replicas anchored: {ready}/{}", peers.len());
-            shown = ready;
-        }
+        let total = peers.len() as u64;
+        let message = progress::count(
+            "replicas anchored:",
+            ready as u64,
+            total,
+            progress.is_live(),
+        );
+        progress.update(&message);
         if ready == peers.len() {
+            progress.finish_with(&format!("replicas anchored: {ready}/{total}"));
             return Ok(());
         }
         if ww_guest::now_ms() - started > DEPLOY_TIMEOUT.as_millis() as u64 {
@@ -124,10 +130,21 @@ pub async fn deploy(
     }
     let chosen: Vec<String> = candidates.into_iter().take(replicas).collect();
     let key = new_group_key();
-    for peer in &chosen {
-        let pid = spawn_replica(host, peer, &version, &key).await?;
-        eprintln!("spawned replica on {peer} (process {pid})");
+    let mut progress = Progress::stderr();
+    for (index, peer) in chosen.iter().enumerate() {
+        let done = index as u64;
+        let message = progress::count(
+            "spawning replicas",
+            done,
+            replicas as u64,
+            progress.is_live(),
+        );
+        let pid = progress
+            .spin_until(&message, spawn_replica(host, peer, &version, &key))
+            .await?;
+        progress.println(&format!("spawned replica on {peer} (process {pid})"));
     }
+    progress.finish();
     wait_for_replicas(group, &chosen).await?;
 
     let group_id = (u128::from(random_u64()) << 64) | u128::from(random_u64());
@@ -168,16 +185,18 @@ async fn wait_for_leader(
 ) -> anyhow::Result<ReplicaStatus> {
     let events = subscribe_events(group, any_peer).await;
     let started = ww_guest::now_ms();
+    let mut progress = Progress::stderr();
     loop {
+        progress.spin("waiting for a leader");
         if let Some(subscription) = &events {
             let next = subscription.next_request().send().promise;
             if let Ok(Ok(message)) = ww_guest::timeout(Duration::from_millis(500), next).await {
                 let data = message.get()?.get_message()?.get_data()?.to_vec();
                 if let Ok(status) = raft_client::proto::decode::<ReplicaStatus>(&data) {
-                    println!(
+                    progress.println(&format!(
                         "  {}: raft id {} {} term {}",
                         status.peer_id, status.raft_id, status.role, status.term
-                    );
+                    ));
                     if status.role == "leader" {
                         return Ok(status);
                     }

@@ -8,6 +8,7 @@ use raft_client::{Group, GuestRuntime};
 
 use crate::args::Args;
 use crate::deploy::{spawn_replica, wait_for_replicas};
+use ww_guest::progress::{self, Progress};
 use ww_guest::ww_api::ops;
 
 /// How long a new learner may take to catch up before it is promoted.
@@ -83,6 +84,7 @@ pub async fn add(
     }
     eprintln!("added raft id {id} on {peer} as a learner; catching up");
     let started = ww_guest::now_ms();
+    let mut progress = Progress::stderr();
     loop {
         let statuses = group.status_all().await;
         let commit = statuses
@@ -97,9 +99,13 @@ pub async fn add(
             .find(|(p, _)| *p == peer)
             .and_then(|(_, s)| s.as_ref().ok())
             .map_or(0, |s| s.applied);
-        if commit > 0 && applied >= commit {
+        let caught_up = commit > 0 && applied >= commit;
+        let message = progress::count("learner applied", applied, commit, progress.is_live());
+        if caught_up {
+            progress.finish_with(&message);
             break;
         }
+        progress.update(&message);
         if ww_guest::now_ms() - started > CATCH_UP_TIMEOUT.as_millis() as u64 {
             bail!("learner {id} applied {applied} of {commit} entries within {CATCH_UP_TIMEOUT:?}; it stays a learner");
         }

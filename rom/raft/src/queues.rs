@@ -1,9 +1,11 @@
 //! Queue subcommands.
 
 use anyhow::{bail, Context};
-use queue::{Nack, NewMessage, Receipt};
+use queue::limits::BATCH_MESSAGES_MAX;
+use queue::{ClientError, Delivery, Nack, NewMessage, QueueError, Receipt};
 use raft_client::{Group, GuestRuntime};
 use serde_json::json;
+use ww_guest::progress::{self, Progress};
 
 use crate::args::Args;
 
@@ -27,6 +29,76 @@ fn receipts(args: &mut Args) -> anyhow::Result<Vec<Receipt>> {
         .collect::<anyhow::Result<_>>()?;
     if all.is_empty() {
         bail!("give at least one RECEIPT (ID:TOKEN, as `lease` prints it)");
+    }
+    Ok(all)
+}
+
+fn print_delivery(delivery: &Delivery) {
+    println!(
+        "{}:{} delivery {} {}",
+        delivery.id,
+        delivery.token,
+        delivery.acquired,
+        String::from_utf8_lossy(&delivery.body)
+    );
+}
+
+/// Leases up to `n` messages in batches of at most
+/// [`BATCH_MESSAGES_MAX`] (the most one lease may take), showing progress
+/// when it takes more than one, until `n` are leased or the topic has no
+/// more ready (or the consumer holds its in-flight limit). Without `json` each batch is printed as it arrives.
+async fn lease_many<T: queue::Transport>(
+    client: &queue::Client<T>,
+    topic: &str,
+    consumer: &str,
+    n: u32,
+    lease_ms: Option<u64>,
+    json: bool,
+) -> anyhow::Result<Vec<Delivery>> {
+    if n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let batch_max = BATCH_MESSAGES_MAX as u32;
+    let mut progress = (n > batch_max).then(Progress::stderr);
+    let mut all = Vec::new();
+    let mut leased = 0;
+    while leased < n {
+        if let Some(progress) = &mut progress {
+            let live = progress.is_live();
+            progress.update(&progress::count("leased", leased.into(), n.into(), live));
+        }
+        let want = (n - leased).min(batch_max);
+        let batch = match client.lease(topic, consumer, want, lease_ms).await {
+            Ok(batch) => batch,
+            // The first batches took all this consumer may hold: keep them.
+            Err(ClientError::Queue(QueueError::InFlightLimit { max, .. })) if leased > 0 => {
+                let note = format!("stopped at the consumer's in-flight limit ({max} leases)");
+                match &mut progress {
+                    Some(progress) => progress.println(&note),
+                    None => eprintln!("{note}"),
+                }
+                break;
+            }
+            Err(err) => return Err(err.into()),
+        };
+        leased += batch.len() as u32;
+        // A short batch may be cut by size or by the in-flight limit; only an
+        // empty one says there is nothing more to lease.
+        let drained = batch.is_empty();
+        if !json {
+            if let Some(progress) = &mut progress {
+                progress.hide();
+            }
+            batch.iter().for_each(print_delivery);
+        }
+        all.extend(batch);
+        if drained {
+            break;
+        }
+    }
+    if let Some(progress) = progress {
+        let live = progress.is_live();
+        progress.finish_with(&progress::count("leased", leased.into(), n.into(), live));
     }
     Ok(all)
 }
@@ -62,7 +134,7 @@ pub async fn run(
                 None => format!("cli-{:x}", session.client_id().await?),
             };
             let topic = args.required("TOPIC")?;
-            let deliveries = client.lease(&topic, &consumer, n, lease_ms).await?;
+            let deliveries = lease_many(&client, &topic, &consumer, n, lease_ms, json).await?;
             if json {
                 let messages: Vec<_> = deliveries
                     .iter()
@@ -78,19 +150,8 @@ pub async fn run(
                     })
                     .collect();
                 println!("{}", json!({ "topic": topic, "messages": messages }));
-            } else {
-                for delivery in &deliveries {
-                    println!(
-                        "{}:{} delivery {} {}",
-                        delivery.id,
-                        delivery.token,
-                        delivery.acquired,
-                        String::from_utf8_lossy(&delivery.body)
-                    );
-                }
-                if deliveries.is_empty() {
-                    eprintln!("(no message ready on {topic})");
-                }
+            } else if deliveries.is_empty() {
+                eprintln!("(no message ready on {topic})");
             }
         }
         "ack" => {
