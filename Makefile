@@ -3,10 +3,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 ROM_TARGET := wasm32-wasip2
-ROM_DIR := target/rom
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+ROM_DIR := $(TARGET_DIR)/rom
 # ROM packages in build order: an outer ROM embeds the inner ROMs listed
 # before it (include_bytes!), so each ROM is copied to $(ROM_DIR) before the
-# next builds. A package `X-rom` builds the ROM `X.wasm`.
+# next builds. A package `X-rom` builds the ROM `X.wasm`. A ROM is copied
+# only when its bytes changed, so that the ROMs embedding it do not rebuild:
+# a second `make roms` with nothing changed compiles nothing.
 ROMS := hello-inner hello misbehave probe raft-replica raft-rom bench
 
 # Simulator (`make sim`): seeds START..START+SEEDS-1.
@@ -30,7 +33,8 @@ roms: setup
 	@for rom in $(ROMS); do \
 	  $(CARGO) build --profile guest --target $(ROM_TARGET) -p $$rom || exit 1; \
 	  name=$${rom%-rom}; \
-	  cp target/$(ROM_TARGET)/guest/$$name.wasm $(ROM_DIR)/$$name.wasm || exit 1; \
+	  built=$(TARGET_DIR)/$(ROM_TARGET)/guest/$$name.wasm; \
+	  cmp -s $$built $(ROM_DIR)/$$name.wasm || cp $$built $(ROM_DIR)/$$name.wasm || exit 1; \
 	done
 
 build: host roms
@@ -41,6 +45,10 @@ build: host roms
 # compile wasmtime and libp2p twice.
 test: roms
 	$(CARGO) fmt --all -- --check
+	./scripts/check-docs.sh
+	@if $(MAKE) --no-print-directory roms 2>&1 | grep -E '^ *Compiling'; then \
+	  echo "test: a second \`make roms\` with nothing changed compiled the crates above" >&2; exit 1; fi
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test
 	$(CARGO) test -p ww-guest --lib
 	$(MAKE) --no-print-directory sim START=1 SEEDS=1000 NODES=3 WORKLOAD=kv

@@ -1,13 +1,7 @@
-//! Embeds the misbehave ROM, which `make build` builds first.
+//! Embeds the misbehave ROM, which `make roms` builds first.
+
+include!("../embed.rs");
 
 fn main() {
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let inner = std::path::Path::new(&manifest).join("../../target/rom/misbehave.wasm");
-    println!("cargo:rerun-if-changed={}", inner.display());
-    assert!(
-        inner.exists(),
-        "the inner ROM {} is missing; build the ROMs in order with `make build`",
-        inner.display()
-    );
-    println!("cargo:rustc-env=MISBEHAVE_WASM={}", inner.display());
+    embed_rom("misbehave", "MISBEHAVE_WASM");
 }

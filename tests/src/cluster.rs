@@ -42,15 +42,16 @@ pub fn ww_bin() -> PathBuf {
     ww
 }
 
-/// The ROM artifact `target/rom/<name>.wasm`.
+/// The ROM artifact `<target dir>/rom/<name>.wasm` (`$CARGO_TARGET_DIR`,
+/// else `target/`, as `make roms` writes it).
 ///
 /// # Panics
 ///
 /// If it has not been built: a test never skips for a missing ROM.
 pub fn rom(name: &str) -> PathBuf {
-    let path = workspace_root()
-        .join("target/rom")
-        .join(format!("{name}.wasm"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let path = target.join("rom").join(format!("{name}.wasm"));
     assert!(
         path.exists(),
         "ROM artifact {} is missing; build the ROMs with `make build`",
