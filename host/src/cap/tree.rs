@@ -19,8 +19,8 @@
 //! take an anchor back is to kill the owner, which clears its values. Only
 //! the tree mutates here; reading and listing never create nodes.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use libp2p::PeerId;
@@ -30,6 +30,15 @@ pub const NODES_MAX: usize = 100_000;
 
 /// Largest data value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most bytes of data values in one host's tree, all writers together.
+/// Without it, [`NODES_MAX`] values of [`VALUE_BYTES_MAX`] would be 100 GB.
+pub const TREE_DATA_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Most bytes of data values one writer may hold in the tree: each local
+/// process, and all other callers (CLI clients, other hosts) together. So
+/// one flooding process leaves three quarters of the budget to the rest.
+pub const WRITER_DATA_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A stored value.
 #[derive(Clone, Default)]
@@ -45,7 +54,7 @@ pub enum Stored {
 
 /// The process that owns a value: the original caller that set it, named by
 /// its host's peer id and its process id on that host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Owner {
     /// The host the process runs on.
     pub host: PeerId,
@@ -91,6 +100,25 @@ impl Node {
         1 + self.children.values().map(Node::size).sum::<usize>()
     }
 
+    /// Bytes of this node's data value (capabilities count nothing).
+    fn data_bytes(&self) -> usize {
+        match &self.value {
+            Stored::Data(data) => data.len(),
+            _ => 0,
+        }
+    }
+
+    /// Calls `each(owner, bytes)` for every data value in this subtree.
+    fn for_each_data(&self, each: &mut impl FnMut(Option<Owner>, usize)) {
+        let bytes = self.data_bytes();
+        if bytes > 0 {
+            each(self.owner, bytes);
+        }
+        for child in self.children.values() {
+            child.for_each_data(each);
+        }
+    }
+
     /// The path (below `self`, appended to `path`) and owner of the first
     /// value in this subtree that `writer` does not own.
     fn foreign(&self, path: &mut Vec<String>, writer: Option<Owner>) -> Option<Owner> {
@@ -109,17 +137,87 @@ impl Node {
         None
     }
 
-    fn clear_owned(&mut self, owner: Owner) -> usize {
-        let mut cleared = 0;
+    /// Clears `owner`'s values; returns how many, and their data bytes.
+    fn clear_owned(&mut self, owner: Owner) -> (usize, usize) {
+        let mut cleared = (0, 0);
         if self.owner == Some(owner) {
+            cleared.1 += self.data_bytes();
             self.value = Stored::None;
             self.owner = None;
-            cleared += 1;
+            cleared.0 += 1;
         }
         for child in self.children.values_mut() {
-            cleared += child.clear_owned(owner);
+            let (values, bytes) = child.clear_owned(owner);
+            cleared.0 += values;
+            cleared.1 += bytes;
         }
         cleared
+    }
+}
+
+/// Bytes of data held in the tree, in all and per writer (`None`: callers
+/// that are not local processes).
+#[derive(Default)]
+struct DataBudget {
+    total_bytes: usize,
+    writer_bytes: HashMap<Option<Owner>, usize>,
+}
+
+impl DataBudget {
+    /// Whether `writer` may replace `old_bytes` of `old_owner`'s data with
+    /// `new_bytes` of its own at one path.
+    fn admit(
+        &self,
+        writer: Option<Owner>,
+        old_owner: Option<Owner>,
+        old_bytes: usize,
+        new_bytes: usize,
+    ) -> Result<(), String> {
+        if self.total_bytes - old_bytes + new_bytes > TREE_DATA_BYTES_MAX {
+            return Err(format!(
+                "this host's anchor tree holds {} bytes of data and its budget is \
+                 {TREE_DATA_BYTES_MAX} (TREE_DATA_BYTES_MAX); remove some first",
+                self.total_bytes
+            ));
+        }
+        let held = self.writer_bytes.get(&writer).copied().unwrap_or(0);
+        let released = if old_owner == writer { old_bytes } else { 0 };
+        if new_bytes > released && held - released + new_bytes > WRITER_DATA_BYTES_MAX {
+            let who = writer.map_or_else(
+                || "callers that are not processes of this host".to_owned(),
+                |owner| owner.to_string(),
+            );
+            return Err(format!(
+                "{who} hold {held} bytes of anchored data and a writer's share is \
+                 {WRITER_DATA_BYTES_MAX} (WRITER_DATA_BYTES_MAX); remove some first"
+            ));
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, writer: Option<Owner>, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.total_bytes += bytes;
+        *self.writer_bytes.entry(writer).or_default() += bytes;
+        assert!(self.total_bytes <= TREE_DATA_BYTES_MAX);
+    }
+
+    fn sub(&mut self, writer: Option<Owner>, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let held = self
+            .writer_bytes
+            .get_mut(&writer)
+            .expect("a writer's data was counted when it was set");
+        assert!(*held >= bytes && self.total_bytes >= bytes);
+        *held -= bytes;
+        if *held == 0 {
+            self.writer_bytes.remove(&writer);
+        }
+        self.total_bytes -= bytes;
     }
 }
 
@@ -127,14 +225,16 @@ impl Node {
 pub struct Tree {
     root: RefCell<Node>,
     /// Nodes, not counting the root.
-    nodes: std::cell::Cell<usize>,
+    nodes: Cell<usize>,
+    data: RefCell<DataBudget>,
 }
 
 impl Default for Tree {
     fn default() -> Self {
         Self {
             root: RefCell::new(Node::default()),
-            nodes: std::cell::Cell::new(0),
+            nodes: Cell::new(0),
+            data: RefCell::new(DataBudget::default()),
         }
     }
 }
@@ -194,8 +294,9 @@ impl Tree {
     ///
     /// # Errors
     ///
-    /// When the data is too big, the tree is full, or the value at `path`
-    /// is owned by a process other than `writer`.
+    /// When the data is too big, the tree is full (nodes, or data bytes in
+    /// all or for this writer), or the value at `path` is owned by a process
+    /// other than `writer`.
     pub fn set(&self, path: &[String], value: Stored, writer: Option<Owner>) -> Result<(), String> {
         if let Some(owner) = self.owner(path) {
             if Some(owner) != writer {
@@ -210,6 +311,14 @@ impl Tree {
                 ));
             }
         }
+        let new_bytes = match &value {
+            Stored::Data(data) => data.len(),
+            _ => 0,
+        };
+        let (old_owner, old_bytes) = self.data_at(path);
+        self.data
+            .borrow()
+            .admit(writer, old_owner, old_bytes, new_bytes)?;
         self.ensure(path)?;
         let mut root = self.root.borrow_mut();
         let mut node = &mut *root;
@@ -219,17 +328,35 @@ impl Tree {
                 .get_mut(name)
                 .ok_or("a node vanished while being set")?;
         }
-        node.owner = if matches!(value, Stored::None) {
-            None
-        } else {
-            writer
-        };
+        {
+            let mut data = self.data.borrow_mut();
+            data.sub(node.owner, node.data_bytes());
+            node.owner = if matches!(value, Stored::None) {
+                None
+            } else {
+                writer
+            };
+            data.add(node.owner, new_bytes);
+        }
         // Drop the old value after releasing the borrow: dropping a
         // capability may run arbitrary code.
         let old = std::mem::replace(&mut node.value, value);
         drop(root);
         drop(old);
         Ok(())
+    }
+
+    /// The owner and data bytes of the value at `path` (none, 0 if absent).
+    fn data_at(&self, path: &[String]) -> (Option<Owner>, usize) {
+        let root = self.root.borrow();
+        let mut node = &*root;
+        for name in path {
+            match node.children.get(name) {
+                Some(child) => node = child,
+                None => return (None, 0),
+            }
+        }
+        (node.owner, node.data_bytes())
     }
 
     /// The owner of the value at `path`, if it exists and has one.
@@ -276,6 +403,9 @@ impl Tree {
         match removed {
             Some(subtree) => {
                 self.nodes.set(self.nodes.get() - subtree.size());
+                let mut data = self.data.borrow_mut();
+                subtree.for_each_data(&mut |owner, bytes| data.sub(owner, bytes));
+                drop(data);
                 // Dropped after releasing the borrow: dropping a capability
                 // may run arbitrary code.
                 drop(subtree);
@@ -287,7 +417,14 @@ impl Tree {
 
     /// Clears every value owned by process `owner`; returns how many.
     pub fn clear_owned(&self, owner: Owner) -> usize {
-        self.root.borrow_mut().clear_owned(owner)
+        let (values, bytes) = self.root.borrow_mut().clear_owned(owner);
+        self.data.borrow_mut().sub(Some(owner), bytes);
+        values
+    }
+
+    /// Bytes of data values in the tree.
+    pub fn data_bytes(&self) -> usize {
+        self.data.borrow().total_bytes
     }
 
     /// Number of nodes (without the root).
@@ -447,6 +584,62 @@ mod tests {
         assert!(matches!(tree.get(&path("a/b/c")), Stored::None));
         assert!(tree.ls(&path("a/b")).is_empty());
         assert_eq!(tree.len(), 1);
+    }
+
+    #[test]
+    fn data_is_budgeted_per_writer_and_in_all() {
+        const MIB: usize = 1024 * 1024;
+        let host = PeerId::random();
+        let writers: Vec<Owner> = (1..=5).map(|pid| Owner { host, pid }).collect();
+        let tree = Tree::default();
+        let share = WRITER_DATA_BYTES_MAX / VALUE_BYTES_MAX;
+        for n in 0..share {
+            tree.set(
+                &path(&format!("a/{n}")),
+                Stored::Data(vec![0; MIB]),
+                Some(writers[0]),
+            )
+            .unwrap();
+        }
+        // Over its share: refused, naming the budget, and nothing changed.
+        let err = tree
+            .set(&path("a/more"), Stored::Data(vec![0; 1]), Some(writers[0]))
+            .unwrap_err();
+        assert!(err.contains("WRITER_DATA_BYTES_MAX"), "{err}");
+        assert!(matches!(tree.get(&path("a/more")), Stored::None));
+        assert_eq!(tree.data_bytes(), WRITER_DATA_BYTES_MAX);
+        // Replacing its own value charges only the difference.
+        tree.set(&path("a/0"), Stored::Data(vec![0; MIB]), Some(writers[0]))
+            .unwrap();
+        // Other writers fill the rest, up to the tree's budget.
+        for writer in &writers[1..4] {
+            for n in 0..share {
+                let at = path(&format!("p{}/{n}", writer.pid));
+                tree.set(&at, Stored::Data(vec![0; MIB]), Some(*writer))
+                    .unwrap();
+            }
+        }
+        assert_eq!(tree.data_bytes(), TREE_DATA_BYTES_MAX);
+        let err = tree
+            .set(&path("late"), Stored::Data(vec![0; 1]), Some(writers[4]))
+            .unwrap_err();
+        assert!(err.contains("TREE_DATA_BYTES_MAX"), "{err}");
+        // Removing a subtree and ending an owner give the bytes back.
+        assert!(tree.remove(&[], "a", Some(writers[0])).unwrap());
+        assert_eq!(tree.clear_owned(writers[1]), share);
+        assert_eq!(
+            tree.data_bytes(),
+            TREE_DATA_BYTES_MAX - 2 * WRITER_DATA_BYTES_MAX
+        );
+        tree.set(&path("late"), Stored::Data(vec![0; MIB]), Some(writers[4]))
+            .unwrap();
+        // A cleared value (set to nothing) counts nothing.
+        tree.set(&path("late"), Stored::None, Some(writers[4]))
+            .unwrap();
+        assert_eq!(
+            tree.data_bytes(),
+            TREE_DATA_BYTES_MAX - 2 * WRITER_DATA_BYTES_MAX
+        );
     }
 
     #[test]
