@@ -7,7 +7,7 @@ ROM_DIR := target/rom
 # ROM packages in build order: an outer ROM embeds the inner ROMs listed
 # before it (include_bytes!), so each ROM is copied to $(ROM_DIR) before the
 # next builds. A package `X-rom` builds the ROM `X.wasm`.
-ROMS := hello-inner hello misbehave probe raft-replica raft-rom bench worker-rom crawler-rom
+ROMS := hello-inner hello misbehave probe raft-replica raft-rom bench worker-rom title-worker-rom crawler-rom
 
 # Simulator (`make sim`): seeds START..START+SEEDS-1.
 START ?= 1

@@ -37,10 +37,48 @@ fn crawler(addr: &str, args: &[&str]) -> Output {
     ww_with_timeout(&all, Duration::from_secs(120))
 }
 
-fn status(addr: &str) -> Value {
-    let out = crawler(addr, &["status", "--json"]);
+/// `crawler.wasm ARGS` with `stdin` as its standard input.
+fn crawler_with_stdin(addr: &str, args: &[&str], stdin: &std::path::Path) -> Output {
+    let rom = rom("crawler");
+    let child = std::process::Command::new(ww_tests::ww_bin())
+        .env_remove("WW_PEERS")
+        .args(["run", "--peer", addr, rom.to_str().unwrap()])
+        .args(args)
+        .stdin(std::fs::File::open(stdin).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The child's output once it exits; killed (and the test failed) after
+/// `timeout`.
+fn wait_for_exit(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("`ww run` still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn status_of(addr: &str, crawl: &str) -> Value {
+    let out = crawler(addr, &["--crawl", crawl, "status", "--json"]);
     out.assert_ok();
     json_of(&out)
+}
+
+fn status(addr: &str) -> Value {
+    status_of(addr, "crawl")
 }
 
 fn unhex(hex: &str) -> Vec<u8> {
@@ -259,4 +297,69 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
             .is_empty()
             .then_some(())
     });
+
+    // A custom worker ROM (title and meta description), passed on stdin,
+    // on a second crawl of the same site.
+    let title_worker = rom("title-worker");
+    assert!(
+        title_worker.exists(),
+        "{} is missing: make build",
+        title_worker.display()
+    );
+    let out = crawler(
+        &client,
+        &[
+            "--crawl",
+            "titles",
+            "seed",
+            &seed,
+            "--allow-private",
+            "--max-depth",
+            "1",
+            "--delay-ms",
+            "0",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    out.assert_ok();
+    let out = crawler_with_stdin(
+        &client,
+        &[
+            "--crawl",
+            "titles",
+            "workers",
+            "1",
+            "--rom",
+            "-",
+            "--fetch-timeout-ms",
+            "2000",
+        ],
+        &title_worker,
+    );
+    out.assert_ok();
+    wait_until("the titles crawl to finish", CRAWL_TIMEOUT, || {
+        status_of(&client, "titles")["done"]
+            .as_bool()?
+            .then_some(())
+    });
+    let out = crawler(&client, &["--crawl", "titles", "results", "--jsonl", "-"]);
+    out.assert_ok();
+    let titled: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["url"].as_str().unwrap().contains("/page/"))
+        .collect();
+    assert!(titled.len() > 1, "{out:#?}");
+    for record in &titled {
+        let page = record["url"].as_str().unwrap().rsplit('/').next().unwrap();
+        assert_eq!(
+            record["fields"]["title"],
+            format!("Page {page}"),
+            "{record}"
+        );
+    }
+    let out = crawler(&client, &["--crawl", "titles", "workers", "0"]);
+    out.assert_ok();
 }

@@ -18,6 +18,9 @@ pub const USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] workers N [OP
   --fetch-timeout-ms MS   a fetch's total timeout (default 10000, at most 30000)
   --user-agent UA         sent with every request and matched against robots.txt
   --batch N               URLs a worker leases at once (default 16)
+  --rom -                 run a custom worker ROM (built on worker-sdk) read from stdin,
+                          e.g. `... workers 2 --rom - < title-worker.wasm`; default: the
+                          embedded worker.wasm
 Starts or stops workers until N run for the crawl, spread round-robin over the
 cluster's hosts, restarted if they fail. Each worker holds only: a read-only view
 of the Raft replicas, a token for enqueue and consume on the crawl, a token for
@@ -38,6 +41,8 @@ const RATE_WAIT_MAX_MS: u32 = 10_000;
 const BODY_BYTES_MAX: u32 = 2 * 1024 * 1024;
 const REDIRECTS_MAX: u32 = 5;
 const USER_AGENT_DEFAULT: &str = "ww-crawler/0.1";
+/// The largest custom worker ROM read from stdin.
+const ROM_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Process states of a worker that is (or will be again) running.
 const LIVE_STATES: &[&str] = &["starting", "running", "restarting"];
 
@@ -87,6 +92,23 @@ struct Running {
     peer: String,
     id: u64,
     name: String,
+}
+
+/// A worker ROM from stdin (ROM stdio is the user's under `ww run`).
+fn read_rom() -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(ROM_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .context("reading the worker ROM from stdin")?;
+    if bytes.len() > ROM_BYTES_MAX {
+        bail!("the worker ROM on stdin is over {ROM_BYTES_MAX} bytes");
+    }
+    if !bytes.starts_with(b"\0asm") {
+        bail!("stdin is not a WebAssembly component (no \\0asm header)");
+    }
+    Ok(bytes)
 }
 
 fn executor_of(host: &host::Client, peer: &str) -> executor::Client {
@@ -160,6 +182,14 @@ pub async fn workers(
         .option("--user-agent")
         .unwrap_or_else(|| USER_AGENT_DEFAULT.to_owned());
     let batch: Option<u32> = args.parsed("--batch")?;
+    let custom = match args.option("--rom").as_deref() {
+        None => None,
+        Some("-") => Some(read_rom()?),
+        Some(file) => {
+            bail!("a ROM cannot read host files; pass the worker on stdin: `--rom - < {file}`")
+        }
+    };
+    let rom: &[u8] = custom.as_deref().unwrap_or(WORKER);
     let wanted: usize = args
         .required("N")?
         .parse()
@@ -220,7 +250,7 @@ pub async fn workers(
             worker_args.extend(["--batch".to_owned(), batch.to_string()]);
         }
         let (_, pid) = ops::spawn_on(host, peer, |mut spec| {
-            spec.reborrow().init_rom().set_bytes(WORKER);
+            spec.reborrow().init_rom().set_bytes(rom);
             {
                 let mut list = spec.reborrow().init_args(worker_args.len() as u32);
                 for (at, arg) in worker_args.iter().enumerate() {
