@@ -1,6 +1,8 @@
 //! `workers N`: a supervised fleet of worker ROMs, each holding only its
 //! grants; and `worker-tokens`, the tokens they hold.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context};
 use raft_client::access::{Scope, Verbs};
 use raft_client::{Group, GuestRuntime};
@@ -18,6 +20,10 @@ pub const USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] workers N [OP
   --fetch-timeout-ms MS   a fetch's total timeout (default 10000, at most 30000)
   --user-agent UA         sent with every request and matched against robots.txt
   --batch N               URLs a worker leases at once (default 16)
+  --lease-ms MS           a worker's URL lease (default 60000); must exceed the fetch
+                          timeout plus the grant's 10 s slot wait. A dead worker's URLs
+                          are fetched again when it expires
+  --host PEER             place workers only on these hosts (repeatable); default: all
   --rom -                 run a custom worker ROM (built on worker-sdk) read from stdin,
                           e.g. `... workers 2 --rom - < title-worker.wasm`; default: the
                           embedded worker.wasm
@@ -41,6 +47,9 @@ const RATE_WAIT_MAX_MS: u32 = 10_000;
 const BODY_BYTES_MAX: u32 = 2 * 1024 * 1024;
 const REDIRECTS_MAX: u32 = 5;
 const USER_AGENT_DEFAULT: &str = "ww-crawler/0.1";
+/// How long a host gets to list its processes (a dead host must not
+/// stall `status`).
+const PS_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest custom worker ROM read from stdin.
 const ROM_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Process states of a worker that is (or will be again) running.
@@ -129,11 +138,15 @@ async fn running(host: &host::Client, names: &Names) -> anyhow::Result<Vec<Runni
     let prefix = worker_prefix(names);
     let mut found = Vec::new();
     for peer in ops::hosts(host).await? {
-        let listed = executor_of(host, &peer).ps_request().send().promise.await;
-        let listed = match listed {
-            Ok(listed) => listed,
-            Err(err) => {
+        let listed = executor_of(host, &peer).ps_request().send().promise;
+        let listed = match ww_guest::timeout(PS_TIMEOUT, listed).await {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(err)) => {
                 eprintln!("host {peer} did not list its processes: {err}");
+                continue;
+            }
+            Err(_) => {
+                eprintln!("host {peer} did not list its processes within {PS_TIMEOUT:?}");
                 continue;
             }
         };
@@ -182,6 +195,17 @@ pub async fn workers(
         .option("--user-agent")
         .unwrap_or_else(|| USER_AGENT_DEFAULT.to_owned());
     let batch: Option<u32> = args.parsed("--batch")?;
+    let lease_ms: Option<u64> = args.parsed("--lease-ms")?;
+    if let Some(lease_ms) = lease_ms {
+        let floor = u64::from(fetch_timeout_ms + RATE_WAIT_MAX_MS);
+        if lease_ms <= floor {
+            bail!("--lease-ms must exceed the fetch timeout plus the slot wait ({floor} ms)");
+        }
+    }
+    let mut placement = Vec::new();
+    while let Some(peer) = args.option("--host") {
+        placement.push(peer);
+    }
     let custom = match args.option("--rom").as_deref() {
         None => None,
         Some("-") => Some(read_rom()?),
@@ -230,6 +254,12 @@ pub async fn workers(
         .map_err(anyhow::Error::msg)?;
     let mut peers = ops::hosts(host).await?;
     peers.sort();
+    if !placement.is_empty() {
+        if let Some(unknown) = placement.iter().find(|peer| !peers.contains(peer)) {
+            bail!("--host {unknown} is not in the cluster view");
+        }
+        peers = placement;
+    }
     if peers.is_empty() {
         bail!("the cluster view lists no host");
     }
@@ -248,6 +278,9 @@ pub async fn workers(
         let mut worker_args = vec![names.crawl.clone(), names.results.clone(), name.clone()];
         if let Some(batch) = batch {
             worker_args.extend(["--batch".to_owned(), batch.to_string()]);
+        }
+        if let Some(lease_ms) = lease_ms {
+            worker_args.extend(["--lease-ms".to_owned(), lease_ms.to_string()]);
         }
         let (_, pid) = ops::spawn_on(host, peer, |mut spec| {
             spec.reborrow().init_rom().set_bytes(rom);
