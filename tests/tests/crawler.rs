@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use crawl_site::{Config, Site};
 use serde_json::Value;
 use support::{connect_host, native, spawn_and_wait, Grant};
+use ww_tests::crawler_rom::{self, status_of};
 use ww_tests::raft_rom::{self, json_of};
-use ww_tests::{rom, wait_until, ww_with_timeout, Output};
+use ww_tests::{rom, wait_until, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The whole crawl, from seed to done.
@@ -31,10 +32,7 @@ const PAGES: u32 = 150;
 const NOT_PERMITTED: i32 = 77;
 
 fn crawler(addr: &str, args: &[&str]) -> Output {
-    let rom = rom("crawler");
-    let mut all = vec!["run", "--peer", addr, rom.to_str().unwrap()];
-    all.extend_from_slice(args);
-    ww_with_timeout(&all, Duration::from_secs(120))
+    crawler_rom::run(addr, args)
 }
 
 /// `crawler.wasm ARGS` with `stdin` as its standard input.
@@ -69,12 +67,6 @@ fn wait_for_exit(mut child: std::process::Child, timeout: Duration) -> std::proc
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
-}
-
-fn status_of(addr: &str, crawl: &str) -> Value {
-    let out = crawler(addr, &["--crawl", crawl, "status", "--json"]);
-    out.assert_ok();
-    json_of(&out)
 }
 
 fn status(addr: &str) -> Value {
@@ -127,6 +119,18 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
     .unwrap();
     let cluster = raft_rom::deployed(4, Duration::from_secs(120));
     let client = cluster.hosts[0].addr.clone();
+
+    for command in ["--help", "seed", "workers", "status", "results", "stop"] {
+        let out = crawler(&client, &[command, "--help"]);
+        out.assert_ok();
+        assert!(
+            out.stdout.starts_with("usage: ww run crawler.wasm"),
+            "{out:#?}"
+        );
+    }
+    let out = crawler(&client, &["results", "--jsonl", "out.jsonl"]);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("--jsonl -"), "{out:#?}");
 
     let seed = site.url("/page/0");
     let out = crawler(

@@ -146,3 +146,44 @@ pub fn kind_name(kind: HttpErrorKind) -> &'static str {
         K::RedirectLoop => "redirectLoop",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_frontier_outcomes() {
+        assert_eq!(outcome_of_status(200), FetchOutcome::Fetched);
+        assert_eq!(outcome_of_status(304), FetchOutcome::Fetched);
+        assert_eq!(
+            outcome_of_status(404),
+            FetchOutcome::Permanent(PermanentFailure::Status(404))
+        );
+        assert_eq!(
+            outcome_of_status(503),
+            FetchOutcome::Retryable(RetryableFailure::Status(503))
+        );
+    }
+
+    #[test]
+    fn grant_errors_map_to_frontier_outcomes() {
+        assert_eq!(
+            outcome_of_error(HttpErrorKind::DisallowedByRobots, 0),
+            FetchOutcome::Permanent(PermanentFailure::Robots)
+        );
+        assert_eq!(
+            outcome_of_error(HttpErrorKind::TimeoutTotal, 0),
+            FetchOutcome::Retryable(RetryableFailure::Timeout)
+        );
+        assert_eq!(
+            outcome_of_error(HttpErrorKind::RateLimited, 2_000),
+            FetchOutcome::Retryable(RetryableFailure::TooManyRequests {
+                retry_after_ms: Some(2_000)
+            })
+        );
+        assert_eq!(
+            outcome_of_error(HttpErrorKind::RedirectLoop, 0),
+            FetchOutcome::Permanent(PermanentFailure::Other("redirectLoop".into()))
+        );
+    }
+}

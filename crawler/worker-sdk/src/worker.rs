@@ -352,3 +352,31 @@ impl Worker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|arg| (*arg).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_positionals_and_options() {
+        let config = Config::parse(&args(&["c", "c-results", "w0", "--batch", "4"])).unwrap();
+        assert_eq!(
+            (
+                config.crawl.as_str(),
+                config.results.as_str(),
+                config.name.as_str()
+            ),
+            ("c", "c-results", "w0")
+        );
+        assert_eq!(config.batch_urls, 4);
+        assert_eq!(config.lease_ms, LEASE_MS_DEFAULT);
+        assert!(Config::parse(&args(&["c", "r"])).is_err());
+        assert!(Config::parse(&args(&["c", "r", "w", "--batch", "0"])).is_err());
+        assert!(Config::parse(&args(&["c", "r", "w", "--frob"])).is_err());
+        assert!(Config::parse(&args(&["c", "r", "w", "--batch"])).is_err());
+    }
+}
