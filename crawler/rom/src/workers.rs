@@ -29,13 +29,13 @@ pub const USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] workers N [OP
                           embedded worker.wasm
 Starts or stops workers until N run for the crawl, spread round-robin over the
 cluster's hosts, restarted if they fail. Each worker holds only: a read-only view
-of the Raft replicas, a token for enqueue and consume on the crawl, a token for
+of the Raft replicas, a token for enqueue, consume and read on the crawl, a token for
 enqueue on its results topic, and an HTTP grant scoped to the crawl's domains
 that obeys robots.txt. `workers 0` stops them all.";
 
 pub const TOKENS_USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] worker-tokens [--json]
 Mints and prints (hex) the two access tokens a worker of the crawl is granted:
-`crawl` (enqueue, consume on the crawl) and `results` (enqueue on the results topic).";
+`crawl` (enqueue, consume, read on the crawl) and `results` (enqueue on the results topic).";
 
 /// The longest total fetch timeout a worker's grant gets: the worker's
 /// lease (60 s) must outlast it plus the grant's slot wait.
@@ -56,11 +56,14 @@ const ROM_BYTES_MAX: usize = 64 * 1024 * 1024;
 const LIVE_STATES: &[&str] = &["starting", "running", "restarting"];
 
 /// The scopes of a worker's two tokens: the frontier (offer outlinks,
-/// lease, complete) and the results topic (append only).
+/// lease, complete; read its status, so an idle worker polls with queries
+/// rather than log entries) and the results topic (append only).
 pub fn scopes(names: &Names) -> (Scope, Scope) {
     (
         Scope {
-            verbs: Verbs::ENQUEUE.union(Verbs::CONSUME),
+            verbs: Verbs::ENQUEUE
+                .union(Verbs::CONSUME)
+                .union(Verbs::READ_TOPIC),
             topics: Some(vec![names.crawl.clone()]),
         },
         Scope {

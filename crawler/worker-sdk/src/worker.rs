@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures::future::join_all;
-use queue::crawl::{Completion, FetchOutcome, Link, UrlLease};
+use queue::crawl::{Completion, CrawlState, FetchOutcome, Link, UrlLease};
 use queue::{ClientError, NewMessage, QueueError};
 use raft_client::{Directory, Group, GuestRuntime};
 use ww_guest::ww_api::{ops, ww_capnp::http};
@@ -94,8 +94,8 @@ impl Config {
 }
 
 /// Runs a worker with `extract`: never returns (the process exits 0 when
-/// the crawl is deleted, non-zero on a fatal error, so its supervisor
-/// restarts it).
+/// the crawl is stopped or deleted, non-zero on a fatal error, so its
+/// supervisor restarts it).
 pub fn run(extract: fn(&Page<'_>) -> Extracted) -> ! {
     ww_guest::run(move |env| async move {
         let config = Config::parse(&env.args)?;
@@ -162,6 +162,26 @@ impl Worker {
         let results = queue::Client::new(&results_session);
         let mut idle_ms = 0;
         loop {
+            if idle_ms > 0 {
+                // Idle: ask first (a query is not a log entry; a lease is),
+                // so an idle fleet does not grow the Raft log.
+                match frontier.crawl_status(&self.config.crawl).await {
+                    Ok(status) if status.state == CrawlState::Stopped => {
+                        eprintln!("crawl {} is stopped; exiting", self.config.crawl);
+                        return Ok(());
+                    }
+                    Ok(status) if status.ready == 0 => {
+                        idle_ms = (idle_ms * 2).clamp(20, IDLE_WAIT_MS_MAX);
+                        ww_guest::sleep(Duration::from_millis(idle_ms)).await;
+                        continue;
+                    }
+                    Err(err) if is_gone(&err) => {
+                        eprintln!("crawl {} is gone; exiting", self.config.crawl);
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
             let leases = match frontier
                 .lease_urls(
                     &self.config.crawl,
