@@ -194,6 +194,16 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
+    let times: Vec<u64> = records
+        .iter()
+        .filter_map(|record| record["fetched_at"].as_u64())
+        .collect();
+    let span_ms = times.iter().max().unwrap() - times.iter().min().unwrap();
+    eprintln!(
+        "{} records fetched over {span_ms} ms ({:.1} records/s, first to last fetch)",
+        records.len(),
+        records.len() as f64 * 1000.0 / span_ms.max(1) as f64
+    );
     let mut by_url: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for record in &records {
         by_url

@@ -26,7 +26,7 @@ const OFFER_LINKS_MAX: usize = 1_000;
 /// over 4 MiB).
 const ENQUEUE_BYTES_MAX: usize = 3 * 1024 * 1024;
 /// How long an idle worker waits before leasing again, at most.
-const IDLE_WAIT_MS_MAX: u64 = 500;
+const IDLE_WAIT_MS_MAX: u64 = 250;
 
 /// A worker's arguments.
 #[derive(Clone, Debug)]
