@@ -10,7 +10,7 @@ ROM_DIR := $(TARGET_DIR)/rom
 # next builds. A package `X-rom` builds the ROM `X.wasm`. A ROM is copied
 # only when its bytes changed, so that the ROMs embedding it do not rebuild:
 # a second `make roms` with nothing changed compiles nothing.
-ROMS := hello-inner hello misbehave probe raft-replica raft-rom bench
+ROMS := hello-inner hello misbehave probe raft-replica raft-rom bench worker-rom title-worker-rom crawler-rom
 
 # Simulator (`make sim`): seeds START..START+SEEDS-1.
 START ?= 1

@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod crawler_rom;
 pub mod raft_rom;
 pub mod web;
 

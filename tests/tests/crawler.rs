@@ -1,0 +1,379 @@
+//! The crawler end to end on real hosts: 4 hosts (3 Raft replicas, a client
+//! host), the local site on 127.0.0.1, `crawler.wasm` seeding a crawl and
+//! running 3 workers spread over the hosts, then exporting the results.
+//!
+//! Checked: every page of the site's link graph appears exactly once in
+//! the export, with the awkward cases recorded as what they are (a
+//! redirect's final URL, a 404, a text file); robots.txt-disallowed and
+//! `rel=nofollow` URLs were never requested; the hanging URL ended dead;
+//! `workers 0` stops the fleet; and a worker's tokens allow nothing beyond
+//! its crawl and its results topic.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/native.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crawl_site::{Config, Site};
+use serde_json::Value;
+use support::{connect_host, native, spawn_and_wait, Grant};
+use ww_tests::crawler_rom::{self, status_of};
+use ww_tests::raft_rom::{self, json_of};
+use ww_tests::{rom, wait_until, Output};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The whole crawl, from seed to done.
+const CRAWL_TIMEOUT: Duration = Duration::from_secs(240);
+const PAGES: u32 = 150;
+/// The exit code of a refused operation.
+const NOT_PERMITTED: i32 = 77;
+
+fn crawler(addr: &str, args: &[&str]) -> Output {
+    crawler_rom::run(addr, args)
+}
+
+/// `crawler.wasm ARGS` with `stdin` as its standard input.
+fn crawler_with_stdin(addr: &str, args: &[&str], stdin: &std::path::Path) -> Output {
+    let rom = rom("crawler");
+    let child = std::process::Command::new(ww_tests::ww_bin())
+        .env_remove("WW_PEERS")
+        .args(["run", "--peer", addr, rom.to_str().unwrap()])
+        .args(args)
+        .stdin(std::fs::File::open(stdin).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_for_exit(child, Duration::from_secs(120));
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The child's output once it exits; killed (and the test failed) after
+/// `timeout`.
+fn wait_for_exit(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("`ww run` still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn status(addr: &str) -> Value {
+    status_of(addr, "crawl")
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&hex[index..index + 2], 16).unwrap())
+        .collect()
+}
+
+/// Runs `raft.wasm ARGS` as a process holding only a view of the replicas
+/// and `token`, as a worker does; returns its exit code.
+fn as_worker(addr: &str, token: &[u8], args: &[&str]) -> i32 {
+    let bytes = std::fs::read(rom("raft")).unwrap();
+    let addr: libp2p::Multiaddr = addr.parse().unwrap();
+    native(async {
+        let (_node, host) = connect_host(&addr).await;
+        spawn_and_wait(
+            &host,
+            &bytes,
+            args,
+            &[
+                ("raft", Grant::ReadPath("raft/v1/request")),
+                ("raft-token", Grant::Data(token)),
+            ],
+            TIMEOUT,
+        )
+        .await
+    })
+}
+
+#[test]
+fn crawls_the_local_site_once_politely_and_within_its_grants() {
+    // Fail early and clearly if an artifact is missing.
+    for name in ["raft", "crawler"] {
+        assert!(
+            rom(name).exists(),
+            "{} is missing: make build",
+            rom(name).display()
+        );
+    }
+    let (_, site) = Site::start(Config {
+        pages: PAGES,
+        seed: 7,
+        ..Config::default()
+    })
+    .unwrap();
+    let cluster = raft_rom::deployed(4, Duration::from_secs(120));
+    let client = cluster.hosts[0].addr.clone();
+
+    for command in ["--help", "seed", "workers", "status", "results", "stop"] {
+        let out = crawler(&client, &[command, "--help"]);
+        out.assert_ok();
+        assert!(
+            out.stdout.starts_with("usage: ww run crawler.wasm"),
+            "{out:#?}"
+        );
+    }
+    let out = crawler(&client, &["results", "--jsonl", "out.jsonl"]);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("--jsonl -"), "{out:#?}");
+
+    let seed = site.url("/page/0");
+    let out = crawler(
+        &client,
+        &[
+            "seed",
+            &seed,
+            "--allow-private",
+            "--max-depth",
+            "1000",
+            "--max-pages",
+            "2000",
+            "--delay-ms",
+            "0",
+            "--concurrency-per-origin",
+            "8",
+            "--max-attempts",
+            "2",
+        ],
+    );
+    out.assert_ok();
+    assert!(out.stdout.contains("enqueued"), "{out:#?}");
+
+    let started = Instant::now();
+    let out = crawler(
+        &client,
+        &["workers", "3", "--fetch-timeout-ms", "2000", "--batch", "8"],
+    );
+    out.assert_ok();
+    let hosts: BTreeSet<String> = out
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|line| line["host"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(hosts.len(), 3, "3 workers on 3 hosts: {out:#?}");
+
+    let last = wait_until("the crawl to finish", CRAWL_TIMEOUT, || {
+        let status = status(&client);
+        status["done"].as_bool()?.then_some(status)
+    });
+    let elapsed = started.elapsed();
+    let counters = &last["counters"];
+    let fetched = counters["fetched"].as_u64().unwrap();
+    eprintln!(
+        "crawl done in {elapsed:?}: {fetched} fetched ({:.1} pages/s), status {last}",
+        fetched as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(last["workers"].as_array().unwrap().len(), 3, "{last}");
+    let seen = counters["seen"].as_u64().unwrap();
+    assert_eq!(
+        seen,
+        fetched + counters["failed"].as_u64().unwrap() + counters["dead"].as_u64().unwrap(),
+        "every accepted URL ended: {last}"
+    );
+
+    let out = crawler(&client, &["results", "--jsonl", "-"]);
+    out.assert_ok();
+    let records: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let times: Vec<u64> = records
+        .iter()
+        .filter_map(|record| record["fetched_at"].as_u64())
+        .collect();
+    let span_ms = times.iter().max().unwrap() - times.iter().min().unwrap();
+    eprintln!(
+        "{} records fetched over {span_ms} ms ({:.1} records/s, first to last fetch)",
+        records.len(),
+        records.len() as f64 * 1000.0 / span_ms.max(1) as f64
+    );
+    let mut by_url: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for record in &records {
+        by_url
+            .entry(record["url"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(record);
+    }
+    assert!(
+        by_url.values().all(|list| list.len() == 1),
+        "each URL once in the export"
+    );
+    for page in 0..PAGES {
+        let url = site.url(&format!("/page/{page}"));
+        let record = by_url
+            .get(&url)
+            .unwrap_or_else(|| panic!("{url} missing from the export"))[0];
+        assert_eq!(record["status"], 200, "{record}");
+        assert_eq!(record["content_type"], "text/html", "{record}");
+        assert!(record["digest"].as_str().unwrap().starts_with("blake3:"));
+        assert!(record["body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Page {page}")));
+    }
+    let redirect = by_url[&site.url("/redirect/2")][0];
+    assert_eq!(redirect["final_url"], site.url("/page/0"), "{redirect}");
+    assert_eq!(by_url[&site.url("/status/404")][0]["status"], 404);
+    assert_eq!(
+        by_url[&site.url("/doc.txt")][0]["content_type"],
+        "text/plain"
+    );
+    for never in ["/private/secret", "/hang", "/status/500", "/loop/a"] {
+        // Disallowed, or failed: no result record.
+        assert!(!by_url.contains_key(&site.url(never)), "{never} recorded");
+    }
+    assert!(
+        by_url.keys().all(|url| !url.contains("/nofollow/")),
+        "a nofollow link was followed"
+    );
+    assert!(
+        site.requests_to("/private/").is_empty(),
+        "robots.txt disallows /private/, yet it was requested"
+    );
+    assert!(
+        site.requests()
+            .iter()
+            .all(|r| !r.path.starts_with("/nofollow/")),
+        "a rel=nofollow URL was requested"
+    );
+    assert_eq!(
+        site.requests()
+            .iter()
+            .filter(|r| r.path == "/page/1")
+            .count(),
+        1,
+        "page 1 fetched once"
+    );
+    // The export is repeatable: nothing was consumed.
+    let again = crawler(&client, &["results", "--jsonl", "-"]);
+    again.assert_ok();
+    assert_eq!(again.stdout, out.stdout);
+
+    // A worker's tokens: the crawl token cannot write the results topic or
+    // any other topic, nor the KV; the results token can only append.
+    let out = crawler(&client, &["worker-tokens", "--json"]);
+    out.assert_ok();
+    let tokens = json_of(&out);
+    let crawl_token = unhex(tokens["crawl"].as_str().unwrap());
+    let results_token = unhex(tokens["results"].as_str().unwrap());
+    for args in [
+        &["enqueue", "crawl-results", "forged"][..],
+        &["enqueue", "other", "x"],
+        &["put", "k", "v"],
+        &["purge", "crawl-results"],
+        &["grant", "--verbs", "all"],
+    ] {
+        assert_eq!(
+            as_worker(&client, &crawl_token, args),
+            NOT_PERMITTED,
+            "{args:?}"
+        );
+    }
+    for args in [
+        &["lease", "crawl-results"][..],
+        &["purge", "crawl-results"],
+        &["peek", "crawl-results"],
+        &["enqueue", "crawl", "x"],
+    ] {
+        assert_eq!(
+            as_worker(&client, &results_token, args),
+            NOT_PERMITTED,
+            "{args:?}"
+        );
+    }
+    let out = crawler(&client, &["status", "--json"]);
+    out.assert_ok();
+    // Records of URLs fetched twice stay in the topic; the export skips them.
+    assert!(json_of(&out)["results"].as_u64().unwrap() >= records.len() as u64);
+
+    let out = crawler(&client, &["workers", "0"]);
+    out.assert_ok();
+    wait_until("the workers to stop", TIMEOUT, || {
+        status(&client)["workers"]
+            .as_array()?
+            .is_empty()
+            .then_some(())
+    });
+
+    // A custom worker ROM (title and meta description), passed on stdin,
+    // on a second crawl of the same site.
+    let title_worker = rom("title-worker");
+    assert!(
+        title_worker.exists(),
+        "{} is missing: make build",
+        title_worker.display()
+    );
+    let out = crawler(
+        &client,
+        &[
+            "--crawl",
+            "titles",
+            "seed",
+            &seed,
+            "--allow-private",
+            "--max-depth",
+            "1",
+            "--delay-ms",
+            "0",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    out.assert_ok();
+    let out = crawler_with_stdin(
+        &client,
+        &[
+            "--crawl",
+            "titles",
+            "workers",
+            "1",
+            "--rom",
+            "-",
+            "--fetch-timeout-ms",
+            "2000",
+        ],
+        &title_worker,
+    );
+    out.assert_ok();
+    wait_until("the titles crawl to finish", CRAWL_TIMEOUT, || {
+        status_of(&client, "titles")["done"]
+            .as_bool()?
+            .then_some(())
+    });
+    let out = crawler(&client, &["--crawl", "titles", "results", "--jsonl", "-"]);
+    out.assert_ok();
+    let titled: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["url"].as_str().unwrap().contains("/page/"))
+        .collect();
+    assert!(titled.len() > 1, "{out:#?}");
+    for record in &titled {
+        let page = record["url"].as_str().unwrap().rsplit('/').next().unwrap();
+        assert_eq!(
+            record["fields"]["title"],
+            format!("Page {page}"),
+            "{record}"
+        );
+    }
+    let out = crawler(&client, &["--crawl", "titles", "workers", "0"]);
+    out.assert_ok();
+}
