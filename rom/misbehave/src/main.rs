@@ -9,6 +9,9 @@
 //! - `peer-id`: prints its host's peer id to stdout (proves RPC works).
 //! - `export-then-exit MS`: exports a capability (a pubsub topic), then
 //!   exits with 1 after MS milliseconds.
+//! - `anchor-flood [NAME]`: sets 1 MiB values under `/<its host>/NAME/`
+//!   (default `flood`) until
+//!   the host refuses one, then prints how many it set and why.
 //! - grant commands (`try-everything`, `show-grants`, `write-file`,
 //!   `read-file`, `trap-once`, `hold-grant`): see [`grants`].
 #![allow(clippy::unwrap_used)]
@@ -18,7 +21,7 @@ mod grants;
 use std::hint::black_box;
 
 const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
-  trap | spin | hog | exit N | peer-id | export-then-exit MS
+  trap | spin | hog | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
   (see rom/misbehave/src/main.rs)";
 
 fn main() {
@@ -66,6 +69,22 @@ fn main() {
                 let response = env.host.peer_id_request().send().promise.await?;
                 println!("peer id: {}", response.get()?.get_peer_id()?.to_str()?);
                 Ok(())
+            }
+            "anchor-flood" => {
+                let peer = ww_guest::ww_api::ops::peer_id(&env.host).await?;
+                let root = env.host.root_request().send().pipeline.get_anchor();
+                let name = env.args.get(1).map_or("flood", String::as_str);
+                let value = vec![7u8; 1024 * 1024];
+                // Four times the host's whole tree budget: a host without
+                // one would take it all.
+                for mib in 0..1024 {
+                    let at = format!("/{peer}/{name}/{mib}");
+                    if let Err(err) = ww_guest::ww_api::ops::set_data(&root, &at, &value).await {
+                        println!("refused after {mib} MiB: {err}");
+                        return Ok(());
+                    }
+                }
+                anyhow::bail!("anchored 1024 MiB and was never refused")
             }
             "export-then-exit" => {
                 let ms: u64 = env.args.get(1).and_then(|ms| ms.parse().ok()).unwrap_or(500);
