@@ -5,8 +5,8 @@ use raft_client::{Group, GuestRuntime};
 use serde_json::json;
 use ww_guest::ww_api::host;
 
-use crate::args::Args;
 use crate::Names;
+use ww_guest::args::Args;
 
 pub const STATUS_USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] status [--json]
 The crawl's state; URLs ready, leased, delayed and dead; its counters; the

@@ -7,14 +7,13 @@
 //! exports what was fetched. Results go to stdout, progress and errors to
 //! stderr.
 
-mod args;
 mod control;
 mod results;
 mod seed;
 mod workers;
 
-use args::Args;
 use raft_client::{Group, GuestRuntime};
+use ww_guest::args::Args;
 
 const USAGE: &str = "usage: ww run crawler.wasm [--version V] [--crawl NAME] SUBCOMMAND
   seed URL... [--allow DOMAIN]... [--allow-private] [--max-depth N] [--max-pages N]

@@ -6,8 +6,8 @@ use std::io::Write;
 use anyhow::bail;
 use raft_client::{Group, GuestRuntime};
 
-use crate::args::Args;
 use crate::Names;
+use ww_guest::args::Args;
 
 pub const USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] results --jsonl - [--after ID]
 Prints every result record of the crawl as one JSON line on stdout, each

@@ -6,8 +6,8 @@ use queue::{ClientError, QueueError, TopicConfig};
 use raft_client::{Group, GuestRuntime};
 use serde_json::json;
 
-use crate::args::Args;
 use crate::Names;
+use ww_guest::args::Args;
 
 pub const USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] seed URL... [OPTIONS]
   --allow DOMAIN             a domain the crawl may visit (and its subdomains); repeatable.

@@ -10,8 +10,8 @@ use serde_json::json;
 use ww_guest::ww_api::ww_capnp::RestartPolicy;
 use ww_guest::ww_api::{executor, host, ops};
 
-use crate::args::Args;
 use crate::Names;
+use ww_guest::args::Args;
 
 /// The default worker ROM.
 pub const WORKER: &[u8] = include_bytes!(env!("CRAWLER_WORKER_WASM"));

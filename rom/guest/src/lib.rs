@@ -31,6 +31,7 @@
 //!   `Err(ExitCode(n).into())` or call [`exit`]: `std::process::exit`
 //!   goes through WASI 0.2's `exit`, which gives only 0 or 1.
 
+pub mod args;
 mod executor;
 pub mod progress;
 mod reactor;

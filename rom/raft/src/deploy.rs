@@ -13,7 +13,7 @@ use ww_guest::progress::{self, Progress};
 use ww_guest::ww_api::ww_capnp::RestartPolicy;
 use ww_guest::ww_api::{host, ops, topic};
 
-use crate::args::Args;
+use ww_guest::args::Args;
 
 /// The replica ROM.
 pub const REPLICA: &[u8] = include_bytes!(env!("RAFT_REPLICA_WASM"));

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use raft_client::{Group, GuestRuntime};
 
-use crate::args::Args;
+use ww_guest::args::Args;
 
 pub async fn run(
     group: &Group<GuestRuntime>,

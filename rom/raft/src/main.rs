@@ -6,14 +6,13 @@
 //! stdout (`get`: the bare value; `--json`: one JSON object), progress and
 //! errors to stderr.
 
-mod args;
 mod deploy;
 mod kv;
 mod membership;
 mod queues;
 
-use args::Args;
 use raft_client::{Group, GuestRuntime};
+use ww_guest::args::Args;
 
 const USAGE: &str = "usage: ww run raft.wasm [--version V] SUBCOMMAND
   deploy [--replicas N]            spawn N replicas on N hosts (not this one) and elect a leader

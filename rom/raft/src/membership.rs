@@ -6,8 +6,8 @@ use anyhow::{bail, Context};
 use raft_client::proto::{Request, Response};
 use raft_client::{Group, GuestRuntime};
 
-use crate::args::Args;
 use crate::deploy::{spawn_replica, wait_for_replicas};
+use ww_guest::args::Args;
 use ww_guest::progress::{self, Progress};
 use ww_guest::ww_api::ops;
 

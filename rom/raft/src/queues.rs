@@ -7,7 +7,7 @@ use raft_client::{Group, GuestRuntime};
 use serde_json::json;
 use ww_guest::progress::{self, Progress};
 
-use crate::args::Args;
+use ww_guest::args::Args;
 
 fn receipt(text: &str) -> anyhow::Result<Receipt> {
     let (id, token) = text

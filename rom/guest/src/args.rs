@@ -1,4 +1,5 @@
-//! A small argument reader: options anywhere, positionals in order.
+//! A small argument reader for ROM subcommands: options anywhere,
+//! positionals in order.
 
 /// The ROM's arguments.
 pub struct Args {
