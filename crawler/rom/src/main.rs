@@ -32,10 +32,6 @@ const USAGE: &str = "usage: ww run crawler.wasm [--version V] [--crawl NAME] SUB
 The crawl defaults to `crawl`, its results topic is `<crawl>-results`, the Raft
 group to `v1`. Each subcommand takes --help.";
 
-/// The exit code of a refused operation (sysexits' EX_NOPERM), as in
-/// `raft.wasm`.
-const NOT_PERMITTED_EXIT_CODE: u8 = 77;
-
 /// The crawl's names: the crawl and its results topic.
 #[derive(Clone, Debug)]
 pub struct Names {
@@ -84,13 +80,7 @@ fn main() {
             "pause" | "resume" | "stop" => control::control(&group, &names, &command).await,
             other => anyhow::bail!("unknown subcommand {other:?}\n{USAGE}"),
         };
-        if let Err(err) = &result {
-            if err.to_string().contains("not permitted") {
-                eprintln!("Error: {err:#}");
-                ww_guest::exit(NOT_PERMITTED_EXIT_CODE);
-            }
-        }
-        result
+        ww_guest::exit_if_not_permitted(result)
     })
 }
 

@@ -171,6 +171,23 @@ impl std::fmt::Display for ExitCode {
 
 impl std::error::Error for ExitCode {}
 
+/// The exit code of an operation its authority does not allow (sysexits'
+/// EX_NOPERM), so scripts and tests can tell "not permitted" from other
+/// failures.
+pub const NOT_PERMITTED_EXIT_CODE: u8 = 77;
+
+/// Prints `result`'s error and exits with [`NOT_PERMITTED_EXIT_CODE`] when
+/// it is a "not permitted" refusal; otherwise returns `result` unchanged.
+pub fn exit_if_not_permitted(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(err) = &result {
+        if err.to_string().contains("not permitted") {
+            eprintln!("Error: {err:#}");
+            exit(NOT_PERMITTED_EXIT_CODE);
+        }
+    }
+    result
+}
+
 /// Ends the process at once with `code`, which the host reports as the
 /// process's exit code. `std::process::exit` goes through WASI 0.2's
 /// `exit`, which carries only success or failure (0 or 1); this uses

@@ -38,7 +38,9 @@ mod reactor;
 mod stream;
 mod time;
 
-pub use executor::{exit, run, spawn, Env, ExitCode};
+pub use executor::{
+    exit, exit_if_not_permitted, run, spawn, Env, ExitCode, NOT_PERMITTED_EXIT_CODE,
+};
 pub use time::{now_ms, sleep, timeout, Elapsed};
 pub use ww_api;
 

@@ -27,10 +27,6 @@ const USAGE: &str = "usage: ww run raft.wasm [--version V] SUBCOMMAND
 
 A process spawned with grants only (a `raft` path view and a `raft-token`) reaches the group through them.";
 
-/// The exit code of a refused operation (sysexits' EX_NOPERM), so scripts
-/// and tests can tell "not permitted" from other failures.
-const NOT_PERMITTED_EXIT_CODE: u8 = 77;
-
 /// `grant`: mints a token within this client's own scope; prints it in hex.
 async fn grant(group: &Group<GuestRuntime>, args: &mut Args) -> anyhow::Result<()> {
     let verbs = args
@@ -83,12 +79,6 @@ fn main() {
             "grant" => grant(&group, &mut args).await,
             other => anyhow::bail!("unknown subcommand {other:?}\n{USAGE}"),
         };
-        if let Err(err) = &result {
-            if err.to_string().contains("not permitted") {
-                eprintln!("Error: {err:#}");
-                ww_guest::exit(NOT_PERMITTED_EXIT_CODE);
-            }
-        }
-        result
+        ww_guest::exit_if_not_permitted(result)
     })
 }
