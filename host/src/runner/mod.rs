@@ -58,6 +58,14 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // No copy-on-write memory images. Wasmtime builds each one in a
+        // memfd and seals it against writes; under load Linux may refuse
+        // that seal (EBUSY while the freshly written pages are still
+        // referenced), and instantiation then fails with "cannot add seals
+        // to the memfd" (seen on a loaded 2-core machine). Our ROMs' data
+        // segments are small, so copying them into each instance costs
+        // little, and a start that cannot fail this way is worth more.
+        config.memory_init_cow(false);
         // `WW_PROFILE=perfmap` writes /tmp/perf-<pid>.map, so `perf report`
         // names guest functions (see docs/benchmarks.md).
         if std::env::var("WW_PROFILE").is_ok_and(|value| value == "perfmap") {
