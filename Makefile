@@ -72,6 +72,7 @@ chaos: roms
 	  $(CARGO) test -q -p ww-tests --test chaos -- --exact run --nocapture
 
 demo: build
+	$(CARGO) build -q -p crawl-site
 	./scripts/demo.sh
 
 # `make bench WORKLOAD=write|read|queue [CLIENTS=N] [DURATION=S] [OUT=FILE.json]`

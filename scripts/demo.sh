@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a 4-host cluster on loopback: hello across it, then a Raft
-# group of 3 replicas serving KV and a queue; then everything stops.
+# group of 3 replicas serving KV and a queue, then a crawl of the project's
+# own local site (127.0.0.1) by 4 worker processes; then everything stops.
 # Everything it starts is stopped on exit, even on failure or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,4 +104,40 @@ sys.exit(0 if len({r["applied"] for r in replicas}) == 1 else 1)' 2>/dev/null &&
 done
 say "raft status"
 raft status
+
+say "a local site to crawl: crawl-site on 127.0.0.1 (200 pages, robots.txt, redirects, errors)"
+target/debug/crawl-site --port 0 --pages 200 >"$dir/site.out" 2>"$dir/site.err" &
+pids+=($!)
+for _ in $(seq 1 100); do
+  [ -s "$dir/site.out" ] && break
+  sleep 0.1
+done
+site=$(grep -o 'http://[^ ]*' "$dir/site.out")
+echo "$site"
+crawler() { "$WW" run --peer "$h1" "$ROMS/crawler.wasm" "$@"; }
+say "crawler seed $site --allow-private; crawler workers 4"
+crawler seed "$site" --allow-private --max-depth 1000 --max-pages 1000 --delay-ms 0 \
+  --concurrency-per-origin 8 --max-attempts 2
+crawler workers 4 --fetch-timeout-ms 2000
+# The site has a page that never answers and one that answers 429: the
+# crawl ends when every URL is fetched or given up (at most 2 minutes).
+last=""
+for _ in $(seq 1 240); do
+  line=$(crawler status --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+c = s["counters"]
+print(("done " if s["done"] else "") + "fetched %d, failed %d, dead %d" % (c.get("fetched", 0), c.get("failed", 0), c.get("dead", 0)))')
+  [ "$line" != "$last" ] && echo "  $line"
+  last=$line
+  case "$line" in done*) break ;; esac
+  sleep 0.5
+done
+say "crawler status"
+crawler status
+mkdir -p target/demo
+crawler results --jsonl - > target/demo/results.jsonl
+say "crawler results --jsonl - > target/demo/results.jsonl: $(wc -l < target/demo/results.jsonl) pages"
+head -c 400 target/demo/results.jsonl; echo
+crawler workers 0
 say "demo done"
