@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crawl_site::{Config, Site};
 use serde_json::Value;
-use support::{connect_host, native, spawn_and_wait, Grant};
+use support::raft_as_worker;
 use ww_tests::crawler_rom::{self, status_of};
 use ww_tests::raft_rom::{self, json_of};
 use ww_tests::{rom, wait_until, Output};
@@ -83,22 +83,7 @@ fn unhex(hex: &str) -> Vec<u8> {
 /// Runs `raft.wasm ARGS` as a process holding only a view of the replicas
 /// and `token`, as a worker does; returns its exit code.
 fn as_worker(addr: &str, token: &[u8], args: &[&str]) -> i32 {
-    let bytes = std::fs::read(rom("raft")).unwrap();
-    let addr: libp2p::Multiaddr = addr.parse().unwrap();
-    native(async {
-        let (_node, host) = connect_host(&addr).await;
-        spawn_and_wait(
-            &host,
-            &bytes,
-            args,
-            &[
-                ("raft", Grant::ReadPath("raft/v1/request")),
-                ("raft-token", Grant::Data(token)),
-            ],
-            TIMEOUT,
-        )
-        .await
-    })
+    raft_as_worker(addr, &rom("raft"), token, &[args], TIMEOUT)[0]
 }
 
 #[test]

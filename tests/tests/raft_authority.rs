@@ -20,7 +20,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{cap_at, connect_host, native, spawn_and_wait, Grant};
+use support::{cap_at, connect_host, native, raft_as_worker};
 use ww_tests::raft_rom::{self, json_of};
 use ww_tests::{rom, wait_until, Output};
 
@@ -50,28 +50,7 @@ fn token(addr: &str, verbs: &str, topics: &[&str]) -> Vec<u8> {
 /// Runs `raft.wasm ARGS` as a process of host `addr` holding only a view
 /// of the replicas and `token`; returns its exit code.
 fn as_worker(addr: &str, token: &[u8], runs: &[&[&str]]) -> Vec<i32> {
-    let bytes = std::fs::read(rom("raft")).unwrap();
-    let addr: libp2p::Multiaddr = addr.parse().unwrap();
-    native(async {
-        let (_node, host) = connect_host(&addr).await;
-        let mut codes = Vec::new();
-        for args in runs {
-            codes.push(
-                spawn_and_wait(
-                    &host,
-                    &bytes,
-                    args,
-                    &[
-                        ("raft", Grant::ReadPath("raft/v1/request")),
-                        ("raft-token", Grant::Data(token)),
-                    ],
-                    TIMEOUT,
-                )
-                .await,
-            );
-        }
-        codes
-    })
+    raft_as_worker(addr, &rom("raft"), token, runs, TIMEOUT)
 }
 
 fn stats(addr: &str, topic: &str) -> Value {

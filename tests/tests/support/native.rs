@@ -88,3 +88,34 @@ pub async fn spawn_and_wait(
         .unwrap();
     exit.get().unwrap().get_exit().unwrap().get_code()
 }
+
+/// Runs `raft.wasm` (read from `raft_rom`) once per entry of `runs`, each
+/// as a process of the host at `addr` holding only a worker's grants: a
+/// read-only view of the group (`raft`) and `token` (`raft-token`).
+/// Returns the exit codes, in order.
+///
+/// # Panics
+///
+/// When the ROM cannot be read or the host cannot be reached.
+pub fn raft_as_worker(
+    addr: &str,
+    raft_rom: &std::path::Path,
+    token: &[u8],
+    runs: &[&[&str]],
+    timeout: Duration,
+) -> Vec<i32> {
+    let bytes = std::fs::read(raft_rom).expect("the raft ROM is readable");
+    let addr: libp2p::Multiaddr = addr.parse().expect("a multiaddr");
+    native(async {
+        let (_node, host) = connect_host(&addr).await;
+        let grants = [
+            ("raft", Grant::ReadPath("raft/v1/request")),
+            ("raft-token", Grant::Data(token)),
+        ];
+        let mut codes = Vec::new();
+        for args in runs {
+            codes.push(spawn_and_wait(&host, &bytes, args, &grants, timeout).await);
+        }
+        codes
+    })
+}
