@@ -1,8 +1,9 @@
 //! The ww host: a libp2p peer that runs WebAssembly ROMs and serves them,
 //! and its peers, Cap'n Proto capabilities.
 //!
-//! - [`net`]: the libp2p node, heartbeats and the cluster view, pubsub.
-//! - [`rpc`]: capnp-rpc over libp2p streams.
+//! - [`net`] (the `ww-net` crate): the libp2p node, heartbeats and the
+//!   cluster view, pubsub, dialling a host.
+//! - [`rpc`]: serving `Host` over capnp-rpc on libp2p streams.
 //! - [`cap`]: the capability servers (`Host`, `PubSub`, ...).
 //! - [`runner`]: wasmtime, the ROM cache, process limits.
 //! - [`cli`]: the `ww` command line.
@@ -20,8 +21,9 @@
 
 pub mod cap;
 pub mod cli;
-pub mod net;
 pub mod ops;
-pub mod private;
 pub mod rpc;
 pub mod runner;
+
+pub use ww_net as net;
+pub use ww_net::private;

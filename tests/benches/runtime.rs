@@ -21,7 +21,7 @@
 //! the tables give medians. Nothing here asserts a timing.
 //!
 //! The driver runs like a host: one current-thread tokio runtime with a
-//! `LocalSet`, and a `ww::net::Node` for its libp2p connection.
+//! `LocalSet`, and a `ww_net::Node` for its libp2p connection.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,9 +31,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use capnp::capability::FromClientHook;
 use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::identity::Keypair;
-use ww::net::{Node, NodeConfig};
 use ww_api::ww_capnp::RestartPolicy;
 use ww_api::{anchor, executor, host, process, sender};
+use ww_net::{Node, NodeConfig};
 use ww_tests::{cpu_ns, Host};
 
 /// How long one command may take before the bench gives up.
@@ -112,7 +112,7 @@ async fn driver_node() -> Result<Node> {
 }
 
 async fn connect(node: &Node, addr: &str) -> Result<host::Client> {
-    let (_, host) = ww::rpc::connect_addr(node, addr.parse()?).await?;
+    let (_, host) = ww_net::dial::connect_addr(node, addr.parse()?).await?;
     Ok(host)
 }
 

@@ -277,7 +277,7 @@ fn send_raw(addr: &str, bytes: Vec<u8>) -> usize {
     let local = tokio::task::LocalSet::new();
     let addr: libp2p::Multiaddr = addr.parse().unwrap();
     local.block_on(&runtime, async move {
-        let node = ww::net::Node::start(ww::net::NodeConfig {
+        let node = ww_net::Node::start(ww_net::NodeConfig {
             keypair: libp2p::identity::Keypair::generate_ed25519(),
             listen: vec![],
             bootstrap: vec![],
@@ -287,7 +287,7 @@ fn send_raw(addr: &str, bytes: Vec<u8>) -> usize {
         .await
         .unwrap();
         let peer = node.dial(addr).await.unwrap();
-        let mut stream = node.open_stream(peer, ww::net::RPC_PROTOCOL).await.unwrap();
+        let mut stream = node.open_stream(peer, ww_net::RPC_PROTOCOL).await.unwrap();
         // The host may close the stream before we finish writing.
         let _ = stream.write_all(&bytes).await;
         let _ = stream.flush().await;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use capnp::capability::FromClientHook;
 use libp2p::identity::Keypair;
-use ww::net::{Node, NodeConfig};
 use ww_api::sender;
 use ww_api::ww_capnp::RestartPolicy;
+use ww_net::{Node, NodeConfig};
 use ww_tests::{rom, Cluster};
 
 #[test]
@@ -35,7 +35,7 @@ fn bootstrap_pipelined_on_spawn_reaches_the_new_process() {
         })
         .await
         .unwrap();
-        let (_, host) = ww::rpc::connect_addr(&node, addr.parse().unwrap())
+        let (_, host) = ww_net::dial::connect_addr(&node, addr.parse().unwrap())
             .await
             .unwrap();
         let executor = host.executor_request().send().pipeline.get_executor();

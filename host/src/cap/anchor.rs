@@ -27,7 +27,7 @@ use capnp::capability::Rc as CapRc;
 use libp2p::PeerId;
 use ww_api::anchor;
 
-use super::host::HostContext;
+use super::context::HostContext;
 use super::tree::{Owner, Stored};
 use super::{invalid, path, text};
 

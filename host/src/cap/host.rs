@@ -1,4 +1,6 @@
-//! The `Host` capability, and the state every capability of a host shares.
+//! The `Host` capability: the top of the capability servers. It hands out
+//! the others (anchors, the executor, grants, the read view), which depend
+//! only on [`super::context`] and never on this module.
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -9,44 +11,14 @@ use libp2p::PeerId;
 use ww_api::host;
 
 use super::anchor::{Caller, RootServer};
-use super::channel::{self, Senders};
-use super::executor::{ExecutorServer, Processes};
-use super::grants::{self, Grant, GrantValue, ReadRootServer};
-use super::peers::Peers;
-use super::tree::{Owner, Tree};
+use super::channel;
+use super::context::HostContext;
+use super::executor::{ExecutorServer, Proc};
+use super::grants::{self, Grant, GrantValue};
+use super::read_view::ReadRootServer;
+use super::tree::Owner;
 use super::{invalid, text};
 use crate::net::Node;
-
-/// Everything a host's capabilities share.
-pub struct HostContext {
-    /// The libp2p node.
-    pub node: Node,
-    /// This host's anchor tree.
-    pub tree: Tree,
-    /// Connections to other hosts.
-    pub peers: Rc<Peers>,
-    /// The senders of this host's channels.
-    pub senders: Senders,
-    /// This host's processes.
-    pub processes: Rc<Processes>,
-    /// What its processes report through `Host.metrics`.
-    pub reported: Rc<crate::ops::Reported>,
-}
-
-impl HostContext {
-    /// The shared state of a host with `node`, keeping its files in
-    /// `data_dir`.
-    pub fn new(node: Node, data_dir: PathBuf, runtime: Rc<crate::runner::Runtime>) -> Rc<Self> {
-        Rc::new(Self {
-            peers: Peers::new(node.clone()),
-            node,
-            tree: Tree::default(),
-            senders: Senders::default(),
-            processes: Processes::new(data_dir, runtime),
-            reported: Rc::default(),
-        })
-    }
-}
 
 /// `Host`, as served to one caller.
 pub struct HostServer {
@@ -73,24 +45,34 @@ impl HostServer {
         })
     }
 
-    /// A `Host` for local process `pid`: what it anchors is cleared when it
-    /// ends. `full` gives it this host's whole authority; otherwise it holds
-    /// `grants` only.
-    pub fn for_process(
-        ctx: Rc<HostContext>,
-        pid: u64,
-        full: bool,
-        grants: Rc<[Grant]>,
-    ) -> host::Client {
+    /// The shared state of a host with `node`, keeping its files in
+    /// `data_dir`, whose processes get their `Host` from
+    /// [`Self::for_process`].
+    pub fn context(
+        node: Node,
+        data_dir: PathBuf,
+        runtime: Rc<crate::runner::Runtime>,
+    ) -> Rc<HostContext> {
+        HostContext::new(node, data_dir, runtime, Self::for_process)
+    }
+
+    /// The `Host` of one incarnation of local process `proc`: what it
+    /// anchors is cleared when it ends. A process spawned with `host` gets
+    /// this host's whole authority; any other holds its grants only. Every
+    /// incarnation gets the same grants, caps included.
+    pub fn for_process(ctx: Rc<HostContext>, proc: &Proc) -> host::Client {
         let origin = ctx.node.peer_id();
         capnp_rpc::new_client(Self {
             ctx,
             caller: Caller {
                 origin,
-                owner: Some(Owner { host: origin, pid }),
+                owner: Some(Owner {
+                    host: origin,
+                    pid: proc.id(),
+                }),
             },
-            full,
-            grants,
+            full: proc.holds_host(),
+            grants: Rc::from(proc.grants()),
         })
     }
 

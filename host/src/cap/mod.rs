@@ -1,10 +1,18 @@
 //! Capability servers: what a host hands to its processes and its peers.
 //!
+//! They form a tree with no import cycle: [`host`] at the top hands out
+//! [`anchor`], [`executor`], [`read_view`], [`pubsub`] and the rest; those
+//! share [`context`], which imports none of them but the process table
+//! (`executor`'s records, not its servers); the leaves ([`tree`],
+//! [`channel`], [`grants`], [`volume`], [`path`], [`http`]) import no
+//! server at all.
+//!
 //! Every method validates its input and returns a capnp error on anything a
 //! guest or peer got wrong; nothing reachable from the outside panics.
 
 pub mod anchor;
 pub mod channel;
+pub mod context;
 pub mod disconnected;
 pub mod executor;
 pub mod grants;
@@ -13,6 +21,7 @@ pub mod http;
 pub mod path;
 pub mod peers;
 pub mod pubsub;
+pub mod read_view;
 pub mod tree;
 pub mod volume;
 

@@ -40,7 +40,7 @@ impl Peers {
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
         let weak: Weak<Self> = Rc::downgrade(self);
-        let client = crate::rpc::connect_host(&self.node, peer, move || {
+        let client = crate::net::dial::connect_host(&self.node, peer, move || {
             if let Some(peers) = weak.upgrade() {
                 peers.forget(peer, generation);
             }

@@ -92,7 +92,10 @@ fn read_key(data_dir: &Path, name: &str) -> Result<Option<VolumeKey>> {
 }
 
 fn write_key(data_dir: &Path, name: &str, key: VolumeKey) -> Result<()> {
-    super::executor::write_atomic(&key_path(data_dir, name), &key.0)
+    Ok(crate::private::write_atomic(
+        &key_path(data_dir, name),
+        &key.0,
+    )?)
 }
 
 /// The key under which a new spawn may use volume `name`: its existing key

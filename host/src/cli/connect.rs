@@ -57,7 +57,7 @@ impl PeerArgs {
         .await?;
         let mut failures = Vec::new();
         for addr in &self.peers {
-            match crate::rpc::connect_addr(&node, addr.clone()).await {
+            match crate::net::dial::connect_addr(&node, addr.clone()).await {
                 Ok((peer, host)) => return Ok(Session { node, peer, host }),
                 Err(err) => failures.push(format!("{addr}: {err:#}")),
             }

@@ -11,8 +11,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::connect::DEFAULT_ADDR;
-use crate::cap::executor::Processes;
-use crate::cap::host::HostContext;
+use crate::cap::host::HostServer;
 use crate::net::{identity, HeartbeatConfig, Node, NodeConfig};
 
 #[derive(ClapArgs, Debug)]
@@ -115,7 +114,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("cache"));
     let runtime = crate::runner::Runtime::new(Some(cache_dir))?;
-    let ctx = HostContext::new(node.clone(), args.data_dir.clone(), runtime);
+    let ctx = HostServer::context(node.clone(), args.data_dir.clone(), runtime);
     crate::rpc::serve(ctx.clone())?;
     let http = match args.http {
         Some(addr) => Some(crate::ops::serve(ctx.clone(), addr).await?),
@@ -124,7 +123,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     // Respawn in the background: the JSON line below must not wait for
     // ROMs to compile.
     let respawn = ctx.clone();
-    tokio::task::spawn_local(async move { Processes::respawn_supervised(&respawn).await });
+    tokio::task::spawn_local(
+        async move { crate::cap::executor::respawn_supervised(&respawn).await },
+    );
 
     let started = Started {
         peer_id: node.peer_id().to_base58(),

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tracing::debug;
 
 use super::limits::{HTTP_CONNECTIONS_MAX, HTTP_REQUEST_BYTES_MAX, HTTP_REQUEST_TIMEOUT_MS};
-use crate::cap::host::HostContext;
+use crate::cap::context::HostContext;
 
 const PAGE: &str = include_str!("page.html");
 

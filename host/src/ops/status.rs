@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::limits::{ANCHORS_SHOWN_MAX, ANCHOR_DEPTH_MAX};
-use crate::cap::host::HostContext;
+use crate::cap::context::HostContext;
 
 /// The status document.
 pub fn render(ctx: &HostContext) -> Value {

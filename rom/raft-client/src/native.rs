@@ -54,7 +54,7 @@ pub async fn connect_with(
     version: &str,
     psk: Option<libp2p::pnet::PreSharedKey>,
 ) -> Result<Group<TokioRuntime>> {
-    let node = ww::net::Node::start(ww::net::NodeConfig {
+    let node = ww_net::Node::start(ww_net::NodeConfig {
         keypair: Keypair::generate_ed25519(),
         listen: vec![],
         bootstrap: vec![],
@@ -64,7 +64,7 @@ pub async fn connect_with(
     .await?;
     let mut failures = Vec::new();
     for addr in peers {
-        match ww::rpc::connect_addr(&node, addr.clone()).await {
+        match ww_net::dial::connect_addr(&node, addr.clone()).await {
             Ok((_, host)) => {
                 let group = Group::connect(host, version, TokioRuntime).await?;
                 group.keep_alive(node);

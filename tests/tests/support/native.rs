@@ -18,8 +18,8 @@ pub fn native<T>(future: impl std::future::Future<Output = T>) -> T {
 
 /// The `Host` of the host at `addr` (the full authority of a CLI client),
 /// and the node the connection lives on (keep it alive).
-pub async fn connect_host(addr: &libp2p::Multiaddr) -> (ww::net::Node, ww_api::host::Client) {
-    let node = ww::net::Node::start(ww::net::NodeConfig {
+pub async fn connect_host(addr: &libp2p::Multiaddr) -> (ww_net::Node, ww_api::host::Client) {
+    let node = ww_net::Node::start(ww_net::NodeConfig {
         keypair: libp2p::identity::Keypair::generate_ed25519(),
         listen: vec![],
         bootstrap: vec![],
@@ -28,7 +28,9 @@ pub async fn connect_host(addr: &libp2p::Multiaddr) -> (ww::net::Node, ww_api::h
     })
     .await
     .unwrap();
-    let (_, host) = ww::rpc::connect_addr(&node, addr.clone()).await.unwrap();
+    let (_, host) = ww_net::dial::connect_addr(&node, addr.clone())
+        .await
+        .unwrap();
     (node, host)
 }
 

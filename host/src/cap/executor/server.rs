@@ -8,9 +8,10 @@ use anyhow::Result;
 use capnp::capability::Rc as CapRc;
 use ww_api::{executor, process};
 
-use super::{spawn, validate_volume, Proc, ProcessSpec, Restart, State, ARGS_MAX, ARG_BYTES_MAX};
+use super::supervise::spawn;
+use super::table::{validate_volume, Proc, ProcessSpec, Restart, State, ARGS_MAX, ARG_BYTES_MAX};
+use crate::cap::context::HostContext;
 use crate::cap::grants;
-use crate::cap::host::HostContext;
 use crate::cap::volume::VolumeKey;
 use crate::cap::{invalid, path, text};
 
@@ -124,6 +125,7 @@ impl executor::Server for ExecutorServer {
             volume_key,
         };
         let proc = spawn(&self.ctx, rom, spec, None)
+            .await
             .map_err(|err| invalid(format!("cannot spawn: {err:#}")))?;
         results
             .get()

@@ -2,30 +2,40 @@
 //! backoff, and what ending, killing and waiting do.
 
 use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::{
-    write_atomic, Proc, ProcessSpec, Restart, State, PROCESSES_MAX, RESTART_BACKOFF_MAX_MS,
+use super::table::{
+    off_loop, store_rom, Proc, ProcessSpec, Restart, State, PROCESSES_MAX, RESTART_BACKOFF_MAX_MS,
     RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
 };
-use crate::cap::host::{HostContext, HostServer};
+use crate::cap::context::HostContext;
+use crate::cap::grants::{self, GrantValue};
 use crate::cap::path;
 use crate::cap::tree::Owner;
 use crate::cap::volume;
 use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio};
 
-pub fn spawn(
+/// Starts `rom` as a new process of `spec` and supervises it. `record` is
+/// the stem of its supervision record when it is respawned from one.
+///
+/// # Errors
+///
+/// The host runs [`PROCESSES_MAX`] live processes, the volume is in use or
+/// its key does not match, or the record or ROM cannot be written.
+pub async fn spawn(
     ctx: &Rc<HostContext>,
     rom: Rom,
     mut spec: ProcessSpec,
     record: Option<String>,
 ) -> Result<Rc<Proc>> {
     let processes = &ctx.processes;
+    let _spawning = processes.spawning.lock().await;
     {
         let mut table = processes.table.borrow_mut();
         if table.len() >= PROCESSES_MAX {
@@ -51,20 +61,24 @@ pub fn spawn(
     }
     // A fresh spawn must own its volume; a respawn's record holds the key.
     if let (Some(volume), None) = (&spec.volume, &record) {
-        spec.volume_key = Some(volume::claim(&processes.data_dir, volume, spec.volume_key)?);
+        let (data_dir, volume, given) =
+            (processes.data_dir.clone(), volume.clone(), spec.volume_key);
+        spec.volume_key = Some(off_loop(move || volume::claim(&data_dir, &volume, given)).await?);
     }
     let supervised = spec.restart != Restart::Never;
     let record = match (supervised, record) {
         (false, _) => None,
         (true, Some(record)) => Some(record),
         (true, None) => {
-            processes.store_rom(&rom)?;
             let stem = format!("{:016x}", rand::random::<u64>());
-            let bytes = serde_json::to_vec_pretty(&spec)?;
-            write_atomic(
-                &processes.records_dir().join(format!("{stem}.json")),
-                &bytes,
-            )?;
+            let record_bytes = serde_json::to_vec_pretty(&spec)?;
+            let record_path = processes.records_dir().join(format!("{stem}.json"));
+            let (roms_dir, hash, rom_bytes) = (processes.roms_dir(), rom.hash, rom.bytes.clone());
+            off_loop(move || {
+                store_rom(&roms_dir, hash, &rom_bytes)?;
+                Ok(crate::private::write_atomic(&record_path, &record_bytes)?)
+            })
+            .await?;
             Some(stem)
         }
     };
@@ -88,6 +102,73 @@ pub fn spawn(
     processes.table.borrow_mut().insert(id, proc.clone());
     tokio::task::spawn_local(supervise(ctx.clone(), proc.clone(), rom));
     Ok(proc)
+}
+
+/// Respawns every supervised process recorded in the data dir.
+pub async fn respawn_supervised(ctx: &Rc<HostContext>) {
+    let processes = &ctx.processes;
+    let records_dir = processes.records_dir();
+    let Ok(mut records) = off_loop(move || {
+        Ok(std::fs::read_dir(records_dir)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect::<Vec<PathBuf>>())
+    })
+    .await
+    else {
+        return;
+    };
+    records.sort();
+    for path in records {
+        let result = async {
+            let read = path.clone();
+            let bytes = off_loop(move || Ok(std::fs::read(read)?)).await?;
+            let mut spec: ProcessSpec =
+                serde_json::from_slice(&bytes).context("malformed record")?;
+            let caps: Vec<&str> = spec
+                .grants
+                .iter()
+                .filter(|grant| matches!(grant.value, GrantValue::Cap(_)))
+                .map(|grant| grant.name.as_str())
+                .collect();
+            if !caps.is_empty() {
+                warn!(
+                    name = %spec.name,
+                    "not respawning the supervised process of {}: its grants include live capabilities ({}) that did not survive the host restart; its spawner must spawn it again",
+                    path.display(),
+                    caps.join(", ")
+                );
+                let remove = path.clone();
+                let _ = off_loop(move || Ok(std::fs::remove_file(remove)?)).await;
+                return Ok(());
+            }
+            grants::revive(&mut spec.grants).map_err(anyhow::Error::msg)?;
+            let hash = blake3::Hash::from_hex(&spec.rom_hash).context("malformed ROM hash")?;
+            let rom = processes.rom_by_hash(&hash).await?;
+            if let (Some(name), None) = (&spec.volume, spec.volume_key) {
+                let (data_dir, adopt) = (processes.data_dir.clone(), name.clone());
+                spec.volume_key = Some(off_loop(move || volume::adopt(&data_dir, &adopt)).await?);
+                let (write, bytes) = (path.clone(), serde_json::to_vec_pretty(&spec)?);
+                off_loop(move || Ok(crate::private::write_atomic(&write, &bytes)?)).await?;
+                info!(volume = %name, "a record of an older version adopted its volume");
+            }
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let proc = spawn(ctx, rom, spec, Some(stem)).await?;
+            info!(pid = proc.id, name = %proc.spec.name, "respawned a supervised process");
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(err) = result {
+            warn!(
+                "cannot respawn the supervised process in {}: {err:#}",
+                path.display()
+            );
+        }
+    }
 }
 
 async fn supervise(ctx: Rc<HostContext>, proc: Rc<Proc>, rom: Rom) {
@@ -119,7 +200,13 @@ async fn supervise(ctx: Rc<HostContext>, proc: Rc<Proc>, rom: Rom) {
     }
     proc.state.set(State::Ended);
     if let Some(record) = &proc.record {
-        let _ = std::fs::remove_file(ctx.processes.records_dir().join(format!("{record}.json")));
+        let path = ctx.processes.records_dir().join(format!("{record}.json"));
+        if let Err(err) = off_loop(move || Ok(std::fs::remove_file(path)?)).await {
+            warn!(
+                pid = proc.id,
+                "cannot remove the supervision record: {err:#}"
+            );
+        }
     }
     proc.ended.notify_waiters();
 }
@@ -128,8 +215,9 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
     let volume = match &proc.spec.volume {
         Some(name) => {
             let dir = volume::dir(&ctx.processes.data_dir, name);
-            if let Err(err) = crate::private::create_dir(&dir) {
-                return failed(format!("cannot create volume {}: {err}", dir.display()));
+            let create = dir.clone();
+            if let Err(err) = off_loop(move || Ok(crate::private::create_dir(&create)?)).await {
+                return failed(format!("cannot create volume {}: {err:#}", dir.display()));
             }
             Some(dir)
         }
@@ -151,13 +239,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         limits: Limits::default(),
         stdio: Stdio::Log { pid: proc.id },
     };
-    // Every incarnation gets the same grants, caps included.
-    let host = HostServer::for_process(
-        ctx.clone(),
-        proc.id,
-        proc.spec.host,
-        Rc::from(proc.spec.grants.clone()),
-    );
+    let host = (ctx.process_host)(ctx.clone(), proc);
     let running = match runner::start(&ctx.processes.runtime, rom, spec, host.client) {
         Ok(running) => running,
         Err(err) => return failed(format!("cannot start: {err:#}")),

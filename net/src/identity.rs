@@ -2,10 +2,9 @@
 //! peer id.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use libp2p::identity::Keypair;
 
 /// Reads a pre-shared cluster key (the libp2p private-network key file
@@ -53,32 +52,15 @@ pub fn load_or_create(path: &Path) -> Result<Keypair> {
             let bytes = keypair
                 .to_protobuf_encoding()
                 .context("encoding the new identity key")?;
-            write_private(path, &bytes)?;
+            // A crash without the directory sync could forget the new name, and
+            // the next start would make another key: a new peer id for the
+            // same data.
+            crate::private::write_atomic(path, &bytes)
+                .with_context(|| format!("writing identity key {}", path.display()))?;
             Ok(keypair)
         }
         Err(err) => Err(err).with_context(|| format!("reading identity key {}", path.display())),
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let Some(dir) = path.parent() else {
-        bail!(
-            "identity key path {} has no parent directory",
-            path.display()
-        );
-    };
-    crate::private::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let mut file = crate::private::file_options()
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
-    // Without this a crash could forget the new name, and the next start
-    // would make another key: a new peer id for the same data.
-    crate::private::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -63,6 +63,39 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Writes `bytes` to `path` (0600) atomically and durably: into a
+/// temporary file beside it, synced, renamed over `path`, and the directory
+/// synced, so a crash leaves the old file or the new one, never a torn or
+/// forgotten one. Concurrent writers of one path each use their own
+/// temporary file; the last rename wins.
+///
+/// # Errors
+///
+/// When `path` has no parent, or any step fails (the step is named).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let named = |step: &str, err: io::Error| io::Error::new(err.kind(), format!("{step}: {err}"));
+    let dir = path.parent().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no parent directory", path.display()),
+        )
+    })?;
+    create_dir(dir).map_err(|err| named(&format!("creating {}", dir.display()), err))?;
+    let tmp = path.with_extension(format!("tmp.{:016x}", rand::random::<u64>()));
+    let mut file = file_options()
+        .open(&tmp)
+        .map_err(|err| named(&format!("creating {}", tmp.display()), err))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(err) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(named(&format!("writing {}", tmp.display()), err));
+    }
+    fs::rename(&tmp, path)
+        .map_err(|err| named(&format!("renaming {} into place", tmp.display()), err))?;
+    sync_dir(dir).map_err(|err| named(&format!("syncing {}", dir.display()), err))
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;

@@ -1,0 +1,273 @@
+//! The process table: what each process was spawned with, its state and
+//! supervision record, and the executor's file work. The context every
+//! capability server shares holds it; the servers and the supervisor
+//! ([`super::server`], [`super::supervise`]) use it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::cap::grants::Grant;
+use crate::cap::path;
+use crate::cap::volume::VolumeKey;
+use crate::runner::{self, ExitStatus, Rom};
+
+/// Most processes (live or ended, not yet reaped) per host.
+pub const PROCESSES_MAX: usize = 256;
+
+/// First restart delay; doubles up to [`RESTART_BACKOFF_MAX_MS`].
+pub(super) const RESTART_BACKOFF_MIN_MS: u64 = 250;
+pub(super) const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
+/// An incarnation that ran this long resets the backoff.
+pub(super) const RESTART_BACKOFF_RESET_MS: u64 = 60_000;
+
+/// Most arguments and environment entries, and their total bytes.
+pub(super) const ARGS_MAX: u32 = 256;
+pub(super) const ARG_BYTES_MAX: usize = 64 * 1024;
+
+/// Restart policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Restart {
+    /// Never restart.
+    Never,
+    /// Restart after a trap or a non-zero exit.
+    OnFailure,
+    /// Restart after any end but a kill.
+    Always,
+}
+
+impl Restart {
+    pub(super) fn applies(self, status: &ExitStatus) -> bool {
+        match self {
+            Restart::Never => false,
+            Restart::OnFailure => !status.success(),
+            Restart::Always => true,
+        }
+    }
+}
+
+/// What a process was spawned with; also the supervision record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// A label.
+    pub name: String,
+    /// blake3 of the ROM, hex.
+    pub rom_hash: String,
+    /// Arguments after argv\[0\].
+    pub args: Vec<String>,
+    /// Environment, `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Volume name, if granted.
+    pub volume: Option<String>,
+    /// Restart policy.
+    pub restart: Restart,
+    /// Path below this host where the exported capability is anchored.
+    pub anchor: Option<Vec<String>>,
+    /// Whether the process gets this host's full `Host`. Records written
+    /// before grants existed lack it; their processes had the full host.
+    #[serde(default = "full_host")]
+    pub host: bool,
+    /// What the process is handed by name.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// The key of `volume` (see [`crate::cap::volume`]).
+    #[serde(default)]
+    pub volume_key: Option<VolumeKey>,
+}
+
+pub(super) fn full_host() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    Starting,
+    Running,
+    Restarting,
+    Ended,
+}
+
+/// One process and its supervision.
+pub struct Proc {
+    pub(super) id: u64,
+    pub(super) spec: ProcessSpec,
+    /// The supervision record's file stem, if supervised.
+    pub(super) record: Option<String>,
+    pub(super) state: Cell<State>,
+    pub(super) started: Cell<Instant>,
+    pub(super) restarts: Cell<u32>,
+    pub(super) exported: RefCell<Option<capnp::capability::Client>>,
+    pub(super) task: RefCell<Option<tokio::task::AbortHandle>>,
+    pub(super) killed: Cell<bool>,
+    pub(super) last_exit: RefCell<Option<ExitStatus>>,
+    pub(super) ended: Notify,
+    pub(super) wake: Notify,
+    /// Notified when an incarnation has started (its capability is set).
+    pub(super) launched: Notify,
+}
+
+impl Proc {
+    /// Its id on this host.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether it was spawned with its host's whole authority
+    /// (`SpawnSpec.host`).
+    pub fn holds_host(&self) -> bool {
+        self.spec.host
+    }
+
+    /// What it was granted.
+    pub fn grants(&self) -> &[Grant] {
+        &self.spec.grants
+    }
+}
+
+/// Every process of this host.
+pub struct Processes {
+    pub(super) data_dir: PathBuf,
+    pub(super) runtime: Rc<runner::Runtime>,
+    pub(super) next_id: Cell<u64>,
+    pub(super) table: RefCell<BTreeMap<u64, Rc<Proc>>>,
+    /// Incarnations that trapped (or could not start), for `/metrics`.
+    pub(super) traps: Cell<u64>,
+    /// Held by one spawn from its checks to its insert into `table`: the
+    /// file work in between awaits, and two spawns must not both pass the
+    /// volume-in-use and capacity checks.
+    pub(super) spawning: tokio::sync::Mutex<()>,
+}
+
+/// One process as the operator view (`ww start --http`) shows it.
+pub struct ProcSummary {
+    pub id: u64,
+    pub name: String,
+    pub state: &'static str,
+    pub restarts: u32,
+    pub anchor: String,
+    pub uptime_ms: u64,
+}
+
+impl Processes {
+    /// An empty table for a host whose data dir is `data_dir`.
+    pub fn new(data_dir: PathBuf, runtime: Rc<runner::Runtime>) -> Rc<Self> {
+        Rc::new(Self {
+            data_dir,
+            runtime,
+            next_id: Cell::new(1),
+            table: RefCell::new(BTreeMap::new()),
+            traps: Cell::new(0),
+            spawning: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub(super) fn roms_dir(&self) -> PathBuf {
+        self.data_dir.join("roms")
+    }
+
+    pub(super) fn records_dir(&self) -> PathBuf {
+        self.data_dir.join("supervised")
+    }
+
+    /// Every process in the table, for the operator view.
+    pub fn summaries(&self) -> Vec<ProcSummary> {
+        self.table
+            .borrow()
+            .values()
+            .map(|proc| ProcSummary {
+                id: proc.id,
+                name: proc.spec.name.clone(),
+                state: proc.state_name(),
+                restarts: proc.restarts.get(),
+                anchor: proc
+                    .spec
+                    .anchor
+                    .as_ref()
+                    .map(|anchor| path::join(anchor))
+                    .unwrap_or_default(),
+                uptime_ms: if proc.state.get() == State::Running {
+                    u64::try_from(proc.started.get().elapsed().as_millis()).unwrap_or(u64::MAX)
+                } else {
+                    0
+                },
+            })
+            .collect()
+    }
+
+    /// Incarnations that trapped or failed to start since the host started.
+    pub fn traps(&self) -> u64 {
+        self.traps.get()
+    }
+
+    /// The runtime (its ROM cache counters, for `/metrics`).
+    pub fn runtime(&self) -> &runner::Runtime {
+        &self.runtime
+    }
+
+    /// A live process by id.
+    pub fn get(&self, id: u64) -> Option<Rc<Proc>> {
+        self.table.borrow().get(&id).cloned()
+    }
+
+    /// The ROM with `hash`: compiled in memory, or stored in the data dir.
+    pub(super) async fn rom_by_hash(&self, hash: &blake3::Hash) -> Result<Rom> {
+        if let Some(rom) = self.runtime.roms().get(hash) {
+            return Ok(rom);
+        }
+        let path = self.roms_dir().join(format!("{}.wasm", hash.to_hex()));
+        match off_loop(move || Ok(std::fs::read(&path)?)).await {
+            Ok(bytes) => self.runtime.roms().load(Arc::from(bytes)).await,
+            Err(_) => bail!(
+                "ROM {} is not on this host; spawn it with its bytes first",
+                hash.to_hex()
+            ),
+        }
+    }
+}
+
+/// Runs `work`, file system calls, on tokio's blocking pool. The event loop
+/// also serves the host's Raft replicas and every connection, and one fsync
+/// can take tens of milliseconds; none of the executor's file work runs on
+/// it.
+///
+/// # Errors
+///
+/// `work`'s error, or the blocking task's failure.
+pub(crate) async fn off_loop<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| anyhow::anyhow!("a file task failed: {err}"))?
+}
+
+/// Stores `bytes`, the ROM with `hash`, in `roms_dir` unless it is there.
+pub(super) fn store_rom(roms_dir: &Path, hash: blake3::Hash, bytes: &[u8]) -> Result<()> {
+    let path = roms_dir.join(format!("{}.wasm", hash.to_hex()));
+    if path.exists() {
+        return Ok(());
+    }
+    Ok(crate::private::write_atomic(&path, bytes)?)
+}
+
+pub(super) fn validate_volume(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || name.starts_with('.')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(format!(
+            "volume name {name:?} must be 1 to 64 of [A-Za-z0-9._-], not starting with '.'"
+        ));
+    }
+    Ok(())
+}
