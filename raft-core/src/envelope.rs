@@ -29,6 +29,26 @@ pub const ENVELOPE_VERSION: u8 = 1;
 /// Bytes of the fixed header, before the messages.
 pub const ENVELOPE_HEADER_BYTES: usize = 1 + 1 + 16 + 8 + 8 + 4;
 
+/// The `data` of a `MsgSnapshot` of group `group_id` around `state`, the
+/// state machine's bytes, with no sessions, metadata or removed ids.
+/// Replicas never call it (their snapshots are raft-core's own); it exists
+/// so that adversarial tests can build what a faulty member could send: a
+/// snapshot whose driver part is well formed and whose state is poison,
+/// which a replica must refuse before it persists anything.
+pub fn snapshot_data(group_id: u128, state: Vec<u8>) -> Vec<u8> {
+    crate::command::SnapshotData {
+        group_id,
+        max_sessions_count: 0,
+        session_timeout_ms: 0,
+        last_time_ms: 0,
+        metadata: Vec::new(),
+        removed_ids: Vec::new(),
+        sessions: Vec::new(),
+        state,
+    }
+    .encode()
+}
+
 /// What an envelope carries, which decides its size limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EnvelopeKind {

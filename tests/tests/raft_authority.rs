@@ -10,7 +10,12 @@
 //! - Raft messages that do not carry the group's MAC are not stepped,
 //!   whatever their content (a higher term from an unknown id, a commit
 //!   past the follower's log) and whichever host they came through (here
-//!   the leader's, so the origin check alone would pass).
+//!   the leader's, so the origin check alone would pass);
+//! - a poisoned snapshot (well framed, sealed with the group's own key and
+//!   sent from the leader's host, as a faulty member could) is refused
+//!   before it is persisted: the follower keeps its log, and after a
+//!   kill -9 and restart of its host it comes back and catches up rather
+//!   than crash-looping on a snapshot it cannot restore.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,7 +25,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{cap_at, connect_host, native, raft_as_worker};
+use support::{cap_at, connect_host, native, raft_as_worker, spawn_and_wait, Grant};
 use ww_tests::raft_rom::{self, json_of};
 use ww_tests::{rom, wait_until, Output};
 
@@ -260,4 +265,156 @@ fn raft_messages_without_the_group_mac_are_not_stepped() {
     let out = raft(&client, &["get", "still"]);
     out.assert_ok();
     assert_eq!(out.stdout.trim(), "works", "{out:#?}");
+}
+
+#[test]
+fn a_poisoned_snapshot_is_refused_before_it_is_persisted() {
+    let mut cluster = raft_rom::deployed(4, TIMEOUT);
+    let client = cluster.hosts[0].addr.clone();
+    raft(&client, &["put", "before", "1"]).assert_ok();
+    let replicas = raft_rom::status(&client, TIMEOUT);
+    let leader = replicas
+        .iter()
+        .find(|r| r["role"] == "leader")
+        .unwrap()
+        .clone();
+    let follower = replicas
+        .iter()
+        .find(|r| r["role"] == "follower")
+        .unwrap()
+        .clone();
+    let follower_peer = follower["peer_id"].as_str().unwrap().to_owned();
+    let leader_addr = cluster
+        .hosts
+        .iter()
+        .find(|host| host.peer_id == leader["peer_id"].as_str().unwrap())
+        .unwrap()
+        .addr
+        .clone();
+    let group_id = u128::from_str_radix(follower["group_id"].as_str().unwrap(), 16).unwrap();
+    let term = leader["term"].as_u64().unwrap();
+    let forged_index = follower["last_index"].as_u64().unwrap() + 100;
+    let dropped_before = follower["dropped_messages"].as_u64().unwrap();
+    let voters: Vec<u64> = leader["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| member["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(voters.len(), 3, "{leader:#?}");
+
+    // The deployer (a root holder of host 0) holds the admin token and so
+    // may read the group key: what a faulty member holds too.
+    let key = native(async {
+        let group = raft_client::native::connect(&[client.parse().unwrap()], "v1")
+            .await
+            .unwrap();
+        group.group_key().await.unwrap()
+    });
+    let snapshot = |data: Vec<u8>| {
+        let mut msg = raft::eraftpb::Message::default();
+        msg.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+        msg.from = leader["raft_id"].as_u64().unwrap();
+        msg.to = follower["raft_id"].as_u64().unwrap();
+        msg.term = term;
+        let mut snap = raft::eraftpb::Snapshot::default();
+        let meta = snap.metadata.get_or_insert_with(Default::default);
+        meta.index = forged_index;
+        meta.term = term;
+        meta.conf_state
+            .get_or_insert_with(Default::default)
+            .voters
+            .clone_from(&voters);
+        snap.data = data;
+        msg.snapshot = Some(snap);
+        let envelope = raft_core::Envelope {
+            group_id,
+            from: msg.from,
+            to: msg.to,
+            msgs: vec![msg],
+        }
+        .encode();
+        key.seal(raft_client::proto::frame_envelopes([envelope.as_slice()]))
+    };
+    // Driver bytes that do not decode, then a well-formed driver part
+    // around a state the queue machine cannot restore.
+    let payloads = [
+        snapshot(b"not a snapshot at all".to_vec()),
+        snapshot(raft_core::envelope::snapshot_data(
+            group_id,
+            b"poison: not a queue state".to_vec(),
+        )),
+    ];
+    // Sent by a process of the leader's host, so the origin check passes
+    // and the MAC is the group's: only the snapshot check stands between
+    // the payload and the follower's disk.
+    let misbehave = std::fs::read(rom("misbehave")).unwrap();
+    let addr: libp2p::Multiaddr = leader_addr.parse().unwrap();
+    native(async {
+        let (_node, host) = connect_host(&addr).await;
+        for payload in &payloads {
+            let grants = [
+                ("target", Grant::ReadPath("raft/v1/inbox")),
+                ("payload", Grant::Data(payload)),
+            ];
+            let code = spawn_and_wait(
+                &host,
+                &misbehave,
+                &["send-payload", &follower_peer],
+                &grants,
+                TIMEOUT,
+            )
+            .await;
+            assert_eq!(code, 0, "send-payload exited {code}");
+        }
+    });
+    wait_until("both snapshots to be reported dropped", TIMEOUT, || {
+        let replicas = raft_rom::status(&client, TIMEOUT);
+        let follower = replicas
+            .iter()
+            .find(|r| r["peer_id"] == follower_peer.as_str())?;
+        (follower["dropped_messages"].as_u64()? >= dropped_before + 2
+            && follower["last_drop"].as_str()?.contains("state machine"))
+        .then_some(())
+    });
+    let follower_now = raft_rom::status(&client, TIMEOUT)
+        .into_iter()
+        .find(|r| r["peer_id"] == follower_peer.as_str())
+        .unwrap();
+    assert!(
+        follower_now["applied"].as_u64().unwrap() < forged_index
+            && follower_now["last_index"].as_u64().unwrap() < forged_index,
+        "the poisoned snapshot was taken: {follower_now:#?}"
+    );
+
+    // Nothing poisoned reached the follower's disk: kill -9 its host and
+    // restart it; the replica comes back, catches up and serves.
+    raft(&client, &["put", "during", "2"]).assert_ok();
+    let follower_host = cluster
+        .hosts
+        .iter_mut()
+        .find(|host| host.peer_id == follower_peer)
+        .unwrap();
+    follower_host.kill();
+    follower_host.restart();
+    raft(&client, &["put", "after", "3"]).assert_ok();
+    wait_until(
+        "the restarted follower to apply every write",
+        TIMEOUT,
+        || {
+            let replicas = raft_rom::status(&client, TIMEOUT);
+            let leader = replicas.iter().find(|r| r["role"] == "leader")?;
+            let follower = replicas
+                .iter()
+                .find(|r| r["peer_id"] == follower_peer.as_str())?;
+            (follower["role"] == "follower"
+                && follower["applied"].as_u64()? >= leader["commit"].as_u64()?)
+            .then_some(())
+        },
+    );
+    for (key, value) in [("before", "1"), ("during", "2"), ("after", "3")] {
+        let out = raft(&client, &["get", key]);
+        out.assert_ok();
+        assert_eq!(out.stdout.trim(), value, "{out:#?}");
+    }
 }

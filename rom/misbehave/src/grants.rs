@@ -10,6 +10,11 @@
 //!   the next, sends `after a restart NAME=VALUE` (the data grant) on `reply`.
 //! - `hold-grant NAME`: prints `grant NAME=VALUE` (the data grant) and runs
 //!   until killed.
+//! - `send-payload PEER`: sends the `payload` data grant, as one message, to
+//!   the channel that the `target` readPath grant names on host `PEER`. A
+//!   process of a member's host can reach a replica's inbox this way; the
+//!   tests use it to hand a replica forged Raft traffic whose origin is a
+//!   member's host.
 
 use std::time::Duration;
 
@@ -189,4 +194,22 @@ pub async fn hold_grant(host: &host::Client, name: &str) -> anyhow::Result<()> {
     loop {
         ww_guest::sleep(Duration::from_secs(3600)).await;
     }
+}
+
+/// `send-payload PEER`.
+pub async fn send_payload(host: &host::Client, peer: &str) -> anyhow::Result<()> {
+    let payload = ops::grant_data(host, "payload")
+        .await?
+        .context("no data grant named payload")?;
+    let view = ops::grant_anchor(host, "target")
+        .await?
+        .context("no readPath grant named target")?;
+    let sender: sender::Client = ops::get_cap(&view, peer)
+        .await?
+        .with_context(|| format!("no channel at the target path on {peer}"))?;
+    let mut request = sender.send_request();
+    request.get().init_message().set_data(&payload);
+    request.send().promise.await?;
+    println!("sent {} bytes", payload.len());
+    Ok(())
 }

@@ -101,6 +101,12 @@ fn main() {
                 grants::try_everything(&env.host, victim, path).await
             }
             "show-grants" => grants::show_grants(&env.host).await,
+            "send-payload" => {
+                let Some(peer) = env.args.get(1) else {
+                    anyhow::bail!("send-payload needs the PEER whose target channel to send to");
+                };
+                grants::send_payload(&env.host, peer).await
+            }
             "write-file" => grants::write_file(env.args.get(1).map_or("", String::as_str)),
             "read-file" => grants::read_file(&env.host).await,
             "trap-once" | "hold-grant" => {
