@@ -17,11 +17,7 @@ fn embed_rom(name: &str, var: &str) {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => std::path::PathBuf::from(dir),
-        None => {
-            let manifest =
-                std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-            std::path::Path::new(&manifest).join("../../target")
-        }
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
     };
     let inner = target.join("rom").join(format!("{name}.wasm"));
     println!("cargo:rerun-if-changed={}", inner.display());

@@ -4,6 +4,9 @@
 //! binary (with the same features as every other test), which the
 //! end-to-end tests in `tests/` run.
 
+// Test code: a failed expectation fails the test, with its message.
+#![allow(clippy::expect_used)]
+
 use std::process::Command;
 
 fn ww(args: &[&str]) -> std::process::Output {

@@ -97,6 +97,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(all(test, unix))]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
     use std::io::Write;

@@ -6,6 +6,9 @@
 //! is the ceiling the replicated queue cannot exceed. Prints a markdown
 //! table for scripts/bench-record.sh.
 
+// A benchmark that cannot run panics with a message; it is not host code.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

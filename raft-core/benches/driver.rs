@@ -5,6 +5,9 @@
 //! committed and applied. Prints a markdown table: throughput, latency,
 //! fsyncs and entries per fsync (the figure that shows group commit).
 
+// A benchmark that cannot run panics with a message; it is not host code.
+#![allow(clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};

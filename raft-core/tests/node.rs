@@ -1,6 +1,9 @@
 //! Scenario tests of the driver on real files: each opens with its goal,
 //! drives a small group, and checks the outcome.
 
+// Test code: a failed expectation fails the test, with its message.
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use common::{decode, encode, Group, GROUP_ID};

@@ -4,6 +4,9 @@
 //! The full runs are `make sim` (and `make test`: 200 seeds on 3 nodes, 50
 //! on 5); these keep `cargo test -p raft-core` honest and quick.
 
+// Test code: a failed expectation fails the test, with its message.
+#![allow(clippy::expect_used)]
+
 use raft_core::sim::{self, DiskFaults, KvWorkload, SimOptions};
 
 #[test]

@@ -40,6 +40,9 @@
 //! `/proc/<pid>/task/*/schedstat` of each host (its guests included) and of
 //! this driver.
 
+// A benchmark that cannot run panics with a message; it is not host code.
+#![allow(clippy::expect_used)]
+
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;

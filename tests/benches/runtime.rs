@@ -23,6 +23,9 @@
 //! The driver runs like a host: one current-thread tokio runtime with a
 //! `LocalSet`, and a `ww_net::Node` for its libp2p connection.
 
+// A benchmark that cannot run panics with a message; it is not host code.
+#![allow(clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

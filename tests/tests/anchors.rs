@@ -8,7 +8,7 @@
 //! - the anchors still hold capabilities, and a put and a get still work;
 //! - listing and reading paths that do not exist create no nodes.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

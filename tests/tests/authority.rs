@@ -14,7 +14,7 @@
 //! The spawner is the probe ROM (`probe child ...`, run by `ww run` with
 //! the full host); the children are the misbehave ROM's grant commands.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

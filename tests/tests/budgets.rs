@@ -2,7 +2,7 @@
 //! it hit, the host's memory stays within that budget, and the host keeps
 //! serving everybody else.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ww_tests::{rom, ww, Cluster};
 

@@ -4,7 +4,7 @@
 //! The colour checks run `ww` under a pseudo-terminal with util-linux's
 //! `script`, since colour only appears when stderr is a terminal.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 

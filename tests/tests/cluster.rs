@@ -10,7 +10,7 @@
 //! - bad input: invalid paths, unknown peers, garbage ROMs, sends on closed
 //!   channels, capabilities of dead processes.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

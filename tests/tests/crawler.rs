@@ -9,7 +9,7 @@
 //! `workers 0` stops the fleet; and a worker's tokens allow nothing beyond
 //! its crawl and its results topic.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/native.rs"]
 mod support;

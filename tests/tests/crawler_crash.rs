@@ -3,7 +3,7 @@
 //! (3 Raft replicas on hosts 1-3); one worker on host 4, killed while it
 //! holds leases (slow URLs are seeded so it does), then one on host 0.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //!   garbage and oversized bytes on the RPC protocol) gets a clear error,
 //!   and the host keeps serving other clients.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

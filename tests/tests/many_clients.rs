@@ -8,7 +8,7 @@
 //!   dies as it restarts, so a write commits only once the leader and the
 //!   restarted replica reach each other.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};

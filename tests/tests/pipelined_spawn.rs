@@ -4,7 +4,7 @@
 //! the pipelined call arrived while the process was still `starting` and
 //! failed with "process N is not running".
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

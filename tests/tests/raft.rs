@@ -12,7 +12,7 @@
 //!   and a lease of more than one batch;
 //! - a forged Raft message and a garbage request.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/native.rs"]
 mod support;

@@ -17,7 +17,7 @@
 //!   kill -9 and restart of its host it comes back and catches up rather
 //!   than crash-looping on a snapshot it cannot restore.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "support/native.rs"]
 mod support;

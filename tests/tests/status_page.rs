@@ -2,6 +2,9 @@
 //! Prometheus parser, and the status page in real headless Chromium
 //! following a Raft group through the loss of its leader's host.
 
+// Test code: a failed expectation fails the test, with its message.
+#![allow(clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

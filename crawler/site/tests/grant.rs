@@ -1,7 +1,7 @@
 //! The HTTP fetch grant (`ww::cap::http`) against the local site, called
 //! through a real two-party capnp connection.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
 use std::time::{Duration, Instant};

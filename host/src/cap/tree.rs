@@ -208,10 +208,10 @@ impl DataBudget {
         if bytes == 0 {
             return;
         }
-        let held = self
-            .writer_bytes
-            .get_mut(&writer)
-            .expect("a writer's data was counted when it was set");
+        // Paired with `add`: an invariant of this counter, not input.
+        let Some(held) = self.writer_bytes.get_mut(&writer) else {
+            panic!("a writer's data was counted when it was set");
+        };
         assert!(*held >= bytes && self.total_bytes >= bytes);
         *held -= bytes;
         if *held == 0 {

@@ -31,6 +31,9 @@ thread_local! {
 /// # Panics
 ///
 /// Outside [`run`]: there is no executor to run it.
+// A documented panic on a programming error of the ROM's author, inside the
+// ROM; nothing a host or peer sends reaches it.
+#[allow(clippy::expect_used)]
 pub fn spawn(future: impl Future<Output = ()> + 'static) {
     SPAWNER.with(|spawner| {
         let spawner = spawner.borrow();

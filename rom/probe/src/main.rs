@@ -14,7 +14,7 @@
 //!   process's anchor is cleared.
 //! - `child [OPTIONS] -- ARGS...`: spawns the misbehave ROM with grants, a
 //!   volume, and so on; see [`grants`].
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod grants;
 

@@ -567,7 +567,7 @@ fn longest_gap(sorted: &[u64], from_ms: u64, until_ms: u64) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
