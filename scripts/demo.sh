@@ -120,21 +120,10 @@ crawler seed "$site" --allow-private --max-depth 1000 --max-pages 1000 --delay-m
   --concurrency-per-origin 8 --max-attempts 2
 crawler workers 4 --fetch-timeout-ms 2000
 # The site has a page that never answers and one that answers 429: the
-# crawl ends when every URL is fetched or given up (at most 2 minutes).
-last=""
-for _ in $(seq 1 240); do
-  line=$(crawler status --json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-c = s["counters"]
-print(("done " if s["done"] else "") + "fetched %d, failed %d, dead %d" % (c.get("fetched", 0), c.get("failed", 0), c.get("dead", 0)))')
-  [ "$line" != "$last" ] && echo "  $line"
-  last=$line
-  case "$line" in done*) break ;; esac
-  sleep 0.5
-done
-say "crawler status"
-crawler status
+# crawl ends when every URL is fetched or given up. `status --watch` shows
+# the progress (a live line on a terminal) and prints the final status.
+say "crawler status --watch"
+crawler status --watch
 mkdir -p target/demo
 crawler results --jsonl - > target/demo/results.jsonl
 say "crawler results --jsonl - > target/demo/results.jsonl: $(wc -l < target/demo/results.jsonl) pages"

@@ -153,10 +153,53 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         .collect();
     assert_eq!(hosts.len(), 3, "3 workers on 3 hosts: {out:#?}");
 
-    let last = wait_until("the crawl to finish", CRAWL_TIMEOUT, || {
-        let status = status(&client);
-        status["done"].as_bool()?.then_some(status)
-    });
+    // `status --watch` returns when the crawl is done: one JSON sample per
+    // interval on stdout, plain progress lines on stderr (not a terminal).
+    let rom_path = rom("crawler");
+    let watch = ww_tests::ww_with_timeout(
+        &[
+            "run",
+            "--peer",
+            &client,
+            rom_path.to_str().unwrap(),
+            "status",
+            "--watch",
+            "--json",
+            "--interval-ms",
+            "500",
+        ],
+        CRAWL_TIMEOUT,
+    );
+    watch.assert_ok();
+    let samples: Vec<Value> = watch
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect();
+    let last = samples.last().cloned().unwrap();
+    assert!(last["done"].as_bool().unwrap(), "{watch:#?}");
+    assert!(
+        samples
+            .iter()
+            .all(|sample| sample["pages_per_s"].is_number()),
+        "{watch:#?}"
+    );
+    assert!(
+        watch.stderr.contains("pages/s") && !watch.stderr.contains('\r'),
+        "{watch:#?}"
+    );
+    let ended = |sample: &Value| {
+        ["fetched", "failed", "dead"]
+            .iter()
+            .map(|name| sample["counters"][name].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert!(
+        samples
+            .windows(2)
+            .all(|pair| ended(&pair[0]) <= ended(&pair[1])),
+        "progress never goes back: {watch:#?}"
+    );
     let elapsed = started.elapsed();
     let counters = &last["counters"];
     let fetched = counters["fetched"].as_u64().unwrap();

@@ -1,17 +1,123 @@
 //! `status`, and `pause`, `resume`, `stop`.
 
-use queue::crawl::{CrawlControl, CrawlStatus};
+use std::time::Duration;
+
+use queue::crawl::{CrawlControl, CrawlState, CrawlStatus};
 use raft_client::{Group, GuestRuntime};
 use serde_json::json;
 use ww_guest::ww_api::host;
 
 use crate::Names;
 use ww_guest::args::Args;
+use ww_guest::progress::{self, Progress};
 
-pub const STATUS_USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] status [--json]
+pub const STATUS_USAGE: &str =
+    "usage: ww run crawler.wasm [--crawl NAME] status [--json] [--watch [--interval-ms MS]]
 The crawl's state; URLs ready, leased, delayed and dead; its counters; the
 records in its results topic; its workers. `done` is true when no URL is ready,
-leased or delayed (every accepted URL was fetched, failed or died).";
+leased or delayed (every accepted URL was fetched, failed or died).
+--watch samples every MS (default 1000) until the crawl is done or stopped:
+progress (URLs ended of accepted, pages/s, workers) on stderr, live on a
+terminal; with --json, one JSON object per sample on stdout (with
+`pages_per_s`), otherwise the final status on stdout.";
+
+/// Shortest and longest `--watch` interval: faster sampling would load the
+/// leader for nothing, slower would hide a stall.
+const WATCH_INTERVAL_MS_MIN: u64 = 100;
+const WATCH_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// One reading of a crawl.
+struct Sample {
+    status: CrawlStatus,
+    /// Records in the results topic.
+    records: u64,
+    /// Workers by name, with their hosts.
+    workers: Vec<(String, String)>,
+}
+
+impl Sample {
+    async fn take(
+        host: &host::Client,
+        client: &queue::Client<&raft_client::Session<GuestRuntime>>,
+        names: &Names,
+    ) -> anyhow::Result<Self> {
+        let status = client.crawl_status(&names.crawl).await?;
+        let records = client.stats(&names.results).await?;
+        Ok(Self {
+            status,
+            records: records.ready + records.leased + records.delayed,
+            workers: crate::workers::census(host, names).await?,
+        })
+    }
+
+    /// URLs that ended: fetched, failed or dead.
+    fn ended(&self) -> u64 {
+        let counters = &self.status.counters;
+        counters.fetched + counters.failed + counters.dead
+    }
+
+    fn json(&self, pages_per_s: Option<f64>) -> serde_json::Value {
+        let status = &self.status;
+        let workers: Vec<_> = self
+            .workers
+            .iter()
+            .map(|(name, peer)| json!({ "name": name, "host": peer }))
+            .collect();
+        let mut value = json!({
+            "crawl": status.crawl,
+            "state": format!("{:?}", status.state).to_lowercase(),
+            "done": is_done(status),
+            "ready": status.ready,
+            "leased": status.leased,
+            "delayed": status.delayed,
+            "dead": status.dead,
+            "origins": status.origins,
+            "counters": status.counters,
+            "config": status.config,
+            "results": self.records,
+            "workers": workers,
+        });
+        if let Some(rate) = pages_per_s {
+            value["pages_per_s"] = json!((rate * 10.0).round() / 10.0);
+        }
+        value
+    }
+
+    fn print_text(&self) {
+        let status = &self.status;
+        let counters = &status.counters;
+        println!(
+            "crawl {} ({:?}{}): fetched {}  failed {}  dead {}  of {} accepted",
+            status.crawl,
+            status.state,
+            if is_done(status) { ", done" } else { "" },
+            counters.fetched,
+            counters.failed,
+            counters.dead,
+            counters.seen
+        );
+        println!(
+            "  frontier: ready {}  leased {}  delayed {}  origins {}",
+            status.ready, status.leased, status.delayed, status.origins
+        );
+        println!(
+            "  links: offered {}  duplicate {}  out of scope {}  too deep {}  over budget {}",
+            counters.offered,
+            counters.duplicate,
+            counters.refused_out_of_scope,
+            counters.refused_too_deep,
+            counters.refused_over_budget
+        );
+        println!(
+            "  retries {}  expired leases {}  results {}",
+            counters.retried, counters.expired, self.records
+        );
+        println!("  workers: {}", self.workers.len());
+        for (name, peer) in &self.workers {
+            println!("    {name} on {peer}");
+        }
+    }
+}
 
 pub const CONTROL_USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] pause | resume | stop
 pause: leases return nothing until resume. stop: ends the crawl for good
@@ -29,69 +135,60 @@ pub async fn status(
     args: &mut Args,
 ) -> anyhow::Result<()> {
     let as_json = args.flag("--json");
+    let watch = args.flag("--watch");
+    let interval_ms = args.parsed::<u64>("--interval-ms")?.unwrap_or(1_000);
+    if !(WATCH_INTERVAL_MS_MIN..=WATCH_INTERVAL_MS_MAX).contains(&interval_ms) {
+        anyhow::bail!(
+            "--interval-ms is {WATCH_INTERVAL_MS_MIN} to {WATCH_INTERVAL_MS_MAX}, not {interval_ms}"
+        );
+    }
     let session = group.session();
     let client = queue::Client::new(&session);
-    let status = client.crawl_status(&names.crawl).await?;
-    let records = client.stats(&names.results).await?;
-    let records = records.ready + records.leased + records.delayed;
-    let workers = crate::workers::census(host, names).await?;
-    let done = is_done(&status);
-    if as_json {
-        let workers: Vec<_> = workers
-            .iter()
-            .map(|(name, peer)| json!({ "name": name, "host": peer }))
-            .collect();
-        println!(
-            "{}",
-            json!({
-                "crawl": status.crawl,
-                "state": format!("{:?}", status.state).to_lowercase(),
-                "done": done,
-                "ready": status.ready,
-                "leased": status.leased,
-                "delayed": status.delayed,
-                "dead": status.dead,
-                "origins": status.origins,
-                "counters": status.counters,
-                "config": status.config,
-                "results": records,
-                "workers": workers,
-            })
-        );
+    if !watch {
+        let sample = Sample::take(host, &client, names).await?;
+        if as_json {
+            println!("{}", sample.json(None));
+        } else {
+            sample.print_text();
+        }
         return Ok(());
     }
-    let counters = &status.counters;
-    println!(
-        "crawl {} ({:?}{}): fetched {}  failed {}  dead {}  of {} accepted",
-        status.crawl,
-        status.state,
-        if done { ", done" } else { "" },
-        counters.fetched,
-        counters.failed,
-        counters.dead,
-        counters.seen
-    );
-    println!(
-        "  frontier: ready {}  leased {}  delayed {}  origins {}",
-        status.ready, status.leased, status.delayed, status.origins
-    );
-    println!(
-        "  links: offered {}  duplicate {}  out of scope {}  too deep {}  over budget {}",
-        counters.offered,
-        counters.duplicate,
-        counters.refused_out_of_scope,
-        counters.refused_too_deep,
-        counters.refused_over_budget
-    );
-    println!(
-        "  retries {}  expired leases {}  results {}",
-        counters.retried, counters.expired, records
-    );
-    println!("  workers: {}", workers.len());
-    for (name, peer) in workers {
-        println!("    {name} on {peer}");
+    let mut progress = Progress::stderr();
+    let live = progress.is_live();
+    let mut previous: Option<(u64, u64)> = None;
+    loop {
+        let sample = Sample::take(host, &client, names).await?;
+        let now_ms = ww_guest::now_ms();
+        let ended = sample.ended();
+        // Pages per second over the last interval: what the crawl does now,
+        // not its average since the seed.
+        let pages_per_s = previous.map(|(at_ms, ended_before)| {
+            let elapsed_ms = now_ms.saturating_sub(at_ms).max(1);
+            ended.saturating_sub(ended_before) as f64 * 1000.0 / elapsed_ms as f64
+        });
+        previous = Some((now_ms, ended));
+        if as_json {
+            println!("{}", sample.json(Some(pages_per_s.unwrap_or(0.0))));
+        }
+        let line = format!(
+            "{}  ready {}  leased {}  {:.1} pages/s  {} workers",
+            progress::count("ended", ended, sample.status.counters.seen, live),
+            sample.status.ready,
+            sample.status.leased,
+            pages_per_s.unwrap_or(0.0),
+            sample.workers.len()
+        );
+        let finished = is_done(&sample.status) || sample.status.state == CrawlState::Stopped;
+        if finished {
+            progress.finish_with(&line);
+            if !as_json {
+                sample.print_text();
+            }
+            return Ok(());
+        }
+        progress.update(&line);
+        ww_guest::sleep(Duration::from_millis(interval_ms)).await;
     }
-    Ok(())
 }
 
 pub async fn control(

@@ -23,7 +23,7 @@ const USAGE: &str = "usage: ww run crawler.wasm [--version V] [--crawl NAME] SUB
   workers N [--fetch-timeout-ms MS] [--user-agent UA] [--batch N]
                          run N supervised workers spread over the cluster's hosts,
                          each granted only the crawl and its results; 0 stops them
-  status [--json]        frontier counts, counters, results and workers
+  status [--json] [--watch]  frontier counts, counters, results and workers
   results --jsonl -      every fetched URL once, as JSON Lines on stdout
                          (repeatable: the results are read, not consumed)
   pause | resume | stop  control the crawl
