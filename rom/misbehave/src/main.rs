@@ -12,16 +12,20 @@
 //! - `anchor-flood [NAME]`: sets 1 MiB values under `/<its host>/NAME/`
 //!   (default `flood`) until
 //!   the host refuses one, then prints how many it set and why.
+//! - `channel-flood [hold]`: floods the host's channel budget; see
+//!   [`flood`].
 //! - grant commands (`try-everything`, `show-grants`, `write-file`,
 //!   `read-file`, `trap-once`, `hold-grant`): see [`grants`].
 #![allow(clippy::unwrap_used)]
 
+mod flood;
 mod grants;
 
 use std::hint::black_box;
 
 const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
   trap | spin | hog | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
+  channel-flood [hold]
   (see rom/misbehave/src/main.rs)";
 
 fn main() {
@@ -86,6 +90,10 @@ fn main() {
                 }
                 anyhow::bail!("anchored 1024 MiB and was never refused")
             }
+            "channel-flood" => {
+                let hold = env.args.get(1).is_some_and(|arg| arg == "hold");
+                flood::channel_flood(&env.host, hold).await
+            }
             "export-then-exit" => {
                 let ms: u64 = env.args.get(1).and_then(|ms| ms.parse().ok()).unwrap_or(500);
                 let pubsub = env.host.pubsub_request().send().pipeline.get_pubsub();
@@ -114,7 +122,7 @@ fn main() {
                 }
             }
             other => anyhow::bail!(
-                "unknown command {other:?}; use trap, spin, hog, exit N, peer-id, export-then-exit MS, or a grant command (rom/misbehave/src/grants.rs)"
+                "unknown command {other:?}; use trap, spin, hog, exit N, peer-id, export-then-exit MS, anchor-flood, channel-flood, or a grant command (rom/misbehave/src/grants.rs)"
             ),
         }
     })
