@@ -185,3 +185,92 @@ fn a_channel_flood_stops_at_each_writers_share_and_the_host_keeps_serving() {
     again.assert_ok();
     assert_eq!(refused_after_mib(&again.stdout), SHARE_MIB, "{again:#?}");
 }
+
+#[test]
+fn a_subscriber_that_never_reads_holds_its_share_and_the_host_keeps_serving() {
+    const MIB: u64 = 1024;
+    // Eight times a subscriber's share (SUBSCRIBER_BYTES_MAX, 64 MiB); its
+    // buffer of 65,536 messages would take them all.
+    const FLOOD_MIB: u64 = 512;
+    let cluster = Cluster::start(1);
+    let host = &cluster.hosts[0];
+    let (misbehave, probe) = (rom("misbehave"), rom("probe"));
+    let (misbehave, probe) = (misbehave.to_str().unwrap(), probe.to_str().unwrap());
+    let before_kib = rss_kib(host.pid());
+
+    let spawner = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        probe,
+        "child",
+        "--detach",
+        "--host",
+        "--",
+        "subscribe-hold",
+        "flood",
+    ]);
+    spawner.assert_ok();
+    wait_until(
+        "the subscriber to subscribe",
+        Duration::from_secs(60),
+        || host.log().contains("subscribed to flood").then_some(()),
+    );
+    let flood = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        misbehave,
+        "pubsub-flood",
+        "flood",
+        &FLOOD_MIB.to_string(),
+    ]);
+    flood.assert_ok();
+    assert!(
+        flood.stdout.contains(&format!("published {FLOOD_MIB} MiB")),
+        "{flood:#?}"
+    );
+    // The host says which budget dropped messages, once.
+    let log = host.log();
+    assert_eq!(log.matches("(SUBSCRIBER_BYTES_MAX)").count(), 1, "{log}");
+
+    // It buffered one share, not the flood: 64 MiB, and slack for the
+    // allocator and the messages in transit.
+    let grown_kib = rss_kib(host.pid()).saturating_sub(before_kib);
+    let peak_kib = peak_rss_kib(host.pid()).saturating_sub(before_kib);
+    eprintln!(
+        "host RSS grew {grown_kib} KiB (peak {peak_kib} KiB over the start) for a {FLOOD_MIB} MiB flood"
+    );
+    assert!(
+        peak_kib < 160 * MIB,
+        "the host peaked {peak_kib} KiB over its start"
+    );
+
+    // The subscriber, reading at last, gets the newest share and a count of
+    // what was dropped (63 messages of 1 MiB and their overhead fit).
+    ww(&[
+        "set",
+        "--peer",
+        &host.addr,
+        &format!("/{}/flood-done", host.peer_id),
+        "1",
+    ])
+    .assert_ok();
+    let line = wait_until("the subscriber to read", Duration::from_secs(60), || {
+        host.log()
+            .lines()
+            .find(|line| line.contains("first message"))
+            .map(str::to_owned)
+    });
+    let kept = 63;
+    let first = FLOOD_MIB - kept;
+    assert!(
+        line.contains(&format!("first message {first}, {first} dropped before it")),
+        "{line}"
+    );
+
+    // And the host keeps serving.
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+}

@@ -7,6 +7,13 @@
 //!   1 MiB messages into a channel of capacity 1 that nobody reads: all
 //!   but the first wait for room, holding their copies in the host. With
 //!   `hold`, it then keeps everything until killed.
+//! - `subscribe-hold TOPIC`: subscribes to TOPIC with the largest buffer,
+//!   prints `subscribed to TOPIC`, and reads nothing until
+//!   `/<its host>/TOPIC-done` is set; then prints the first message's
+//!   number and how many were dropped before it, and holds on. Needs the
+//!   full host.
+//! - `pubsub-flood TOPIC MIB`: publishes MIB messages of 1 MiB, numbered in
+//!   their first 8 bytes, on TOPIC; prints `published MIB MiB`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +21,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use anyhow::bail;
-use ww_guest::ww_api::{host, ops, receiver, sender};
+use ww_guest::ww_api::limits::SUBSCRIPTION_BUFFER_MAX;
+use ww_guest::ww_api::{host, ops, receiver, sender, topic};
 
 const MIB: usize = 1024 * 1024;
 
@@ -98,5 +106,52 @@ pub async fn channel_flood(host: &host::Client, hold: bool) -> anyhow::Result<()
             ww_guest::sleep(Duration::from_secs(3600)).await;
         }
     }
+    Ok(())
+}
+
+async fn join(host: &host::Client, name: &str) -> topic::Client {
+    let pubsub = host.pubsub_request().send().pipeline.get_pubsub();
+    let mut join = pubsub.join_request();
+    join.get().set_topic(name);
+    join.send().pipeline.get_topic()
+}
+
+/// `subscribe-hold TOPIC`.
+pub async fn subscribe_hold(host: &host::Client, name: &str) -> anyhow::Result<()> {
+    let mut subscribe = join(host, name).await.subscribe_request();
+    subscribe.get().set_buffer(SUBSCRIPTION_BUFFER_MAX);
+    let response = subscribe.send().promise.await?;
+    let subscription = response.get()?.get_subscription()?;
+    println!("subscribed to {name}");
+    let peer = ops::peer_id(host).await?;
+    let root = host.root_request().send().pipeline.get_anchor();
+    let done = format!("/{peer}/{name}-done");
+    while ops::get_data(&root, &done).await?.is_none() {
+        ww_guest::sleep(Duration::from_millis(100)).await;
+    }
+    let next = subscription.next_request().send().promise.await?;
+    let message = next.get()?.get_message()?;
+    let data = message.get_data()?;
+    let number = u64::from_le_bytes(data.get(..8).unwrap_or(&[0; 8]).try_into()?);
+    println!(
+        "first message {number}, {} dropped before it",
+        message.get_dropped()
+    );
+    loop {
+        ww_guest::sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+/// `pubsub-flood TOPIC MIB`.
+pub async fn pubsub_flood(host: &host::Client, name: &str, mib: u64) -> anyhow::Result<()> {
+    let topic = join(host, name).await;
+    let mut data = vec![7u8; MIB];
+    for number in 0..mib {
+        data[..8].copy_from_slice(&number.to_le_bytes());
+        let mut publish = topic.publish_request();
+        publish.get().set_data(&data);
+        publish.send().promise.await?;
+    }
+    println!("published {mib} MiB");
     Ok(())
 }
