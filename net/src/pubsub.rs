@@ -18,23 +18,46 @@ pub struct Delivery {
     pub from: String,
 }
 
-/// A subscription's bounded buffer. When full, the oldest message is dropped
-/// and counted: a slow subscriber loses old messages, never blocks the host.
-#[derive(Debug)]
+/// What the messages of a buffer are charged against, in bytes; the
+/// budget itself is the capability layer's (`cap::pubsub`).
+pub trait Budget {
+    /// Charges a message of `bytes`; false if it does not fit.
+    fn charge(&self, bytes: usize) -> bool;
+    /// Gives back a message of `bytes`.
+    fn release(&self, bytes: usize);
+}
+
+/// A subscription's bounded buffer. When full (in messages, or in bytes
+/// under its [`Budget`]), the oldest message is dropped and counted: a slow
+/// subscriber loses old messages, never blocks the host.
 pub struct Buffer {
     topic: String,
     capacity: usize,
     queue: RefCell<VecDeque<Delivery>>,
     dropped: Cell<u64>,
     notify: Notify,
+    budget: RefCell<Option<Box<dyn Budget>>>,
 }
 
 impl Buffer {
     fn push(&self, delivery: Delivery) {
         let mut queue = self.queue.borrow_mut();
         if queue.len() >= self.capacity {
-            queue.pop_front();
+            if let Some(old) = queue.pop_front() {
+                self.release(&old);
+            }
             self.dropped.set(self.dropped.get() + 1);
+        }
+        if let Some(budget) = &*self.budget.borrow() {
+            while !budget.charge(delivery.data.len()) {
+                let Some(old) = queue.pop_front() else {
+                    // Too big for what the budget has left, even alone.
+                    self.dropped.set(self.dropped.get() + 1);
+                    return;
+                };
+                budget.release(old.data.len());
+                self.dropped.set(self.dropped.get() + 1);
+            }
         }
         queue.push_back(delivery);
         assert!(queue.len() <= self.capacity);
@@ -42,12 +65,30 @@ impl Buffer {
         self.notify.notify_one();
     }
 
+    fn release(&self, delivery: &Delivery) {
+        if let Some(budget) = &*self.budget.borrow() {
+            budget.release(delivery.data.len());
+        }
+    }
+
+    /// Charges this buffer's messages, from now on, against `budget`.
+    ///
+    /// # Panics
+    ///
+    /// If the buffer already holds messages or has a budget.
+    pub fn set_budget(&self, budget: Box<dyn Budget>) {
+        assert!(self.queue.borrow().is_empty() && self.budget.borrow().is_none());
+        *self.budget.borrow_mut() = Some(budget);
+    }
+
     /// Waits for the next message; also returns how many were dropped since
     /// the previous call.
     pub async fn next(&self) -> (Delivery, u64) {
         loop {
             let notified = self.notify.notified();
-            if let Some(delivery) = self.queue.borrow_mut().pop_front() {
+            let next = self.queue.borrow_mut().pop_front();
+            if let Some(delivery) = next {
+                self.release(&delivery);
                 return (delivery, self.dropped.replace(0));
             }
             notified.await;
@@ -86,6 +127,14 @@ impl Subscription {
     /// The subscription's buffer.
     pub fn buffer(&self) -> &Rc<Buffer> {
         &self.buffer
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        for delivery in std::mem::take(&mut *self.queue.borrow_mut()) {
+            self.release(&delivery);
+        }
     }
 }
 
@@ -130,6 +179,7 @@ impl Hub {
             queue: RefCell::new(VecDeque::new()),
             dropped: Cell::new(0),
             notify: Notify::new(),
+            budget: RefCell::new(None),
         });
         let first = {
             let mut topics = self.topics.borrow_mut();

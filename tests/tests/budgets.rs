@@ -4,16 +4,45 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ww_tests::{rom, ww, Cluster};
+use std::time::Duration;
 
-/// Resident memory of process `pid`, in KiB, from `/proc`.
-fn rss_kib(pid: u32) -> u64 {
+use ww_tests::{rom, wait_until, ww, Cluster};
+
+/// The `field` (in KiB) of process `pid`'s `/proc` status.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The most resident memory process `pid` has had, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// The number in the first `refused after N MiB` in `text`.
+fn refused_after_mib(text: &str) -> usize {
+    text.match_indices("refused after ")
+        .find_map(|(at, found)| {
+            let rest = &text[at + found.len()..];
+            let (number, rest) = rest.split_once(' ')?;
+            rest.starts_with("MiB").then(|| number.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no `refused after N MiB` in {text}"))
+}
+
+/// The first line of `text` that says it was refused after some MiB.
+fn mib_refusal(text: &str) -> Option<&str> {
+    text.lines()
+        .find(|line| line.contains("refused after") && line.contains(" MiB: "))
 }
 
 #[test]
@@ -66,6 +95,181 @@ fn an_anchor_flood_stops_at_its_writers_share_and_the_host_keeps_serving() {
     ]);
     listing.assert_ok();
     assert_eq!(listing.stdout.lines().count(), 64, "{listing:#?}");
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+}
+
+#[test]
+fn a_channel_flood_stops_at_each_writers_share_and_the_host_keeps_serving() {
+    const MIB: u64 = 1024;
+    // A writer's share (CHANNEL_WRITER_BYTES_MAX, 64 MiB) holds 63 messages
+    // of 1 MiB and their overhead; the flooder checks for a refusal every 8
+    // sends, and sends after the refused one are refused too.
+    const SHARE_MIB: usize = 63;
+    let cluster = Cluster::start(1);
+    let host = &cluster.hosts[0];
+    let (misbehave, probe) = (rom("misbehave"), rom("probe"));
+    let (misbehave, probe) = (misbehave.to_str().unwrap(), probe.to_str().unwrap());
+    let before_kib = rss_kib(host.pid());
+
+    // A process of the host floods and keeps what it was admitted.
+    let spawner = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        probe,
+        "child",
+        "--detach",
+        "--",
+        "channel-flood",
+        "hold",
+    ]);
+    spawner.assert_ok();
+    let log = wait_until(
+        "the flooding process to be refused",
+        Duration::from_secs(120),
+        || {
+            let log = host.log();
+            mib_refusal(&log).is_some().then_some(log)
+        },
+    );
+    let channels = log
+        .lines()
+        .find(|line| line.contains("channels refused after"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        channels.contains("channels refused after 4096")
+            && channels.contains("WRITER_CHANNELS_MAX"),
+        "{channels}"
+    );
+    let held = mib_refusal(&log).unwrap();
+    assert!(held.contains("CHANNEL_WRITER_BYTES_MAX"), "{held}");
+    assert_eq!(refused_after_mib(held), SHARE_MIB, "{held}");
+
+    // Its flood leaves the other writers their shares: a CLI client floods
+    // next to it and is refused at its own share, not before.
+    let flood = ww(&["run", "--peer", &host.addr, misbehave, "channel-flood"]);
+    flood.assert_ok();
+    assert!(
+        flood.stdout.contains("channels refused after 4096")
+            && flood.stdout.contains("WRITER_CHANNELS_MAX"),
+        "{flood:#?}"
+    );
+    assert!(
+        flood.stdout.contains("CHANNEL_WRITER_BYTES_MAX"),
+        "{flood:#?}"
+    );
+    assert_eq!(refused_after_mib(&flood.stdout), SHARE_MIB, "{flood:#?}");
+
+    // The host held two shares at once and no more: without the budget the
+    // two floods would have held 256 MiB each. Two shares are 128 MiB; the
+    // rest is slack for the allocator and the RPC read buffers (a message
+    // is read whole before it is charged).
+    let grown_kib = rss_kib(host.pid()).saturating_sub(before_kib);
+    let peak_kib = peak_rss_kib(host.pid()).saturating_sub(before_kib);
+    eprintln!(
+        "host RSS grew {grown_kib} KiB (peak {peak_kib} KiB over the start) for two 64 MiB shares"
+    );
+    assert!(
+        peak_kib < 224 * MIB,
+        "the host peaked {peak_kib} KiB over its start"
+    );
+
+    // And it keeps serving: another ROM still answers, and the CLI flood's
+    // share came back when it ended, so it can flood again.
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    let again = ww(&["run", "--peer", &host.addr, misbehave, "channel-flood"]);
+    again.assert_ok();
+    assert_eq!(refused_after_mib(&again.stdout), SHARE_MIB, "{again:#?}");
+}
+
+#[test]
+fn a_subscriber_that_never_reads_holds_its_share_and_the_host_keeps_serving() {
+    const MIB: u64 = 1024;
+    // Eight times a subscriber's share (SUBSCRIBER_BYTES_MAX, 64 MiB); its
+    // buffer of 65,536 messages would take them all.
+    const FLOOD_MIB: u64 = 512;
+    let cluster = Cluster::start(1);
+    let host = &cluster.hosts[0];
+    let (misbehave, probe) = (rom("misbehave"), rom("probe"));
+    let (misbehave, probe) = (misbehave.to_str().unwrap(), probe.to_str().unwrap());
+    let before_kib = rss_kib(host.pid());
+
+    let spawner = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        probe,
+        "child",
+        "--detach",
+        "--host",
+        "--",
+        "subscribe-hold",
+        "flood",
+    ]);
+    spawner.assert_ok();
+    wait_until(
+        "the subscriber to subscribe",
+        Duration::from_secs(60),
+        || host.log().contains("subscribed to flood").then_some(()),
+    );
+    let flood = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        misbehave,
+        "pubsub-flood",
+        "flood",
+        &FLOOD_MIB.to_string(),
+    ]);
+    flood.assert_ok();
+    assert!(
+        flood.stdout.contains(&format!("published {FLOOD_MIB} MiB")),
+        "{flood:#?}"
+    );
+    // The host says which budget dropped messages, once.
+    let log = host.log();
+    assert_eq!(log.matches("(SUBSCRIBER_BYTES_MAX)").count(), 1, "{log}");
+
+    // It buffered one share, not the flood: 64 MiB, and slack for the
+    // allocator and the messages in transit.
+    let grown_kib = rss_kib(host.pid()).saturating_sub(before_kib);
+    let peak_kib = peak_rss_kib(host.pid()).saturating_sub(before_kib);
+    eprintln!(
+        "host RSS grew {grown_kib} KiB (peak {peak_kib} KiB over the start) for a {FLOOD_MIB} MiB flood"
+    );
+    assert!(
+        peak_kib < 160 * MIB,
+        "the host peaked {peak_kib} KiB over its start"
+    );
+
+    // The subscriber, reading at last, gets the newest share and a count of
+    // what was dropped (63 messages of 1 MiB and their overhead fit).
+    ww(&[
+        "set",
+        "--peer",
+        &host.addr,
+        &format!("/{}/flood-done", host.peer_id),
+        "1",
+    ])
+    .assert_ok();
+    let line = wait_until("the subscriber to read", Duration::from_secs(60), || {
+        host.log()
+            .lines()
+            .find(|line| line.contains("first message"))
+            .map(str::to_owned)
+    });
+    let kept = 63;
+    let first = FLOOD_MIB - kept;
+    assert!(
+        line.contains(&format!("first message {first}, {first} dropped before it")),
+        "{line}"
+    );
+
+    // And the host keeps serving.
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");

@@ -11,9 +11,25 @@
 //!   forever on a channel that cannot move;
 //! - each message carries `origin`: the authenticated peer id of the host
 //!   through whose connection its sender was obtained (see [`restamp`]).
+//!
+//! # Budget
+//!
+//! All channels of a host together hold at most [`CHANNEL_HOST_BYTES_MAX`]
+//! bytes and [`CHANNELS_MAX`] channels, and one writer at most
+//! [`CHANNEL_WRITER_BYTES_MAX`] and [`WRITER_CHANNELS_MAX`] of them, so a
+//! flooder is refused while everybody else still has room. A send is
+//! charged from the moment it arrives (a send waiting for room holds its
+//! copy too) until its message is received or its channel is dropped; a
+//! channel is charged to whoever created it until it is dropped. The
+//! writer is the local process making the call; a call from outside the
+//! host's processes is charged to the peer its sender was handed to (see
+//! [`restamp`]: each remote host's replicas keep their own share), or, for
+//! a sender made by `newChannel`, to all such callers together. A call over
+//! a budget fails at once with an "overloaded" error naming the budget.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
@@ -35,13 +51,192 @@ pub const RECV_BATCH_MAX: u32 = 4096;
 /// Most capabilities carried by one message.
 pub const CAPS_PER_MESSAGE_MAX: u32 = 64;
 
+/// Most bytes all of a host's channels hold, queued and waiting to be
+/// queued, with [`MESSAGE_OVERHEAD_BYTES`] per message. Without it, a
+/// caller creating channels holds [`CHANNEL_BYTES_MAX`] in each, with no
+/// end.
+pub const CHANNEL_HOST_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Most bytes of the host's channel budget one writer's sends may hold:
+/// each local process, each remote host, and all other callers together.
+/// So one flooder leaves three quarters of the budget to the rest.
+pub const CHANNEL_WRITER_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// What a message costs beyond its data, in bytes: its entry in the queue,
+/// its origin and its capability list. So a flood of empty messages is
+/// bounded too.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 256;
+
+/// Most live channels on one host.
+pub const CHANNELS_MAX: usize = 16_384;
+
+/// Most live channels one writer may have created (see
+/// [`CHANNEL_WRITER_BYTES_MAX`] for who is a writer).
+pub const WRITER_CHANNELS_MAX: usize = 4096;
+
+/// Who a channel or a send is charged to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Writer {
+    /// A local process, by id.
+    Process(u64),
+    /// A remote host (or client) through whose connection the sender was
+    /// obtained, by peer id.
+    Peer(String),
+    /// Every other caller: CLI clients and other hosts calling `newChannel`
+    /// and using the sender it returned.
+    Others,
+}
+
+impl fmt::Display for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Process(pid) => write!(f, "process {pid}"),
+            Self::Peer(peer) => write!(f, "senders handed to peer {peer}"),
+            Self::Others => f.write_str("callers that are not processes of this host"),
+        }
+    }
+}
+
+/// What one writer, or the whole host, holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of messages, queued or waiting for room, with their overhead.
+    pub bytes: usize,
+    /// Live channels.
+    pub channels: usize,
+}
+
+/// The host's channel budget: what is held in all and per writer.
+#[derive(Default)]
+struct Budget {
+    total: Cell<Usage>,
+    writers: RefCell<HashMap<Writer, Usage>>,
+}
+
+impl Budget {
+    /// Charges `writer` for `bytes` and `channels`, or says which budget
+    /// refuses them.
+    fn charge(
+        self: &Rc<Self>,
+        writer: Writer,
+        bytes: usize,
+        channels: usize,
+    ) -> Result<Charge, capnp::Error> {
+        let total = self.total.get();
+        let held = self.usage(&writer);
+        let refusal = if total.bytes + bytes > CHANNEL_HOST_BYTES_MAX {
+            Some(format!(
+                "this host's channels hold {} bytes and their budget is \
+                 {CHANNEL_HOST_BYTES_MAX} (CHANNEL_HOST_BYTES_MAX)",
+                total.bytes
+            ))
+        } else if held.bytes + bytes > CHANNEL_WRITER_BYTES_MAX {
+            Some(format!(
+                "{writer} hold {} bytes in this host's channels and a writer's \
+                 share is {CHANNEL_WRITER_BYTES_MAX} (CHANNEL_WRITER_BYTES_MAX)",
+                held.bytes
+            ))
+        } else if total.channels + channels > CHANNELS_MAX {
+            Some(format!(
+                "this host has {} live channels, its most (CHANNELS_MAX)",
+                total.channels
+            ))
+        } else if held.channels + channels > WRITER_CHANNELS_MAX {
+            Some(format!(
+                "{writer} created {} live channels, a writer's most \
+                 (WRITER_CHANNELS_MAX)",
+                held.channels
+            ))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Err(capnp::Error::overloaded(format!(
+                "{refusal}; receive from or drop some channels first"
+            )));
+        }
+        self.total.set(Usage {
+            bytes: total.bytes + bytes,
+            channels: total.channels + channels,
+        });
+        self.writers.borrow_mut().insert(
+            writer.clone(),
+            Usage {
+                bytes: held.bytes + bytes,
+                channels: held.channels + channels,
+            },
+        );
+        Ok(Charge {
+            budget: self.clone(),
+            writer,
+            bytes,
+            channels,
+        })
+    }
+
+    fn usage(&self, writer: &Writer) -> Usage {
+        self.writers
+            .borrow()
+            .get(writer)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn release(&self, charge: &Charge) {
+        let mut writers = self.writers.borrow_mut();
+        // Paired with `charge`: an invariant of the counters, not input.
+        let Some(held) = writers.get_mut(&charge.writer) else {
+            panic!("a writer is charged until its charges are released");
+        };
+        let total = self.total.get();
+        assert!(
+            held.bytes >= charge.bytes
+                && held.channels >= charge.channels
+                && total.bytes >= charge.bytes
+                && total.channels >= charge.channels
+        );
+        held.bytes -= charge.bytes;
+        held.channels -= charge.channels;
+        if *held == Usage::default() {
+            writers.remove(&charge.writer);
+        }
+        self.total.set(Usage {
+            bytes: total.bytes - charge.bytes,
+            channels: total.channels - charge.channels,
+        });
+    }
+}
+
+/// A charge against the budget, given back when dropped: with its message
+/// (received, or dropped with its channel), with a send that fails or is
+/// cancelled while it waits, with its channel.
+struct Charge {
+    budget: Rc<Budget>,
+    writer: Writer,
+    bytes: usize,
+    channels: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self);
+    }
+}
+
 struct Message {
     data: Vec<u8>,
     caps: Vec<capnp::capability::Client>,
     origin: String,
+    /// Held until the message is received or its channel dropped.
+    _charge: Charge,
 }
 
 struct State {
+    /// This host's peer id: senders stamped with another are held by
+    /// remote peers.
+    home: String,
+    /// The channel's own charge, given back when it is dropped.
+    _charge: Charge,
     queue: RefCell<VecDeque<Message>>,
     bytes: Cell<usize>,
     capacity: usize,
@@ -68,14 +263,43 @@ impl State {
     }
 }
 
-/// The set of senders this host serves, used to recognise its own channels
-/// when a capability comes back through an anchor.
-pub type Senders = Rc<RefCell<CapabilityServerSet<SenderServer, sender::Client>>>;
+/// This host's channels: the set of senders it serves, used to recognise
+/// its own channels when a capability comes back through an anchor, and
+/// their budget.
+#[derive(Clone, Default)]
+pub struct Senders {
+    set: Rc<RefCell<CapabilityServerSet<SenderServer, sender::Client>>>,
+    budget: Rc<Budget>,
+}
+
+impl Senders {
+    /// What all channels of this host hold.
+    pub fn usage(&self) -> Usage {
+        self.budget.total.get()
+    }
+
+    /// What `writer` holds in this host's channels.
+    pub fn usage_of(&self, writer: &Writer) -> Usage {
+        self.budget.usage(writer)
+    }
+}
 
 /// `Sender`.
 pub struct SenderServer {
     state: Rc<State>,
     origin: String,
+    budget: Rc<Budget>,
+}
+
+impl SenderServer {
+    /// Who a send through this sender is charged to.
+    fn writer(&self) -> Writer {
+        match crate::runner::calling_process() {
+            Some(pid) => Writer::Process(pid),
+            None if self.origin != self.state.home => Writer::Peer(self.origin.clone()),
+            None => Writer::Others,
+        }
+    }
 }
 
 /// `Receiver`.
@@ -99,23 +323,39 @@ impl Drop for ReceiverServer {
         if self.state.receivers.get() == 0 {
             // Wake blocked senders so they fail instead of waiting forever.
             self.state.room.notify_waiters();
+            // Nobody can receive what is queued: give its bytes back now,
+            // not when the last sender goes. Dropped after the borrow ends:
+            // dropping a capability may run arbitrary code.
+            let queued = std::mem::take(&mut *self.state.queue.borrow_mut());
+            self.state.bytes.set(0);
+            drop(queued);
         }
     }
 }
 
 fn new_sender(senders: &Senders, state: Rc<State>, origin: String) -> sender::Client {
     state.senders.set(state.senders.get() + 1);
-    senders
-        .borrow_mut()
-        .new_client(SenderServer { state, origin })
+    senders.set.borrow_mut().new_client(SenderServer {
+        state,
+        origin,
+        budget: senders.budget.clone(),
+    })
+}
+
+/// The writer of a call made with no sender at hand (`newChannel`).
+fn calling_writer() -> Writer {
+    crate::runner::calling_process().map_or(Writer::Others, Writer::Process)
 }
 
 /// A new channel of `capacity` messages; its sender stamps messages with
-/// `origin` (this host's peer id).
+/// `origin` (this host's peer id). It is charged to the calling process
+/// (see the module's budget).
 ///
 /// # Errors
 ///
-/// When `capacity` is 0 or over [`CHANNEL_CAPACITY_MAX`].
+/// When `capacity` is 0 or over [`CHANNEL_CAPACITY_MAX`], or the host or
+/// the caller has too many live channels ([`CHANNELS_MAX`],
+/// [`WRITER_CHANNELS_MAX`]).
 pub fn new_channel(
     senders: &Senders,
     capacity: u32,
@@ -126,7 +366,10 @@ pub fn new_channel(
             "channel capacity must be 1 to {CHANNEL_CAPACITY_MAX}; got {capacity}"
         )));
     }
+    let charge = senders.budget.charge(calling_writer(), 0, 1)?;
     let state = Rc::new(State {
+        home: origin.to_base58(),
+        _charge: charge,
         queue: RefCell::new(VecDeque::new()),
         bytes: Cell::new(0),
         capacity: capacity as usize,
@@ -153,7 +396,7 @@ pub async fn restamp(
     let typed: sender::Client = sender::Client {
         client: cap.clone(),
     };
-    let local = senders.borrow().get_local_server_of_resolved(&typed);
+    let local = senders.set.borrow().get_local_server_of_resolved(&typed);
     match local {
         Some(server) => new_sender(senders, server.state.clone(), origin.to_base58()).client,
         None => cap,
@@ -166,19 +409,30 @@ impl sender::Server for SenderServer {
         params: sender::SendParams,
         _: sender::SendResults,
     ) -> Result<(), capnp::Error> {
-        let message = params.get()?.get_message()?;
-        let data = message.get_data()?.to_vec();
-        let cap_list = message.get_caps()?;
-        if cap_list.len() > CAPS_PER_MESSAGE_MAX {
-            return Err(invalid(format!(
-                "a message carries at most {CAPS_PER_MESSAGE_MAX} capabilities; got {}",
-                cap_list.len()
-            )));
-        }
-        let mut caps = Vec::with_capacity(cap_list.len() as usize);
-        for entry in cap_list.iter() {
-            caps.push(entry.get_cap().get_as_capability()?);
-        }
+        let (data, caps, charge) = {
+            let message = params.get()?.get_message()?;
+            let data = message.get_data()?;
+            let cap_list = message.get_caps()?;
+            if cap_list.len() > CAPS_PER_MESSAGE_MAX {
+                return Err(invalid(format!(
+                    "a message carries at most {CAPS_PER_MESSAGE_MAX} capabilities; got {}",
+                    cap_list.len()
+                )));
+            }
+            // Charged before it waits: a send blocked on a full channel
+            // holds its copy as surely as a queued one.
+            let charge =
+                self.budget
+                    .charge(self.writer(), data.len() + MESSAGE_OVERHEAD_BYTES, 0)?;
+            let mut caps = Vec::with_capacity(cap_list.len() as usize);
+            for entry in cap_list.iter() {
+                caps.push(entry.get_cap().get_as_capability()?);
+            }
+            (data.to_vec(), caps, charge)
+        };
+        // The request's own message would be a second, uncharged copy held
+        // while the send waits.
+        drop(params);
         let state = &self.state;
         loop {
             if state.closed.get() {
@@ -200,6 +454,7 @@ impl sender::Server for SenderServer {
             data,
             caps,
             origin: self.origin.clone(),
+            _charge: charge,
         });
         assert!(state.queue.borrow().len() <= state.capacity);
         state.arrival.notify_one();
@@ -311,5 +566,187 @@ impl receiver::Server for ReceiverServer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+
+    use futures::task::noop_waker_ref;
+
+    use super::*;
+    use crate::runner::as_process;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn channel(senders: &Senders, home: PeerId) -> (sender::Client, receiver::Client) {
+        new_channel(senders, CHANNEL_CAPACITY_MAX, home).unwrap()
+    }
+
+    async fn send(sender: &sender::Client, bytes: usize) -> Result<(), capnp::Error> {
+        let mut request = sender.send_request();
+        request.get().init_message().set_data(&vec![7; bytes]);
+        request.send().promise.await.map(drop)
+    }
+
+    /// Sends `bytes`-byte messages until refused; returns how many went
+    /// and the refusal.
+    async fn flood(sender: &sender::Client, bytes: usize) -> (usize, String) {
+        let mut sent = 0;
+        loop {
+            if let Err(err) = send(sender, bytes).await {
+                return (sent, err.to_string());
+            }
+            sent += 1;
+        }
+    }
+
+    async fn drain(receiver: &receiver::Client) -> usize {
+        let mut request = receiver.recv_batch_request();
+        request.get().set_max(RECV_BATCH_MAX);
+        let response = request.send().promise.await.unwrap();
+        response.get().unwrap().get_messages().unwrap().len() as usize
+    }
+
+    #[tokio::test]
+    async fn channel_bytes_are_budgeted_per_writer_and_in_all() {
+        let home = PeerId::random();
+        let senders = Senders::default();
+        let cost = MIB + MESSAGE_OVERHEAD_BYTES;
+        let share = CHANNEL_WRITER_BYTES_MAX / cost;
+        let mut channels = Vec::new();
+        for pid in 1..=4 {
+            let (sender, receiver) = as_process(pid, async { channel(&senders, home) }).await;
+            let (sent, err) = as_process(pid, flood(&sender, MIB)).await;
+            assert_eq!(sent, share, "{err}");
+            assert!(err.contains("CHANNEL_WRITER_BYTES_MAX"), "{err}");
+            assert_eq!(
+                senders.usage_of(&Writer::Process(pid)),
+                Usage {
+                    bytes: share * cost,
+                    channels: 1
+                }
+            );
+            channels.push((sender, receiver));
+        }
+        // The host's budget is the sum of four shares, nearly: a fifth
+        // writer gets what is left and is refused naming the host's budget.
+        let (sender, receiver) = channel(&senders, home);
+        let (sent, err) = flood(&sender, MIB).await;
+        assert_eq!(sent, (CHANNEL_HOST_BYTES_MAX - 4 * share * cost) / cost);
+        assert!(err.contains("CHANNEL_HOST_BYTES_MAX"), "{err}");
+        let full = senders.usage();
+        assert_eq!(full.bytes, (4 * share + sent) * cost);
+        assert_eq!(full.channels, 5);
+        assert!(full.bytes <= CHANNEL_HOST_BYTES_MAX);
+        channels.push((sender, receiver));
+
+        // Receiving gives a writer's bytes back, and lets it send again.
+        let (sender, receiver) = &channels[0];
+        assert_eq!(drain(receiver).await, share);
+        assert_eq!(senders.usage_of(&Writer::Process(1)).bytes, 0);
+        assert_eq!(senders.usage().bytes, full.bytes - share * cost);
+        as_process(1, send(sender, MIB)).await.unwrap();
+        assert_eq!(drain(receiver).await, 1);
+        // Dropping a receiver gives back what its channel held, though its
+        // sender lives on; dropping both gives back the channel.
+        let (sender, receiver) = channels.remove(1);
+        drop(receiver);
+        assert_eq!(
+            senders.usage_of(&Writer::Process(2)),
+            Usage {
+                bytes: 0,
+                channels: 1
+            }
+        );
+        drop(sender);
+        assert_eq!(senders.usage_of(&Writer::Process(2)), Usage::default());
+        drop(channels);
+        assert_eq!(senders.usage(), Usage::default());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_send_is_charged_until_it_is_queued_or_cancelled() {
+        let home = PeerId::random();
+        let senders = Senders::default();
+        let (sender, receiver) = new_channel(&senders, 1, home).unwrap();
+        send(&sender, 100).await.unwrap();
+        let one = senders.usage().bytes;
+        assert_eq!(one, 100 + MESSAGE_OVERHEAD_BYTES);
+        // The channel is full: this send waits, holding its copy.
+        let mut waiting = pin!(send(&sender, 100));
+        let mut context = Context::from_waker(noop_waker_ref());
+        assert!(waiting.as_mut().poll(&mut context).is_pending());
+        assert_eq!(senders.usage().bytes, 2 * one);
+        // Received: the waiting send is queued, still charged once.
+        assert_eq!(drain(&receiver).await, 1);
+        assert!(matches!(
+            waiting.as_mut().poll(&mut context),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(senders.usage().bytes, one);
+        // A waiting send that is cancelled gives its copy back.
+        let mut cancelled = Box::pin(send(&sender, 100));
+        assert!(cancelled.as_mut().poll(&mut context).is_pending());
+        assert_eq!(senders.usage().bytes, 2 * one);
+        drop(cancelled);
+        assert_eq!(senders.usage().bytes, one);
+    }
+
+    #[tokio::test]
+    async fn live_channels_are_counted_per_writer_and_in_all() {
+        let home = PeerId::random();
+        let senders = Senders::default();
+        let mut held = Vec::new();
+        for _ in 0..WRITER_CHANNELS_MAX {
+            held.push(new_channel(&senders, 1, home).unwrap());
+        }
+        let err = new_channel(&senders, 1, home).err().unwrap().to_string();
+        assert!(err.contains("WRITER_CHANNELS_MAX"), "{err}");
+        for pid in 1..=3 {
+            for _ in 0..WRITER_CHANNELS_MAX {
+                held.push(
+                    as_process(pid, async { new_channel(&senders, 1, home) })
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+        assert_eq!(senders.usage().channels, CHANNELS_MAX);
+        let err = as_process(4, async { new_channel(&senders, 1, home) })
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("CHANNELS_MAX"), "{err}");
+        // A dropped channel frees its slot.
+        held.truncate(held.len() - 1);
+        assert_eq!(senders.usage().channels, CHANNELS_MAX - 1);
+        as_process(4, async { new_channel(&senders, 1, home) })
+            .await
+            .unwrap();
+        drop(held);
+        assert_eq!(senders.usage(), Usage::default());
+    }
+
+    #[tokio::test]
+    async fn a_send_through_a_restamped_sender_is_charged_to_its_peer() {
+        let home = PeerId::random();
+        let remote = PeerId::random();
+        let senders = Senders::default();
+        let (sender, _receiver) = new_channel(&senders, 4, home).unwrap();
+        let handed = restamp(&senders, sender.client.clone(), remote).await;
+        let handed = sender::Client { client: handed };
+        send(&handed, 10).await.unwrap();
+        send(&sender, 20).await.unwrap();
+        let peer = Writer::Peer(remote.to_base58());
+        assert_eq!(senders.usage_of(&peer).bytes, 10 + MESSAGE_OVERHEAD_BYTES);
+        assert_eq!(
+            senders.usage_of(&Writer::Others).bytes,
+            20 + MESSAGE_OVERHEAD_BYTES
+        );
     }
 }

@@ -1,13 +1,150 @@
 //! `PubSub`, `Topic` and `Subscription` over the node's gossipsub.
+//!
+//! # Budget
+//!
+//! A subscription buffers up to the number of messages its subscriber asked
+//! for, and its messages count against its writer's share of the host's
+//! subscription budget: [`SUBSCRIBER_BYTES_MAX`] for each local process,
+//! and one for all other subscribers together, within
+//! [`SUBSCRIPTION_HOST_BYTES_MAX`] for the host; each message counts
+//! [`DELIVERY_OVERHEAD_BYTES`] more than its data. A message that does not
+//! fit drops the oldest messages of the subscription it is delivered to
+//! (and itself if that is not enough); the subscriber sees how many in the
+//! `dropped` count of its next message, and the host logs the first drop of
+//! each subscription, naming the budget.
+//!
+//! Drop, not refuse: a delivery comes from gossip, often from another host,
+//! with no caller to refuse, and refusing local publishes would let one
+//! subscriber that never reads stop every publisher of its topic. A full
+//! buffer in messages already behaves this way; so only the subscriber that
+//! does not keep up loses messages.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
+use libp2p::PeerId;
+use tracing::warn;
 use ww_api::limits::{SUBSCRIPTION_BUFFER_MAX, TOPIC_BYTES_MAX};
 use ww_api::{pub_sub, subscription, topic};
 
+use super::channel::Writer;
 use super::{invalid, text};
 use crate::net::node::HEARTBEAT_TOPIC;
-use crate::net::pubsub::Subscription;
+use crate::net::pubsub::{Budget, Subscription};
 use crate::net::Node;
+
+/// Most bytes all subscriptions of a host buffer, with
+/// [`DELIVERY_OVERHEAD_BYTES`] per message. Without it, each subscription
+/// holds up to 65,536 messages of 1 MiB.
+pub const SUBSCRIPTION_HOST_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Most bytes the subscriptions of one writer buffer: each local process,
+/// and all other subscribers (CLI clients, other hosts) together. So one
+/// subscriber that never reads leaves three quarters of the budget to the
+/// rest.
+pub const SUBSCRIBER_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// What a buffered message costs beyond its data, in bytes: its entry and
+/// its sender's peer id.
+pub const DELIVERY_OVERHEAD_BYTES: usize = 256;
+
+/// What the subscriptions of a host buffer, in all and per writer.
+#[derive(Default)]
+pub struct Buffered {
+    total_bytes: Cell<usize>,
+    writer_bytes: RefCell<HashMap<Writer, usize>>,
+}
+
+impl Buffered {
+    /// Bytes buffered by all subscriptions of the host.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes.get()
+    }
+
+    /// Bytes buffered by `writer`'s subscriptions.
+    pub fn writer_bytes(&self, writer: &Writer) -> usize {
+        self.writer_bytes.borrow().get(writer).copied().unwrap_or(0)
+    }
+
+    /// Which budget `bytes` more for `writer` would exceed, if any.
+    fn refusal(&self, writer: &Writer, bytes: usize) -> Option<&'static str> {
+        if self.total_bytes.get() + bytes > SUBSCRIPTION_HOST_BYTES_MAX {
+            Some("SUBSCRIPTION_HOST_BYTES_MAX")
+        } else if self.writer_bytes(writer) + bytes > SUBSCRIBER_BYTES_MAX {
+            Some("SUBSCRIBER_BYTES_MAX")
+        } else {
+            None
+        }
+    }
+}
+
+thread_local! {
+    /// Each host's subscription budget, by peer id. A host lives on one
+    /// thread (its `LocalSet`), and its `PubSub` servers share nothing else
+    /// that lives as long as it.
+    static BUFFERED: RefCell<HashMap<PeerId, Rc<Buffered>>> = RefCell::default();
+}
+
+/// The subscription budget of the host `peer` (on this thread).
+pub fn buffered(peer: PeerId) -> Rc<Buffered> {
+    BUFFERED.with(|all| all.borrow_mut().entry(peer).or_default().clone())
+}
+
+/// One subscription's charges against its host's budget.
+struct Charges {
+    buffered: Rc<Buffered>,
+    writer: Writer,
+    topic: String,
+    /// Whether a drop was logged already: once per subscription.
+    warned: Cell<bool>,
+}
+
+impl Budget for Charges {
+    fn charge(&self, bytes: usize) -> bool {
+        let bytes = bytes + DELIVERY_OVERHEAD_BYTES;
+        if let Some(budget) = self.buffered.refusal(&self.writer, bytes) {
+            if !self.warned.replace(true) {
+                warn!(
+                    topic = %self.topic,
+                    "a subscription of {} is full: its messages would exceed \
+                     the host's subscription budget ({budget}); dropping its \
+                     oldest messages (counted in `dropped`)",
+                    self.writer
+                );
+            }
+            return false;
+        }
+        self.buffered
+            .total_bytes
+            .set(self.buffered.total_bytes.get() + bytes);
+        *self
+            .buffered
+            .writer_bytes
+            .borrow_mut()
+            .entry(self.writer.clone())
+            .or_default() += bytes;
+        true
+    }
+
+    fn release(&self, bytes: usize) {
+        let bytes = bytes + DELIVERY_OVERHEAD_BYTES;
+        let mut writers = self.buffered.writer_bytes.borrow_mut();
+        // Paired with `charge`: an invariant of the counters, not input.
+        let Some(held) = writers.get_mut(&self.writer) else {
+            panic!("a writer is charged until its messages are released");
+        };
+        assert!(*held >= bytes && self.buffered.total_bytes.get() >= bytes);
+        *held -= bytes;
+        if *held == 0 {
+            writers.remove(&self.writer);
+        }
+        self.buffered
+            .total_bytes
+            .set(self.buffered.total_bytes.get() - bytes);
+    }
+}
 
 /// `PubSub`.
 pub struct PubSubServer {
@@ -100,6 +237,12 @@ impl topic::Server for TopicServer {
             )));
         }
         let subscription = self.node.subscribe(&self.name, buffer as usize);
+        subscription.buffer().set_budget(Box::new(Charges {
+            buffered: buffered(self.node.peer_id()),
+            writer: crate::runner::calling_process().map_or(Writer::Others, Writer::Process),
+            topic: self.name.clone(),
+            warned: Cell::new(false),
+        }));
         results
             .get()
             .set_subscription(capnp_rpc::new_client(SubscriptionServer { subscription }));
@@ -128,7 +271,72 @@ impl subscription::Server for SubscriptionServer {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_topic;
+    use super::*;
+    use crate::net::pubsub::{Hub, Membership};
+
+    struct Nobody;
+    impl Membership for Nobody {
+        fn join(&self, _: &str) {}
+        fn leave(&self, _: &str) {}
+    }
+
+    fn subscribe(
+        hub: &Rc<Hub>,
+        buffered: &Rc<Buffered>,
+        topic: &str,
+        writer: Writer,
+    ) -> Subscription {
+        let subscription = hub.subscribe(topic, SUBSCRIPTION_BUFFER_MAX as usize, Rc::new(Nobody));
+        subscription.buffer().set_budget(Box::new(Charges {
+            buffered: buffered.clone(),
+            writer,
+            topic: topic.to_owned(),
+            warned: Cell::new(false),
+        }));
+        subscription
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_budgeted_in_bytes_per_writer_and_in_all() {
+        const MIB: usize = 1024 * 1024;
+        let cost = MIB + DELIVERY_OVERHEAD_BYTES;
+        let share = SUBSCRIBER_BYTES_MAX / cost;
+        let hub = Rc::new(Hub::default());
+        let buffered = buffered(PeerId::random());
+        let subscriptions: Vec<Subscription> = (1..=4)
+            .map(|pid| subscribe(&hub, &buffered, &format!("t{pid}"), Writer::Process(pid)))
+            .collect();
+        // Nobody reads: twice a share arrives, the newest share stays.
+        for pid in 1..=4 {
+            for n in 0..2 * share {
+                let mut data = vec![0; MIB];
+                data[..8].copy_from_slice(&(n as u64).to_le_bytes());
+                hub.deliver(&format!("t{pid}"), &data, "me");
+            }
+            assert_eq!(buffered.writer_bytes(&Writer::Process(pid)), share * cost);
+        }
+        let (first, dropped) = subscriptions[0].buffer().next().await;
+        assert_eq!(dropped, share as u64);
+        assert_eq!(first.data[..8], (share as u64).to_le_bytes());
+        assert_eq!(
+            buffered.writer_bytes(&Writer::Process(1)),
+            (share - 1) * cost
+        );
+        // A fifth writer gets what the host's budget has left.
+        let fifth = subscribe(&hub, &buffered, "t5", Writer::Others);
+        for _ in 0..share {
+            hub.deliver("t5", &vec![0; MIB], "me");
+        }
+        let left = (SUBSCRIPTION_HOST_BYTES_MAX - (4 * share - 1) * cost) / cost;
+        assert!(left < share);
+        assert_eq!(buffered.writer_bytes(&Writer::Others), left * cost);
+        assert!(buffered.total_bytes() <= SUBSCRIPTION_HOST_BYTES_MAX);
+        // A subscription that ends gives back what it buffered.
+        drop(fifth);
+        assert_eq!(buffered.writer_bytes(&Writer::Others), 0);
+        drop(subscriptions);
+        assert_eq!(buffered.total_bytes(), 0);
+    }
 
     #[test]
     fn topic_names_are_validated() {

@@ -9,11 +9,15 @@
 //! files beyond what it is granted.
 
 mod cache;
+mod caller;
 mod limits;
 mod process;
 mod transport;
 
 pub use cache::{Rom, RomCache};
+#[cfg(test)]
+pub(crate) use caller::as_process;
+pub use caller::calling_process;
 pub use limits::Limits;
 pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};
 

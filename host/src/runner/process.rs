@@ -36,7 +36,9 @@ pub enum Stdio {
     /// This process's own (`ww run`: the ROM talks to the user).
     Inherit,
     /// No stdin; stdout and stderr go to the host's log, one event per
-    /// line, tagged with the process id and the stream.
+    /// line, tagged with the process id and the stream. The process is the
+    /// host's process `pid`: the calls it makes are charged to it
+    /// ([`super::calling_process`]).
     Log {
         /// The process id to tag lines with.
         pid: u64,
@@ -263,6 +265,10 @@ pub fn start(
     });
     store.set_epoch_deadline(1);
 
+    let process = match spec.stdio {
+        Stdio::Log { pid } => Some(pid),
+        Stdio::Inherit => None,
+    };
     let connection = ww_api::vat::connect::<capnp::capability::Client, _, _, _>(
         host_read.compat(),
         host_write.compat_write(),
@@ -270,7 +276,13 @@ pub fn start(
         Some(bootstrap),
         |driver| {
             tokio::task::spawn_local(async move {
-                if let Err(err) = driver.await {
+                // Calls on a supervised process's connection are its own:
+                // budgets charge them to it (see `caller`).
+                let ended = match process {
+                    Some(pid) => super::caller::scope(pid, driver).await,
+                    None => driver.await,
+                };
+                if let Err(err) = ended {
                     tracing::debug!("guest connection ended: {err}");
                 }
             });

@@ -12,16 +12,20 @@
 //! - `anchor-flood [NAME]`: sets 1 MiB values under `/<its host>/NAME/`
 //!   (default `flood`) until
 //!   the host refuses one, then prints how many it set and why.
+//! - `channel-flood [hold]`, `subscribe-hold TOPIC`, `pubsub-flood TOPIC
+//!   MIB`: flood the host's channel and subscription budgets; see [`flood`].
 //! - grant commands (`try-everything`, `show-grants`, `write-file`,
 //!   `read-file`, `trap-once`, `hold-grant`): see [`grants`].
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod flood;
 mod grants;
 
 use std::hint::black_box;
 
 const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
   trap | spin | hog | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
+  channel-flood [hold] | subscribe-hold TOPIC | pubsub-flood TOPIC MIB
   (see rom/misbehave/src/main.rs)";
 
 fn main() {
@@ -86,6 +90,21 @@ fn main() {
                 }
                 anyhow::bail!("anchored 1024 MiB and was never refused")
             }
+            "channel-flood" => {
+                let hold = env.args.get(1).is_some_and(|arg| arg == "hold");
+                flood::channel_flood(&env.host, hold).await
+            }
+            "subscribe-hold" | "pubsub-flood" => {
+                let Some(topic) = env.args.get(1) else {
+                    anyhow::bail!("{command} needs a TOPIC");
+                };
+                if command == "subscribe-hold" {
+                    flood::subscribe_hold(&env.host, topic).await
+                } else {
+                    let mib = env.args.get(2).and_then(|mib| mib.parse().ok()).unwrap_or(256);
+                    flood::pubsub_flood(&env.host, topic, mib).await
+                }
+            }
             "export-then-exit" => {
                 let ms: u64 = env.args.get(1).and_then(|ms| ms.parse().ok()).unwrap_or(500);
                 let pubsub = env.host.pubsub_request().send().pipeline.get_pubsub();
@@ -120,7 +139,7 @@ fn main() {
                 }
             }
             other => anyhow::bail!(
-                "unknown command {other:?}; use trap, spin, hog, exit N, peer-id, export-then-exit MS, or a grant command (rom/misbehave/src/grants.rs)"
+                "unknown command {other:?}; use trap, spin, hog, exit N, peer-id, export-then-exit MS, anchor-flood, channel-flood, subscribe-hold, pubsub-flood, or a grant command (rom/misbehave/src/grants.rs)"
             ),
         }
     })
