@@ -1,0 +1,141 @@
+//! kill -9 of the Raft leader's host mid-crawl loses no URL. 5 real hosts:
+//! the replicas on hosts 1-3 (deploy skips the client's host 0), workers on
+//! hosts 0 and 4, so the kill takes the leader and nothing else. The two
+//! surviving replicas elect a leader; the workers' and the driver's clients
+//! fail over to it; every page of the site is exported exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crawl_site::{Config, Site};
+use ww_tests::crawler_rom::{export, run as crawler, status_of};
+use ww_tests::{raft_rom, rom, wait_until};
+
+const PAGES: u32 = 300;
+const TIMEOUT: Duration = Duration::from_secs(60);
+const CRAWL_TIMEOUT: Duration = Duration::from_secs(240);
+
+#[test]
+fn the_leaders_host_killed_mid_crawl_loses_no_url() {
+    for name in ["raft", "crawler"] {
+        assert!(rom(name).exists(), "{name}.wasm is missing: make build");
+    }
+    let (_, site) = Site::start(Config {
+        pages: PAGES,
+        seed: 13,
+        ..Config::default()
+    })
+    .unwrap();
+    let mut cluster = raft_rom::deployed(5, Duration::from_secs(120));
+    let client = cluster.hosts[0].addr.clone();
+
+    let seed = site.url("/page/0");
+    crawler(
+        &client,
+        &[
+            "seed",
+            &seed,
+            "--allow-private",
+            "--max-depth",
+            "1000",
+            "--delay-ms",
+            "0",
+            "--concurrency-per-origin",
+            "4",
+            "--max-attempts",
+            "3",
+        ],
+    )
+    .assert_ok();
+    let (first, second) = (
+        cluster.hosts[0].peer_id.clone(),
+        cluster.hosts[4].peer_id.clone(),
+    );
+    let out = crawler(
+        &client,
+        &[
+            "workers",
+            "2",
+            "--host",
+            &first,
+            "--host",
+            &second,
+            "--fetch-timeout-ms",
+            "2000",
+            "--lease-ms",
+            "15000",
+            "--batch",
+            "4",
+        ],
+    );
+    out.assert_ok();
+    assert!(
+        out.stdout.contains(&first) && out.stdout.contains(&second),
+        "{out:#?}"
+    );
+    wait_until("the crawl to be under way", CRAWL_TIMEOUT, || {
+        let status = status_of(&client, "crawl");
+        (status["counters"]["fetched"].as_u64()? >= 20).then_some(())
+    });
+
+    let replicas = raft_rom::status(&client, TIMEOUT);
+    let leader = replicas
+        .iter()
+        .find(|replica| replica["role"] == "leader")
+        .unwrap();
+    let leader_peer = leader["peer_id"].as_str().unwrap().to_owned();
+    let term_before = leader["term"].as_u64().unwrap();
+    let victim = cluster
+        .hosts
+        .iter()
+        .position(|host| host.peer_id == leader_peer)
+        .unwrap();
+    assert!(
+        (1..=3).contains(&victim),
+        "the leader runs on a replica host, not a worker's: {replicas:?}"
+    );
+    cluster.hosts[victim].kill();
+    let during = status_of(&client, "crawl");
+    assert_eq!(during["done"], false, "killed too late: {during}");
+
+    let last = wait_until("the crawl to finish", CRAWL_TIMEOUT, || {
+        let status = status_of(&client, "crawl");
+        status["done"].as_bool()?.then_some(status)
+    });
+    eprintln!("after the kill: {last}");
+    let replicas = raft_rom::status(&client, TIMEOUT);
+    let new_leader = replicas
+        .iter()
+        .find(|replica| replica["role"] == "leader")
+        .unwrap();
+    assert_ne!(new_leader["peer_id"], leader_peer.as_str(), "{replicas:?}");
+    assert!(
+        new_leader["term"].as_u64().unwrap() > term_before,
+        "{replicas:?}"
+    );
+    let counters = &last["counters"];
+    assert_eq!(
+        counters["seen"].as_u64().unwrap(),
+        counters["fetched"].as_u64().unwrap()
+            + counters["failed"].as_u64().unwrap()
+            + counters["dead"].as_u64().unwrap(),
+        "every accepted URL ended: {last}"
+    );
+
+    let (_, records) = export(&client, "crawl");
+    let mut by_url: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in &records {
+        *by_url.entry(record["url"].as_str().unwrap()).or_default() += 1;
+    }
+    assert!(
+        by_url.values().all(|&count| count == 1),
+        "each URL once in the export"
+    );
+    let lost: Vec<String> = (0..PAGES)
+        .map(|page| site.url(&format!("/page/{page}")))
+        .filter(|url| !by_url.contains_key(url.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "lost pages: {lost:?}; status {last}");
+}
