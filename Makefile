@@ -20,7 +20,7 @@ WORKLOAD ?= kv
 # `make sim SIM_PROFILE=release` for long runs (see docs/simulation.md).
 SIM_PROFILE ?= dev
 
-.PHONY: setup host roms build test sim chaos demo bench bench-raft-core bench-queue bench-runtime bench-raft fmt clippy
+.PHONY: setup host roms build test sim chaos demo bench bench-raft-core bench-queue bench-runtime bench-raft bench-crawl fmt clippy
 
 setup:
 	@./scripts/setup.sh
@@ -76,7 +76,9 @@ demo: build
 	./scripts/demo.sh
 
 # `make bench WORKLOAD=write|read|queue [CLIENTS=N] [DURATION=S] [OUT=FILE.json]`
-# runs one Raft group run (bench-raft); plain `make bench` runs everything.
+# runs one Raft group run (bench-raft); `make bench WORKLOAD=crawl
+# [WORKERS="1 2 4 8"] [PAGES=N]` runs the crawler (bench-crawl); plain
+# `make bench` runs everything.
 # (WORKLOAD also names the simulator's workload, default kv: only a
 # WORKLOAD given on the command line or in the environment picks a run.)
 RAFT_RUN := $(filter command line environment,$(origin WORKLOAD))
@@ -86,10 +88,17 @@ RUNS ?= 2
 WINDOW ?=
 OUT ?=
 
+WORKERS ?= 1 2 4 8
+PAGES ?= 2000
+
 ifneq ($(RAFT_RUN),)
-bench: bench-raft
+ifeq ($(WORKLOAD),crawl)
+bench: bench-crawl
 else
-bench: build bench-raft-core bench-queue bench-runtime bench-raft
+bench: bench-raft
+endif
+else
+bench: build bench-raft-core bench-queue bench-runtime bench-raft bench-crawl
 endif
 
 bench-raft-core:
@@ -121,6 +130,13 @@ else
 	out=$$($(CARGO) bench -q -p ww-tests --bench raft -- matrix --runs $(RUNS) --duration $(DURATION)) || exit 1; \
 	printf '%s\n' "$$out" | ./scripts/bench-record.sh raft-group
 endif
+
+# The crawler on real hosts (release build) crawling the local site with
+# politeness lifted, for each worker count in WORKERS (tests/benches/crawl.rs).
+bench-crawl: roms
+	$(CARGO) build --release -q -p ww
+	out=$$($(CARGO) bench -q -p ww-tests --bench crawl -- --workers "$(WORKERS)" --pages $(PAGES)) || exit 1; \
+	printf '%s\n' "$$out" | ./scripts/bench-record.sh crawl
 
 fmt:
 	$(CARGO) fmt --all

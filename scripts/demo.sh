@@ -128,5 +128,7 @@ mkdir -p target/demo
 crawler results --jsonl - > target/demo/results.jsonl
 say "crawler results --jsonl - > target/demo/results.jsonl: $(wc -l < target/demo/results.jsonl) pages"
 head -c 400 target/demo/results.jsonl; echo
+crawler results --warc - > target/demo/results.warc
+say "crawler results --warc - > target/demo/results.warc: $(grep -c '^WARC-Type: response' target/demo/results.warc) responses"
 crawler workers 0
 say "demo done"

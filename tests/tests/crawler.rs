@@ -271,6 +271,29 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         by_url.keys().all(|url| !url.contains("/nofollow/")),
         "a nofollow link was followed"
     );
+
+    // The same results as WARC/1.1, read back by an independent reader.
+    // Raw bytes: a WARC's lines end in CRLF, which line-based capture loses.
+    let rom_path = rom("crawler");
+    let child = std::process::Command::new(ww_tests::ww_bin())
+        .env_remove("WW_PEERS")
+        .args(["run", "--peer", &client, rom_path.to_str().unwrap()])
+        .args(["results", "--warc", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read while it runs: the export is larger than a pipe's buffer.
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let warc = exited
+        .recv_timeout(Duration::from_secs(120))
+        .expect("`results --warc -` ended within 120 s")
+        .unwrap();
+    assert!(warc.status.success(), "{warc:?}");
+    check_warc(&warc.stdout, &by_url);
     assert!(
         site.requests_to("/private/").is_empty(),
         "robots.txt disallows /private/, yet it was requested"
@@ -404,4 +427,71 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
     }
     let out = crawler(&client, &["--crawl", "titles", "workers", "0"]);
     out.assert_ok();
+}
+
+/// Reads `warc` with `rust_warc` and checks it holds a `warcinfo` record,
+/// then one `request` and one `response` record per exported URL, linked to
+/// each other, dated, and with a payload digest that matches the payload.
+fn check_warc(warc: &[u8], by_url: &BTreeMap<String, Vec<&Value>>) {
+    let records: Vec<rust_warc::WarcRecord> =
+        rust_warc::WarcReader::new(std::io::BufReader::new(warc))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|err| panic!("unreadable WARC: {err:?}"));
+    let field = |record: &rust_warc::WarcRecord, name: &str| -> String {
+        record
+            .header
+            .get(&name.into())
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {:?}", record.header))
+    };
+    assert_eq!(field(&records[0], "WARC-Type"), "warcinfo");
+    let mut requests = BTreeMap::new();
+    let mut responses = BTreeMap::new();
+    for record in &records[1..] {
+        assert_eq!(record.version, "WARC/1.1");
+        let date = field(record, "WARC-Date");
+        assert!(
+            date.len() == 20 && date.as_bytes()[10] == b'T' && date.ends_with('Z'),
+            "{date}"
+        );
+        let uri = field(record, "WARC-Target-URI");
+        let id = field(record, "WARC-Record-ID");
+        match field(record, "WARC-Type").as_str() {
+            "request" => {
+                assert!(record.content.starts_with(b"GET /"), "{uri}");
+                requests.insert(id, (uri, field(record, "WARC-Concurrent-To")));
+            }
+            "response" => {
+                let block = &record.content;
+                let split = block
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or_else(|| panic!("no HTTP head in the response of {uri}"));
+                let payload = &block[split + 4..];
+                assert_eq!(
+                    field(record, "WARC-Payload-Digest"),
+                    format!("blake3:{}", blake3::hash(payload).to_hex()),
+                    "{uri}"
+                );
+                let exported = by_url
+                    .get(&uri)
+                    .unwrap_or_else(|| panic!("{uri} is in the WARC, not in the JSON export"))[0];
+                let status_line = format!("HTTP/1.1 {} ", exported["status"]);
+                assert!(block.starts_with(status_line.as_bytes()), "{uri}");
+                responses.insert(id, (uri, field(record, "WARC-Concurrent-To")));
+            }
+            other => panic!("unexpected record type {other}"),
+        }
+    }
+    assert_eq!(
+        responses.len(),
+        by_url.len(),
+        "one response per exported URL"
+    );
+    assert_eq!(requests.len(), by_url.len(), "one request per exported URL");
+    for (id, (uri, request_id)) in &responses {
+        let (request_uri, back) = &requests[request_id];
+        assert_eq!(request_uri, uri);
+        assert_eq!(back, id, "the request of {uri} points back at its response");
+    }
 }

@@ -1,21 +1,33 @@
-//! `results --jsonl -`: every fetched URL once, read without consuming.
+//! `results --jsonl -` or `--warc -`: every fetched URL once, read without
+//! consuming.
 
 use std::collections::HashSet;
 use std::io::Write;
 
 use anyhow::bail;
 use raft_client::{Group, GuestRuntime};
+use worker_sdk::record::ResultRecord;
 
 use crate::Names;
 use ww_guest::args::Args;
 
-pub const USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] results --jsonl - [--after ID]
-Prints every result record of the crawl as one JSON line on stdout, each
-canonical URL once (the first record of a URL fetched twice, e.g. after a
-worker died before completing it). Records are read, not consumed, so the
-export can be repeated. A ROM cannot write host files: redirect stdout
-(`... results --jsonl - > results.jsonl`). --after ID resumes after the
+pub const USAGE: &str =
+    "usage: ww run crawler.wasm [--crawl NAME] results (--jsonl - | --warc -) [--after ID]
+Prints every result record of the crawl on stdout, each canonical URL once
+(the first record of a URL fetched twice, e.g. after a worker died before
+completing it): --jsonl as one JSON line each; --warc as WARC/1.1, a
+warcinfo record and then a request and a response record per URL (see
+docs/crawler.md). Records are read, not consumed, so the export can be
+repeated. A ROM cannot write host files: redirect stdout
+(`... results --warc - > results.warc`). --after ID resumes after the
 record id printed last on stderr.";
+
+/// The export formats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    JsonLines,
+    Warc,
+}
 
 /// Records read per peek (each is at most ~70 KiB; a reply is capped at
 /// 4 MiB).
@@ -26,38 +38,58 @@ pub async fn export(
     names: &Names,
     args: &mut Args,
 ) -> anyhow::Result<()> {
-    match args.option("--jsonl").as_deref() {
-        Some("-") => {}
-        Some(file) => {
-            bail!("a ROM cannot write host files; use `--jsonl -` and redirect stdout to {file}")
+    let format = match (args.option("--jsonl"), args.option("--warc")) {
+        (Some(_), Some(_)) => bail!("results takes one of --jsonl - and --warc -\n{USAGE}"),
+        (Some(target), None) => (Format::JsonLines, target),
+        (None, Some(target)) => (Format::Warc, target),
+        (None, None) => bail!("results needs --jsonl - or --warc -\n{USAGE}"),
+    };
+    let format = match format {
+        (format, target) if target == "-" => format,
+        (format, file) => {
+            let flag = if format == Format::Warc {
+                "--warc"
+            } else {
+                "--jsonl"
+            };
+            bail!("a ROM cannot write host files; use `{flag} -` and redirect stdout to {file}")
         }
-        None => bail!("results needs --jsonl -\n{USAGE}"),
-    }
+    };
     let mut after: Option<u64> = args.parsed("--after")?;
     let session = group.session();
     let client = queue::Client::new(&session);
     let mut seen = HashSet::new();
     let (mut printed, mut duplicates) = (0u64, 0u64);
     let mut out = std::io::stdout().lock();
+    if format == Format::Warc {
+        out.write_all(&worker_sdk::warc::warcinfo(
+            &names.crawl,
+            ww_guest::now_ms(),
+        ))?;
+    }
     loop {
         let page = client.peek(&names.results, after, PEEK_RECORDS).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for message in &page {
-            let record: serde_json::Value = match serde_json::from_slice(&message.body) {
+            let record: ResultRecord = match serde_json::from_slice(&message.body) {
                 Ok(record) => record,
                 Err(err) => {
                     eprintln!("record {} is not JSON ({err}); skipped", message.id);
                     continue;
                 }
             };
-            let url = record["url"].as_str().unwrap_or_default().to_owned();
-            if !seen.insert(url) {
+            if !seen.insert(record.url.clone()) {
                 duplicates += 1;
                 continue;
             }
-            serde_json::to_writer(&mut out, &record)?;
-            out.write_all(b"\n")?;
+            match format {
+                Format::JsonLines => {
+                    serde_json::to_writer(&mut out, &record)?;
+                    out.write_all(b"\n")?;
+                }
+                Format::Warc => out.write_all(&worker_sdk::warc::exchange(&record))?,
+            }
             printed += 1;
         }
     }

@@ -32,6 +32,7 @@
 pub mod fetch;
 pub mod links;
 pub mod record;
+pub mod warc;
 mod worker;
 
 pub use record::ResultRecord;

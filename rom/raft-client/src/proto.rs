@@ -234,6 +234,8 @@ pub struct ReplicaStatus {
     pub fsyncs: u64,
     /// Log entries persisted since the replica started.
     pub entries_persisted: u64,
+    /// Bytes written to the log's segments since the replica started.
+    pub log_bytes_written: u64,
     /// Raft messages dropped before `step` (forged, garbled, unknown group).
     pub dropped_messages: u64,
     /// The last reason a message was dropped.

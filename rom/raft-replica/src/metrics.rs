@@ -59,9 +59,10 @@ impl Reporter {
             ("raft_is_leader", leader),
             ("raft_members", status.members.len() as u64),
         ];
-        let counters: [(&str, u64); 5] = [
+        let counters: [(&str, u64); 6] = [
             ("raft_fsyncs", status.fsyncs),
             ("raft_entries_persisted", status.entries_persisted),
+            ("raft_log_bytes_written", status.log_bytes_written),
             ("raft_loop_rounds", status.activity.rounds),
             ("raft_dropped_messages", status.dropped_messages),
             ("raft_outbound_dropped", status.outbound_dropped),

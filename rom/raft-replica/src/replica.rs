@@ -464,6 +464,7 @@ impl Replica {
             status.members = self.members();
             status.fsyncs = raft.counters.storage.fsync_count;
             status.entries_persisted = raft.counters.storage.entries_persisted_count;
+            status.log_bytes_written = raft.counters.storage.log_bytes_written;
             status.dropped_messages += raft.counters.messages_dropped_count;
             status.envelopes_sent = raft.counters.envelopes_sent_count;
             status.messages_stepped = raft.counters.messages_stepped_count;

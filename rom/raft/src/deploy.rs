@@ -272,6 +272,7 @@ async fn print_group(group: &Group<GuestRuntime>, as_json: bool) -> anyhow::Resu
                     "members": status.members.iter().map(|m| json!({"id": m.id, "peer_id": m.peer_id, "voter": m.voter})).collect::<Vec<_>>(),
                     "fsyncs": status.fsyncs,
                     "entries_persisted": status.entries_persisted,
+                    "log_bytes_written": status.log_bytes_written,
                     "dropped_messages": status.dropped_messages,
                     "last_drop": status.last_drop,
                     "envelopes_sent": status.envelopes_sent,
