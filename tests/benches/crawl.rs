@@ -156,7 +156,7 @@ fn run(workers: usize, pages: u32) -> Result<Value> {
             &seed,
             "--allow-private",
             "--max-depth",
-            "100000",
+            "1000",
             "--max-pages",
             &max_pages,
             "--delay-ms",

@@ -220,6 +220,17 @@ impl Crawl {
         now_ms: u64,
     ) -> Result<Completed, QueueError> {
         self.holds(receipt)?;
+        if !matches!(outcome, FetchOutcome::Released) {
+            // The request is over by now: the origin's next lease waits
+            // `delay` from here too, not only from this URL's lease. With
+            // one URL per origin in flight, requests to an origin are then
+            // at least `delay` apart, however long each fetch took.
+            if let Some(origin) = self.urls.get(&receipt.id).map(|entry| entry.origin.clone()) {
+                let after_ms = now_ms.saturating_add(self.delay_ms(&origin));
+                let state = self.origins.entry(origin).or_default();
+                state.next_allowed_ms = state.next_allowed_ms.max(after_ms);
+            }
+        }
         match outcome {
             FetchOutcome::Fetched => {
                 self.remove(receipt.id);

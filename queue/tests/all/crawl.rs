@@ -171,7 +171,7 @@ fn offers_dedupe_and_enforce_scope_depth_and_budget() {
 }
 
 #[test]
-fn politeness_spaces_leases_per_origin_in_log_time() {
+fn politeness_spaces_requests_per_origin_in_log_time() {
     let client = crawl_client(CrawlConfig {
         allowed_domains: vec![],
         ..config()
@@ -198,7 +198,14 @@ fn politeness_spaces_leases_per_origin_in_log_time() {
     assert!(ready(client.lease_urls("c", "w2", 10, None))
         .unwrap()
         .is_empty());
+    // A completion starts the delay again: the origin's next request waits
+    // `delay` after the last one ended, however long that fetch took.
     ready(client.complete_url("c", first[0].receipt(), FetchOutcome::Fetched)).unwrap();
+    client.transport().advance(999);
+    assert!(ready(client.lease_urls("c", "w2", 10, None))
+        .unwrap()
+        .is_empty());
+    client.transport().advance(1);
     let next = ready(client.lease_urls("c", "w2", 10, None)).unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].origin, first[0].origin);
@@ -211,22 +218,20 @@ fn politeness_spaces_leases_per_origin_in_log_time() {
     client.transport().advance(1_000);
     let leases = ready(client.lease_urls("c", "w3", 10, None)).unwrap();
     let origins: Vec<&str> = leases.iter().map(|l| l.origin.as_str()).collect();
-    // one.test's last lease was 1 s ago, under the old 1 s delay: both
-    // origins give a URL now (two.test first: one.test gave the last one,
-    // and origins take turns); from this lease on, one.test waits 5 s.
-    assert_eq!(origins, ["http://two.test", "http://one.test"]);
-    let one = leases[1].clone();
-    ready(client.complete_url("c", one.receipt(), FetchOutcome::Fetched)).unwrap();
-    // Nothing left of one.test; the override shows on the next URL.
-    ready(client.offer("c", &[link("http://one.test/z", 0)])).unwrap();
-    client.transport().advance(4_999);
+    // two.test ended its fetch 1 s ago, under its 1 s delay: it gives a URL.
+    // one.test ended its fetch 1 s ago under the new 5 s crawl-delay.
+    assert_eq!(origins, ["http://two.test"]);
+    client.transport().advance(3_999);
     assert!(ready(client.lease_urls("c", "w3", 10, None))
         .unwrap()
         .iter()
         .all(|l| l.origin != "http://one.test"));
     client.transport().advance(1);
-    let z = ready(client.lease_urls("c", "w3", 10, None)).unwrap();
-    assert!(z.iter().any(|l| l.url == "http://one.test/z"), "{z:?}");
+    let last = ready(client.lease_urls("c", "w3", 10, None)).unwrap();
+    assert!(
+        last.iter().any(|l| l.url == "http://one.test/c"),
+        "{last:?}"
+    );
 }
 
 #[test]
