@@ -1,12 +1,14 @@
 //! Serving `Host` over capnp-rpc on libp2p streams on [`RPC_PROTOCOL`](crate::net::RPC_PROTOCOL).
 //! Dialling a host is [`crate::net::dial`]'s.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use anyhow::Result;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use futures::AsyncReadExt;
+use libp2p::PeerId;
 use tracing::{debug, warn};
 
 use crate::cap::context::HostContext;
@@ -17,6 +19,11 @@ use crate::net::dial::is_disconnect;
 /// refused (dropped) until others close.
 pub const INBOUND_CONNECTIONS_MAX: usize = 1024;
 
+/// Most inbound RPC connections from one peer. A host, a CLI or a native
+/// client needs one or a few; the cap keeps one peer from holding every
+/// slot of [`INBOUND_CONNECTIONS_MAX`] and locking the others out.
+pub const INBOUND_CONNECTIONS_PER_PEER_MAX: usize = 64;
+
 /// Serves `Host` to every peer that opens an [`RPC_PROTOCOL`](crate::net::RPC_PROTOCOL) stream, until
 /// the node stops.
 ///
@@ -26,6 +33,7 @@ pub const INBOUND_CONNECTIONS_MAX: usize = 1024;
 pub fn serve(ctx: Rc<HostContext>) -> Result<()> {
     let mut incoming = ctx.node.accept_rpc()?;
     let live = Rc::new(Cell::new(0usize));
+    let per_peer: Rc<RefCell<HashMap<PeerId, usize>>> = Rc::default();
     tokio::task::spawn_local(async move {
         // This loop only hands streams off, so a crowd of clients arriving
         // at once waits in the queue for moments, not for each other.
@@ -34,8 +42,15 @@ pub fn serve(ctx: Rc<HostContext>) -> Result<()> {
                 warn!(%peer, "refusing an RPC connection: {INBOUND_CONNECTIONS_MAX} already open");
                 continue;
             }
+            let from_peer = per_peer.borrow().get(&peer).copied().unwrap_or(0);
+            if from_peer >= INBOUND_CONNECTIONS_PER_PEER_MAX {
+                warn!(%peer, "refusing an RPC connection: this peer has {INBOUND_CONNECTIONS_PER_PEER_MAX} open (INBOUND_CONNECTIONS_PER_PEER_MAX)");
+                continue;
+            }
             live.set(live.get() + 1);
+            *per_peer.borrow_mut().entry(peer).or_default() += 1;
             let live = live.clone();
+            let per_peer = per_peer.clone();
             let host = HostServer::client(ctx.clone(), peer);
             let (reader, writer) = stream.split();
             ww_api::vat::connect::<capnp::capability::Client, _, _, _>(
@@ -55,6 +70,13 @@ pub fn serve(ctx: Rc<HostContext>) -> Result<()> {
                             Err(err) => warn!(%peer, "RPC connection failed: {err}"),
                         }
                         live.set(live.get() - 1);
+                        let mut per_peer = per_peer.borrow_mut();
+                        if let Some(count) = per_peer.get_mut(&peer) {
+                            *count -= 1;
+                            if *count == 0 {
+                                per_peer.remove(&peer);
+                            }
+                        }
                     });
                 },
             );
