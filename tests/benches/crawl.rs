@@ -4,7 +4,7 @@
 //!
 //! Each run starts 4 hosts, deploys 3 replicas (hosts 1-3; host 0 is the
 //! client's), seeds a crawl of an N-page site at `/page/0` with no
-//! per-origin delay and a per-origin concurrency of 256, starts W workers
+//! per-origin delay and a per-origin concurrency of 64 (the most a crawl allows), starts W workers
 //! (`crawler.wasm workers W`, spread round-robin over the 4 hosts), and
 //! polls `status --json` every 250 ms until every page of the link graph
 //! has been fetched. The window runs from the workers' start to that poll.
@@ -32,7 +32,7 @@ const POLL_MS: u64 = 250;
 /// The longest a run may take before it counts as failed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 /// Per-origin concurrency: the site is one origin, and politeness is lifted.
-const CONCURRENCY_PER_ORIGIN: &str = "256";
+const CONCURRENCY_PER_ORIGIN: &str = "64";
 
 struct Args {
     workers: Vec<usize>,
