@@ -3,7 +3,8 @@
 /// What one process may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory, summed over the component's memories.
+    /// Linear memory, summed over all of the process's memories (see
+    /// [`ProcessLimiter`]).
     pub memory_bytes_max: usize,
     /// The longest a guest may compute without calling its host (any WASI
     /// call: a read, a write, a poll). A guest past it is in a loop that
@@ -27,3 +28,144 @@ pub(crate) const INSTANCES_MAX: usize = 64;
 pub(crate) const TABLES_MAX: usize = 64;
 pub(crate) const MEMORIES_MAX: usize = 16;
 pub(crate) const TABLE_ELEMENTS_MAX: usize = 1_000_000;
+
+/// The resource limiter of one process's store.
+///
+/// wasmtime's `StoreLimits` checks each linear memory on its own, so a
+/// component with [`MEMORIES_MAX`] memories could hold that many times
+/// [`Limits::memory_bytes_max`]. This limiter charges every memory's growth
+/// (its creation included) against one total for the process, and
+/// delegates the counts of instances, tables and memories and the table
+/// sizes to `StoreLimits`. A growth past the total is an error, which
+/// wasmtime turns into a trap, so the process ends with a clear message.
+pub(crate) struct ProcessLimiter {
+    memory_bytes_max: usize,
+    /// Bytes of all of the process's memories, as granted.
+    memory_bytes: usize,
+    /// The growth granted last, given back if the memory then fails to grow.
+    pending_bytes: usize,
+    counts: wasmtime::StoreLimits,
+}
+
+impl ProcessLimiter {
+    pub(crate) fn new(memory_bytes_max: usize) -> Self {
+        Self {
+            memory_bytes_max,
+            memory_bytes: 0,
+            pending_bytes: 0,
+            counts: wasmtime::StoreLimitsBuilder::new()
+                .instances(INSTANCES_MAX)
+                .tables(TABLES_MAX)
+                .memories(MEMORIES_MAX)
+                .table_elements(TABLE_ELEMENTS_MAX)
+                .trap_on_grow_failure(true)
+                .build(),
+        }
+    }
+
+    /// Bytes of linear memory the process holds.
+    #[cfg(test)]
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+}
+
+impl wasmtime::ResourceLimiter for ProcessLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|maximum| desired > maximum) {
+            // Past the memory's own maximum: `memory.grow` returns -1, as
+            // the spec says; nothing is charged.
+            self.pending_bytes = 0;
+            return Ok(false);
+        }
+        let growth = desired.saturating_sub(current);
+        let total = self.memory_bytes.saturating_add(growth);
+        if total > self.memory_bytes_max {
+            wasmtime::bail!(
+                "forcing trap when growing memory to {desired} bytes: the process's memories would hold {total} bytes in all, past its {} (memory_bytes_max)",
+                self.memory_bytes_max
+            );
+        }
+        self.memory_bytes = total;
+        self.pending_bytes = growth;
+        assert!(self.memory_bytes <= self.memory_bytes_max);
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Paired with `memory_growing`: the growth it granted did not happen.
+        assert!(self.memory_bytes >= self.pending_bytes);
+        self.memory_bytes -= self.pending_bytes;
+        self.pending_bytes = 0;
+        Err(error.context("forcing a memory growth failure to be a trap"))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.counts.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.counts.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.counts.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.counts.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.counts.memories()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter as _;
+
+    const PAGE: usize = 64 * 1024;
+
+    #[test]
+    fn memories_are_limited_in_sum_not_each() {
+        let mut limiter = ProcessLimiter::new(16 * PAGE);
+        // Sixteen memories of one page each: the whole budget.
+        for _ in 0..16 {
+            assert!(limiter.memory_growing(0, PAGE, None).unwrap());
+        }
+        assert_eq!(limiter.memory_bytes(), 16 * PAGE);
+        // Any of them growing by a page is past it, whatever its own size.
+        let err = limiter.memory_growing(PAGE, 2 * PAGE, None).unwrap_err();
+        assert!(err.to_string().contains("memory_bytes_max"), "{err}");
+        assert!(err.to_string().contains("forcing trap when growing memory"));
+        assert_eq!(limiter.memory_bytes(), 16 * PAGE);
+    }
+
+    #[test]
+    fn a_failed_growth_is_given_back_and_a_maximum_costs_nothing() {
+        let mut limiter = ProcessLimiter::new(4 * PAGE);
+        assert!(limiter.memory_growing(0, PAGE, None).unwrap());
+        assert!(limiter.memory_growing(PAGE, 3 * PAGE, None).unwrap());
+        assert!(limiter
+            .memory_grow_failed(wasmtime::Error::msg("no room"))
+            .is_err());
+        assert_eq!(limiter.memory_bytes(), PAGE);
+        // Past the memory's own maximum: refused (-1 to the guest), free.
+        assert!(!limiter.memory_growing(PAGE, 2 * PAGE, Some(PAGE)).unwrap());
+        assert_eq!(limiter.memory_bytes(), PAGE);
+        assert!(limiter.memory_growing(PAGE, 4 * PAGE, None).unwrap());
+        assert_eq!(limiter.memory_bytes(), 4 * PAGE);
+    }
+}

@@ -12,13 +12,13 @@ use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use wasmtime::component::ResourceTable;
-use wasmtime::{CallHook, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{CallHook, Store, UpdateDeadline};
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-use super::limits::{INSTANCES_MAX, MEMORIES_MAX, TABLES_MAX, TABLE_ELEMENTS_MAX};
+use super::limits::ProcessLimiter;
 use super::transport::Transport;
 use super::{Limits, Rom, Runtime, EPOCH_TICK_MS};
 
@@ -127,7 +127,7 @@ pub(crate) struct ProcState {
     ctx: WasiCtx,
     pub(super) table: ResourceTable,
     pub(super) transport: Transport,
-    limits: StoreLimits,
+    limits: ProcessLimiter,
     busy: Busy,
 }
 
@@ -225,14 +225,7 @@ pub fn start(
         ctx: builder.build(),
         table: ResourceTable::new(),
         transport,
-        limits: StoreLimitsBuilder::new()
-            .memory_size(spec.limits.memory_bytes_max)
-            .instances(INSTANCES_MAX)
-            .tables(TABLES_MAX)
-            .memories(MEMORIES_MAX)
-            .table_elements(TABLE_ELEMENTS_MAX)
-            .trap_on_grow_failure(true)
-            .build(),
+        limits: ProcessLimiter::new(spec.limits.memory_bytes_max),
         busy: Busy {
             since_tick: runtime.now_ticks(),
             ..Busy::default()
