@@ -24,15 +24,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use crawl_site::{Config, Site};
 use serde_json::{json, Value};
-use ww_tests::cluster::workspace_root;
-use ww_tests::{cpu_ns, crawler_rom, raft_rom, rom, ww_with_timeout, Host};
+use ww_tests::{cpu_ns, crawler_rom, raft_rom, rom};
 
 /// How often the driver reads the crawl's status.
 const POLL_MS: u64 = 250;
 /// The longest a run may take before it counts as failed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(900);
 /// Per-origin concurrency: the site is one origin, and politeness is lifted.
-const CONCURRENCY_PER_ORIGIN: &str = "64";
+const CONCURRENCY_PER_ORIGIN: u32 = 64;
 
 struct Args {
     workers: Vec<usize>,
@@ -117,59 +116,16 @@ fn run(workers: usize, pages: u32) -> Result<Value> {
         seed: 1,
         ..Config::default()
     })?;
-    let dir = tempfile::tempdir()?;
-    let cache = workspace_root().join("target/bench/ww-cache");
-    std::fs::create_dir_all(&cache)?;
-    let first = Host::start_cached(&dir.path().join("host0"), &cache, &[]);
-    let client = first.addr.clone();
-    let mut hosts = vec![first];
-    for index in 1..4 {
-        hosts.push(Host::start_cached(
-            &dir.path().join(format!("host{index}")),
-            &cache,
-            &[&client],
-        ));
-    }
-    let raft = rom("raft");
-    let raft = raft.to_str().context("ROM path")?;
-    let started = Instant::now();
-    loop {
-        let out = ww_with_timeout(
-            &["run", "--peer", &client, raft, "deploy"],
-            Duration::from_secs(120),
-        );
-        if out.code == Some(0) {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("deploy failed: {}", out.stderr);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let (hosts, _dir) = raft_rom::deployed_for_bench(&rom("raft")).map_err(anyhow::Error::msg)?;
+    let client = hosts[0].addr.clone();
 
-    let seed = site.url("/page/0");
-    let max_pages = (pages * 2).to_string();
-    let out = crawler_rom::run(
-        &client,
-        &[
-            "seed",
-            &seed,
-            "--allow-private",
-            "--max-depth",
-            "1000",
-            "--max-pages",
-            &max_pages,
-            "--delay-ms",
-            "0",
-            "--concurrency-per-origin",
-            CONCURRENCY_PER_ORIGIN,
-            "--max-attempts",
-            "2",
-        ],
-    );
-    if out.code != Some(0) {
-        bail!("seed failed: {out:#?}");
+    crawler_rom::Seed {
+        delay_ms: 0,
+        concurrency_per_origin: CONCURRENCY_PER_ORIGIN,
+        max_attempts: 2,
+        max_pages: pages * 2,
     }
+    .run(&client, "crawl", &site.url("/page/0"));
     let replicas_before = replicas(&client);
     let cpu_before: Vec<u64> = hosts.iter().map(|host| cpu_ns(host.pid())).collect();
     let window = Instant::now();

@@ -54,7 +54,7 @@ use raft_client::proto::ReplicaStatus;
 use raft_client::Group;
 use serde_json::{json, Value};
 use ww_tests::cluster::workspace_root;
-use ww_tests::{cpu_ns, rom, ww_with_timeout, Host};
+use ww_tests::{cpu_ns, rom, Host};
 
 const VALUE_BYTES: usize = 256;
 const WRITE_KEYS: u64 = 100_000;
@@ -212,38 +212,11 @@ struct Cluster {
 }
 
 fn start_cluster() -> Result<Cluster> {
-    let dir = tempfile::tempdir()?;
-    let cache = workspace_root().join("target/bench/ww-cache");
-    std::fs::create_dir_all(&cache)?;
-    let first = Host::start_cached(&dir.path().join("host0"), &cache, &[]);
-    let bootstrap = first.addr.clone();
-    let mut hosts = vec![first];
-    for index in 1..4 {
-        hosts.push(Host::start_cached(
-            &dir.path().join(format!("host{index}")),
-            &cache,
-            &[&bootstrap],
-        ));
-    }
     // `RAFT_BENCH_ROM` measures another build of the Raft ROM (for
     // before/after comparisons).
     let raft_rom = std::env::var_os("RAFT_BENCH_ROM").map_or_else(|| rom("raft"), PathBuf::from);
-    let rom_path = raft_rom.to_str().context("ROM path")?;
-    // Deploy once host 0 sees every host (deploy picks from its view).
-    let started = Instant::now();
-    loop {
-        let out = ww_with_timeout(
-            &["run", "--peer", &bootstrap, rom_path, "deploy"],
-            Duration::from_secs(120),
-        );
-        if out.code == Some(0) {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("deploy failed: {}", out.stderr);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let (hosts, dir) =
+        ww_tests::raft_rom::deployed_for_bench(&raft_rom).map_err(anyhow::Error::msg)?;
     Ok(Cluster { hosts, _dir: dir })
 }
 

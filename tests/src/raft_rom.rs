@@ -85,3 +85,45 @@ pub fn deployed_with(hosts: usize, timeout: Duration, extra: &[&str]) -> crate::
     );
     cluster
 }
+
+/// What the benchmarks measure on: 4 hosts whose compile cache is shared
+/// across runs (`target/bench/ww-cache`, so no run pays for Cranelift), and
+/// a group deployed from host 0 with the Raft ROM at `raft_rom`. The hosts
+/// are killed when dropped; their data dirs live in the returned directory.
+///
+/// # Errors
+///
+/// When the deploy keeps failing for 60 s.
+pub fn deployed_for_bench(
+    raft_rom: &std::path::Path,
+) -> Result<(Vec<crate::Host>, tempfile::TempDir), String> {
+    let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
+    let cache = crate::cluster::workspace_root().join("target/bench/ww-cache");
+    std::fs::create_dir_all(&cache).map_err(|err| err.to_string())?;
+    let first = crate::Host::start_cached(&dir.path().join("host0"), &cache, &[]);
+    let bootstrap = first.addr.clone();
+    let mut hosts = vec![first];
+    for index in 1..4 {
+        hosts.push(crate::Host::start_cached(
+            &dir.path().join(format!("host{index}")),
+            &cache,
+            &[&bootstrap],
+        ));
+    }
+    let rom_path = raft_rom.to_str().ok_or("the ROM path is not UTF-8")?;
+    // Deploy once host 0 sees every host (deploy picks from its view).
+    let started = std::time::Instant::now();
+    loop {
+        let out = crate::ww_with_timeout(
+            &["run", "--peer", &bootstrap, rom_path, "deploy"],
+            Duration::from_secs(120),
+        );
+        if out.code == Some(0) {
+            return Ok((hosts, dir));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(format!("deploy failed: {}", out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

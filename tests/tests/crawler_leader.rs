@@ -6,11 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crawl_site::{Config, Site};
-use ww_tests::crawler_rom::{export, run as crawler, status_of};
+use ww_tests::crawler_rom::{exported_once, finished, run as crawler, status_of, Seed};
 use ww_tests::{raft_rom, rom, wait_until};
 
 const PAGES: u32 = 300;
@@ -31,24 +30,13 @@ fn the_leaders_host_killed_mid_crawl_loses_no_url() {
     let mut cluster = raft_rom::deployed(5, Duration::from_secs(120));
     let client = cluster.hosts[0].addr.clone();
 
-    let seed = site.url("/page/0");
-    crawler(
-        &client,
-        &[
-            "seed",
-            &seed,
-            "--allow-private",
-            "--max-depth",
-            "1000",
-            "--delay-ms",
-            "0",
-            "--concurrency-per-origin",
-            "4",
-            "--max-attempts",
-            "3",
-        ],
-    )
-    .assert_ok();
+    Seed {
+        delay_ms: 0,
+        concurrency_per_origin: 4,
+        max_attempts: 3,
+        max_pages: 2_000,
+    }
+    .run(&client, "crawl", &site.url("/page/0"));
     let (first, second) = (
         cluster.hosts[0].peer_id.clone(),
         cluster.hosts[4].peer_id.clone(),
@@ -100,10 +88,7 @@ fn the_leaders_host_killed_mid_crawl_loses_no_url() {
     let during = status_of(&client, "crawl");
     assert_eq!(during["done"], false, "killed too late: {during}");
 
-    let last = wait_until("the crawl to finish", CRAWL_TIMEOUT, || {
-        let status = status_of(&client, "crawl");
-        status["done"].as_bool()?.then_some(status)
-    });
+    let last = finished(&client, "crawl", CRAWL_TIMEOUT);
     eprintln!("after the kill: {last}");
     let replicas = raft_rom::status(&client, TIMEOUT);
     let new_leader = replicas
@@ -115,27 +100,8 @@ fn the_leaders_host_killed_mid_crawl_loses_no_url() {
         new_leader["term"].as_u64().unwrap() > term_before,
         "{replicas:?}"
     );
-    let counters = &last["counters"];
-    assert_eq!(
-        counters["seen"].as_u64().unwrap(),
-        counters["fetched"].as_u64().unwrap()
-            + counters["failed"].as_u64().unwrap()
-            + counters["dead"].as_u64().unwrap(),
-        "every accepted URL ended: {last}"
-    );
-
-    let (_, records) = export(&client, "crawl");
-    let mut by_url: BTreeMap<&str, usize> = BTreeMap::new();
-    for record in &records {
-        *by_url.entry(record["url"].as_str().unwrap()).or_default() += 1;
-    }
-    assert!(
-        by_url.values().all(|&count| count == 1),
-        "each URL once in the export"
-    );
-    let lost: Vec<String> = (0..PAGES)
+    let pages: Vec<String> = (0..PAGES)
         .map(|page| site.url(&format!("/page/{page}")))
-        .filter(|url| !by_url.contains_key(url.as_str()))
         .collect();
-    assert!(lost.is_empty(), "lost pages: {lost:?}; status {last}");
+    exported_once(&client, "crawl", &pages);
 }

@@ -64,6 +64,28 @@ fn stats(addr: &str, topic: &str) -> Value {
     json_of(&out)
 }
 
+/// The leader's and a follower's `status` entries, and the address of the
+/// leader's host.
+fn leader_and_follower(cluster: &ww_tests::Cluster, client: &str) -> (Value, Value, String) {
+    let replicas = raft_rom::status(client, TIMEOUT);
+    let find = |role: &str| {
+        replicas
+            .iter()
+            .find(|r| r["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} in {replicas:?}"))
+            .clone()
+    };
+    let (leader, follower) = (find("leader"), find("follower"));
+    let leader_addr = cluster
+        .hosts
+        .iter()
+        .find(|host| host.peer_id == leader["peer_id"].as_str().unwrap())
+        .unwrap()
+        .addr
+        .clone();
+    (leader, follower, leader_addr)
+}
+
 #[test]
 fn a_consume_only_worker_can_lease_and_nothing_else() {
     let cluster = raft_rom::deployed(4, TIMEOUT);
@@ -168,25 +190,8 @@ fn without_admin_authority_lifecycle_and_membership_are_refused() {
 fn raft_messages_without_the_group_mac_are_not_stepped() {
     let cluster = raft_rom::deployed(4, TIMEOUT);
     let client = cluster.hosts[0].addr.clone();
-    let replicas = raft_rom::status(&client, TIMEOUT);
-    let leader = replicas
-        .iter()
-        .find(|r| r["role"] == "leader")
-        .unwrap()
-        .clone();
-    let follower = replicas
-        .iter()
-        .find(|r| r["role"] == "follower")
-        .unwrap()
-        .clone();
+    let (leader, follower, leader_addr) = leader_and_follower(&cluster, &client);
     let follower_peer = follower["peer_id"].as_str().unwrap().to_owned();
-    let leader_addr = cluster
-        .hosts
-        .iter()
-        .find(|host| host.peer_id == leader["peer_id"].as_str().unwrap())
-        .unwrap()
-        .addr
-        .clone();
     let group_id = u128::from_str_radix(follower["group_id"].as_str().unwrap(), 16).unwrap();
     let term_before = leader["term"].as_u64().unwrap();
     let follower_id = follower["raft_id"].as_u64().unwrap();
@@ -272,25 +277,8 @@ fn a_poisoned_snapshot_is_refused_before_it_is_persisted() {
     let mut cluster = raft_rom::deployed(4, TIMEOUT);
     let client = cluster.hosts[0].addr.clone();
     raft(&client, &["put", "before", "1"]).assert_ok();
-    let replicas = raft_rom::status(&client, TIMEOUT);
-    let leader = replicas
-        .iter()
-        .find(|r| r["role"] == "leader")
-        .unwrap()
-        .clone();
-    let follower = replicas
-        .iter()
-        .find(|r| r["role"] == "follower")
-        .unwrap()
-        .clone();
+    let (leader, follower, leader_addr) = leader_and_follower(&cluster, &client);
     let follower_peer = follower["peer_id"].as_str().unwrap().to_owned();
-    let leader_addr = cluster
-        .hosts
-        .iter()
-        .find(|host| host.peer_id == leader["peer_id"].as_str().unwrap())
-        .unwrap()
-        .addr
-        .clone();
     let group_id = u128::from_str_radix(follower["group_id"].as_str().unwrap(), 16).unwrap();
     let term = leader["term"].as_u64().unwrap();
     let forged_index = follower["last_index"].as_u64().unwrap() + 100;
