@@ -4,8 +4,9 @@
 //!
 //! Each run starts 4 hosts, deploys 3 replicas (hosts 1-3; host 0 is the
 //! client's), seeds a crawl of an N-page site at `/page/0` with no
-//! per-origin delay and a per-origin concurrency of 64 (the most a crawl allows), starts W workers
-//! (`crawler.wasm workers W`, spread round-robin over the 4 hosts), and
+//! per-origin delay and a per-origin concurrency of 64 (the most a crawl
+//! allows), starts W workers (`crawler.wasm workers W`, spread round-robin
+//! over the 4 hosts), and
 //! polls `status --json` every 250 ms until every page of the link graph
 //! has been fetched. The window runs from the workers' start to that poll.
 //!
