@@ -226,6 +226,16 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         .iter()
         .filter_map(|record| record["fetched_at"].as_u64())
         .collect();
+    // Wall-clock milliseconds since the epoch: within a day of this test's.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        times.iter().all(|&at| at.abs_diff(now_ms) < 86_400_000),
+        "fetched_at is not wall-clock time: {:?}",
+        &times[..times.len().min(3)]
+    );
     let span_ms = times.iter().max().unwrap() - times.iter().min().unwrap();
     eprintln!(
         "{} records fetched over {span_ms} ms ({:.1} records/s, first to last fetch)",
@@ -454,6 +464,8 @@ fn check_warc(warc: &[u8], by_url: &BTreeMap<String, Vec<&Value>>) {
             date.len() == 20 && date.as_bytes()[10] == b'T' && date.ends_with('Z'),
             "{date}"
         );
+        // The fetch's wall-clock time, not a monotonic count from 1970.
+        assert!(date.as_str() >= "2025-01-01", "{date}");
         let uri = field(record, "WARC-Target-URI");
         let id = field(record, "WARC-Record-ID");
         match field(record, "WARC-Type").as_str() {

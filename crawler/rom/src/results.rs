@@ -64,7 +64,7 @@ pub async fn export(
     if format == Format::Warc {
         out.write_all(&worker_sdk::warc::warcinfo(
             &names.crawl,
-            ww_guest::now_ms(),
+            ww_guest::unix_time_ms(),
         ))?;
     }
     loop {

@@ -27,7 +27,8 @@ pub struct ResultRecord {
     pub truncated: bool,
     /// `blake3:<hex>` of the body bytes read.
     pub digest: String,
-    /// When the fetch ended, ms since the Unix epoch (the worker's clock).
+    /// When the fetch ended, ms since the Unix epoch (the worker's wall
+    /// clock, `ww_guest::unix_time_ms`).
     pub fetched_at: u64,
     /// Link depth (seeds are 0).
     pub depth: u32,

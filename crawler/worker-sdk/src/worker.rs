@@ -248,7 +248,7 @@ impl Worker {
                     length: response.body.len() as u64,
                     truncated: response.truncated,
                     digest: record::digest(&response.body),
-                    fetched_at: ww_guest::now_ms(),
+                    fetched_at: ww_guest::unix_time_ms(),
                     depth: lease.depth,
                     id: lease.id,
                     parent: None,

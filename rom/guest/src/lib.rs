@@ -41,7 +41,7 @@ mod time;
 pub use executor::{
     exit, exit_if_not_permitted, run, spawn, Env, ExitCode, NOT_PERMITTED_EXIT_CODE,
 };
-pub use time::{now_ms, sleep, timeout, Elapsed};
+pub use time::{now_ms, sleep, timeout, unix_time_ms, Elapsed};
 pub use ww_api;
 
 /// Whether the ROM was asked for its usage text: a first argument of

@@ -16,6 +16,18 @@ pub fn now_ms() -> u64 {
     monotonic_clock::now() / 1_000_000
 }
 
+/// Milliseconds since the Unix epoch on the wall clock
+/// (`wasi:clocks/wall-clock`): for timestamps a person or another program
+/// reads, such as when a page was fetched. It can jump; measure durations
+/// and deadlines with [`now_ms`].
+#[must_use]
+pub fn unix_time_ms() -> u64 {
+    let now = wasip2::clocks::wall_clock::now();
+    now.seconds
+        .saturating_mul(1000)
+        .saturating_add(u64::from(now.nanoseconds / 1_000_000))
+}
+
 /// Waits for `duration`.
 pub fn sleep(duration: Duration) -> Sleep {
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
