@@ -15,7 +15,9 @@
 //!   sent from the leader's host, as a faulty member could) is refused
 //!   before it is persisted: the follower keeps its log, and after a
 //!   kill -9 and restart of its host it comes back and catches up rather
-//!   than crash-looping on a snapshot it cannot restore.
+//!   than crash-looping on a snapshot it cannot restore; and a grant-only
+//!   process on that host still reaches the group through its readPath
+//!   view.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -405,4 +407,22 @@ fn a_poisoned_snapshot_is_refused_before_it_is_persisted() {
         out.assert_ok();
         assert_eq!(out.stdout.trim(), value, "{out:#?}");
     }
+    // A grant-only process still finds the group through its readPath view
+    // after the replica's host restarted, and its token still verifies.
+    let read = token(&client, "kv-read", &[]);
+    let restarted_addr = cluster
+        .hosts
+        .iter()
+        .find(|host| host.peer_id == follower_peer)
+        .unwrap()
+        .addr
+        .clone();
+    assert_eq!(
+        as_worker(
+            &restarted_addr,
+            &read,
+            &[&["get", "after"], &["put", "x", "y"]]
+        ),
+        [0, NOT_PERMITTED]
+    );
 }
