@@ -159,13 +159,20 @@ impl Budget {
             bytes: total.bytes + bytes,
             channels: total.channels + channels,
         });
-        self.writers.borrow_mut().insert(
-            writer.clone(),
-            Usage {
-                bytes: held.bytes + bytes,
-                channels: held.channels + channels,
-            },
-        );
+        // Every send passes here: update in place rather than clone the
+        // writer (a peer id) into a fresh key.
+        let updated = Usage {
+            bytes: held.bytes + bytes,
+            channels: held.channels + channels,
+        };
+        let mut writers = self.writers.borrow_mut();
+        match writers.get_mut(&writer) {
+            Some(usage) => *usage = updated,
+            None => {
+                writers.insert(writer.clone(), updated);
+            }
+        }
+        drop(writers);
         Ok(Charge {
             budget: self.clone(),
             writer,

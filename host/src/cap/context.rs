@@ -26,6 +26,8 @@ pub struct HostContext {
     pub processes: Rc<Processes>,
     /// What its processes report through `Host.metrics`.
     pub reported: Rc<crate::ops::Reported>,
+    /// What its subscriptions buffer, against the subscription budget.
+    pub subscriptions: Rc<super::pubsub::Buffered>,
     /// Builds the `Host` an incarnation of a process gets. The executor
     /// calls it; it is [`super::host::HostServer::for_process`], passed in
     /// so that the executor does not import the `Host` server that
@@ -52,6 +54,7 @@ impl HostContext {
             senders: Senders::default(),
             processes: Processes::new(data_dir, runtime),
             reported: Rc::default(),
+            subscriptions: Rc::default(),
             process_host,
         })
     }

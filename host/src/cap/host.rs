@@ -149,7 +149,10 @@ impl host::Server for HostServer {
         self.permit("pubsub")?;
         results
             .get()
-            .set_pubsub(super::pubsub::PubSubServer::client(self.ctx.node.clone()));
+            .set_pubsub(super::pubsub::PubSubServer::client(
+                self.ctx.node.clone(),
+                self.ctx.subscriptions.clone(),
+            ));
         Ok(())
     }
 

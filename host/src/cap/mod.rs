@@ -2,8 +2,8 @@
 //!
 //! They form a tree with no import cycle: [`host`] at the top hands out
 //! [`anchor`], [`executor`], [`read_view`], [`pubsub`] and the rest; those
-//! share [`context`], which imports none of them but the process table
-//! (`executor`'s records, not its servers); the leaves ([`tree`],
+//! share [`context`], which imports none of them but the state it holds
+//! (`executor`'s process table, `pubsub`'s subscription budget); the leaves ([`tree`],
 //! [`channel`], [`grants`], [`volume`], [`path`], [`http`]) import no
 //! server at all.
 //!

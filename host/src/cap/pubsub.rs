@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use capnp::capability::Rc as CapRc;
-use libp2p::PeerId;
 use tracing::warn;
 use ww_api::limits::{SUBSCRIPTION_BUFFER_MAX, TOPIC_BYTES_MAX};
 use ww_api::{pub_sub, subscription, topic};
@@ -78,18 +77,6 @@ impl Buffered {
             None
         }
     }
-}
-
-thread_local! {
-    /// Each host's subscription budget, by peer id. A host lives on one
-    /// thread (its `LocalSet`), and its `PubSub` servers share nothing else
-    /// that lives as long as it.
-    static BUFFERED: RefCell<HashMap<PeerId, Rc<Buffered>>> = RefCell::default();
-}
-
-/// The subscription budget of the host `peer` (on this thread).
-pub fn buffered(peer: PeerId) -> Rc<Buffered> {
-    BUFFERED.with(|all| all.borrow_mut().entry(peer).or_default().clone())
 }
 
 /// One subscription's charges against its host's budget.
@@ -149,12 +136,14 @@ impl Budget for Charges {
 /// `PubSub`.
 pub struct PubSubServer {
     node: Node,
+    buffered: Rc<Buffered>,
 }
 
 impl PubSubServer {
-    /// A `PubSub` capability over `node`.
-    pub fn client(node: Node) -> pub_sub::Client {
-        capnp_rpc::new_client(Self { node })
+    /// A `PubSub` capability over `node`, whose subscriptions count
+    /// against the host's subscription budget `buffered`.
+    pub fn client(node: Node, buffered: Rc<Buffered>) -> pub_sub::Client {
+        capnp_rpc::new_client(Self { node, buffered })
     }
 }
 
@@ -192,6 +181,7 @@ impl pub_sub::Server for PubSubServer {
         validate_topic(&name).map_err(invalid)?;
         results.get().set_topic(capnp_rpc::new_client(TopicServer {
             node: self.node.clone(),
+            buffered: self.buffered.clone(),
             name,
         }));
         Ok(())
@@ -200,6 +190,7 @@ impl pub_sub::Server for PubSubServer {
 
 struct TopicServer {
     node: Node,
+    buffered: Rc<Buffered>,
     name: String,
 }
 
@@ -238,7 +229,7 @@ impl topic::Server for TopicServer {
         }
         let subscription = self.node.subscribe(&self.name, buffer as usize);
         subscription.buffer().set_budget(Box::new(Charges {
-            buffered: buffered(self.node.peer_id()),
+            buffered: self.buffered.clone(),
             writer: crate::runner::calling_process().map_or(Writer::Others, Writer::Process),
             topic: self.name.clone(),
             warned: Cell::new(false),
@@ -302,7 +293,7 @@ mod tests {
         let cost = MIB + DELIVERY_OVERHEAD_BYTES;
         let share = SUBSCRIBER_BYTES_MAX / cost;
         let hub = Rc::new(Hub::default());
-        let buffered = buffered(PeerId::random());
+        let buffered = Rc::new(Buffered::default());
         let subscriptions: Vec<Subscription> = (1..=4)
             .map(|pid| subscribe(&hub, &buffered, &format!("t{pid}"), Writer::Process(pid)))
             .collect();
