@@ -55,6 +55,29 @@ pub fn deployed(hosts: usize, timeout: Duration) -> crate::Cluster {
     deployed_with(hosts, timeout, &[])
 }
 
+/// The index of a host other than host 0 that holds no replica: deploy
+/// picks three hosts from host 0's view, so with more than four hosts which
+/// ones it leaves out is not fixed. Killing the host at that index kills no
+/// replica.
+///
+/// # Panics
+///
+/// When `status` does not list three replicas within `timeout`, or every
+/// host but host 0 holds one.
+pub fn spare_host(cluster: &crate::Cluster, timeout: Duration) -> usize {
+    let client = &cluster.hosts[0].addr;
+    let replica_hosts: Vec<String> = crate::wait_until("3 replicas in status", timeout, || {
+        let peers: Vec<String> = status(client, timeout)
+            .iter()
+            .filter_map(|replica| Some(replica["peer_id"].as_str()?.to_owned()))
+            .collect();
+        (peers.len() == 3).then_some(peers)
+    });
+    (1..cluster.hosts.len())
+        .find(|&index| !replica_hosts.contains(&cluster.hosts[index].peer_id))
+        .unwrap_or_else(|| panic!("every host but host 0 holds a replica: {replica_hosts:?}"))
+}
+
 /// Like [`deployed`], with extra `ww start` arguments for every host.
 ///
 /// # Panics

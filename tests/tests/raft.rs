@@ -261,12 +261,7 @@ fn add_and_remove_replicas_under_load() {
         .iter()
         .map(|r| r["peer_id"].as_str().unwrap().to_owned())
         .collect();
-    let spare = cluster
-        .hosts
-        .iter()
-        .skip(1)
-        .find(|host| !replicas.contains(&host.peer_id))
-        .unwrap()
+    let spare = cluster.hosts[raft_rom::spare_host(&cluster, TIMEOUT)]
         .peer_id
         .clone();
     let addr: libp2p::Multiaddr = client.parse().unwrap();
