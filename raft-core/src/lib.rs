@@ -51,6 +51,11 @@
 //!    panic on; it cannot know who really sent the bytes.
 //! 5. After an `Err` from `process`, drop the node and [`Node::open`] the
 //!    directory again.
+//! 6. Optionally, when sends leave only once the caller yields (an async
+//!    transport), call [`Node::send_early`] first, let its sends leave, then
+//!    call `process`; in between, nothing may step, tick or propose (those
+//!    methods panic): raft-rs must not change state between taking a Ready
+//!    and advancing it.
 //!
 //! # Durability
 //!

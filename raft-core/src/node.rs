@@ -185,6 +185,10 @@ pub struct Node<S: StateMachine, D: Dir> {
     pub(crate) counters: Counters,
     pub(crate) removed: bool,
     pub(crate) failed: Option<String>,
+    /// A Ready whose early messages left ([`Node::send_early`]) and that
+    /// [`Node::process`] persists next. While set, raft-rs must not be
+    /// stepped.
+    pub(crate) staged: Option<crate::ready::Staged>,
 }
 
 fn discard_logger() -> Logger {
@@ -430,6 +434,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             counters: Counters::default(),
             removed: false,
             failed: None,
+            staged: None,
         };
         node.randomize_election_timeout();
         Ok(node)
@@ -470,6 +475,18 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         Ok(())
     }
 
+    /// The caller's obligation after [`Node::send_early`]: raft-rs must not
+    /// change state between taking a Ready and advancing it, so nothing may
+    /// step, tick or propose until [`Node::process`] has persisted the
+    /// staged Ready. A violation is a bug in the caller's loop, never the
+    /// effect of input from a peer or client, hence a panic.
+    fn assert_not_staged(&self, what: &str) {
+        assert!(
+            self.staged.is_none(),
+            "raft-core: {what} between send_early and process (see the crate docs)"
+        );
+    }
+
     /// Advances the logical clock by one tick: heartbeats, elections, and
     /// request timeouts all count ticks. Call it at a fixed period (for
     /// example every 100 ms), then [`Node::process`].
@@ -477,6 +494,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         if self.failed.is_some() {
             return;
         }
+        self.assert_not_staged("tick");
         self.ticks += 1;
         self.raw.tick();
         self.randomize_election_timeout();
@@ -508,6 +526,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             report.drop(DropReason::Stopped, envelope.msgs.len());
             return report;
         }
+        self.assert_not_staged("step");
         if let Err(reason) = self.check_envelope(&envelope) {
             self.counters.messages_dropped_count += envelope.msgs.len() as u64;
             report.drop(reason, envelope.msgs.len());
@@ -637,6 +656,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 pending_count: self.proposals.len(),
             });
         }
+        self.assert_not_staged("propose");
         let before = self.raw.raft.raft_log.last_index();
         self.raw
             .propose(Vec::new(), data)
@@ -791,6 +811,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         if self.raw.raft.pending_conf_index > self.applied || self.members().is_joint() {
             return Err(RequestError::MembershipChangeIgnored);
         }
+        self.assert_not_staged("a membership change");
         let change = ConfChangeV2 {
             transition: ConfChangeTransition::Auto as i32,
             changes: vec![ConfChangeSingle {
@@ -835,6 +856,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 "{to} is not another voter"
             )));
         }
+        self.assert_not_staged("transfer_leader");
         self.raw.transfer_leader(to);
         Ok(())
     }

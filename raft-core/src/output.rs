@@ -120,6 +120,9 @@ pub struct Counters {
     pub storage: StorageCounters,
     /// Envelopes handed to the transport.
     pub envelopes_sent_count: u64,
+    /// Of those, envelopes sent by [`crate::Node::send_early`], ahead of
+    /// this node's own fsync.
+    pub envelopes_sent_early_count: u64,
     /// Raft messages in them.
     pub messages_sent_count: u64,
     /// Envelopes the transport refused.

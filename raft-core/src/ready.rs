@@ -38,12 +38,65 @@ const READY_ROUNDS_MAX_COUNT: usize = 16;
 
 /// What to tell raft-rs about sends, once the Ready is advanced (raft-rs
 /// must not be stepped between `ready()` and `advance`).
-enum SendReport {
+pub(crate) enum SendReport {
     Unreachable(u64),
     Snapshot(u64, SnapshotStatus),
 }
 
+/// A Ready taken from raft-rs whose early messages were sent; the rest of
+/// it (persist, acknowledge, apply) waits for [`Node::process`].
+pub(crate) struct Staged {
+    ready: raft::Ready,
+    reports: Vec<SendReport>,
+}
+
 impl<S: StateMachine, D: Dir> Node<S, D> {
+    /// The first half of a round, for a caller whose sends leave only when
+    /// it yields to its event loop (the guest's capnp transport): takes the
+    /// next Ready, sends the messages that may leave before this node's own
+    /// write (a leader's appends to its followers), and stops there. The
+    /// caller lets those sends leave, then calls [`Node::process`], which
+    /// persists the staged Ready and goes on as usual. The followers then
+    /// write the entries while the leader writes them: a commit costs one
+    /// fsync and one round trip, not two fsyncs in series.
+    ///
+    /// Returns how many envelopes went out early (0: nothing gains from a
+    /// yield; call `process` at once). Calling it again before `process`
+    /// does nothing.
+    ///
+    /// Until the next `process`, the caller must not call [`Node::tick`],
+    /// [`Node::step`], [`Node::propose`], [`Node::register`], a membership
+    /// change or [`Node::transfer_leader`] (they panic): raft-rs must not
+    /// be stepped between taking a Ready and advancing it. Dropping the
+    /// node meanwhile (a crash) is safe: nothing of the staged Ready has
+    /// been acknowledged by this node.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::process`]: the node is then failed.
+    pub fn send_early(&mut self, transport: &mut impl Transport) -> Result<usize, Error> {
+        if let Some(reason) = &self.failed {
+            return Err(Error::Failed(reason.clone()));
+        }
+        if self.staged.is_some() {
+            return Ok(0);
+        }
+        self.issue_reads();
+        if let Err(error) = self.maybe_snapshot() {
+            self.failed = Some(error.to_string());
+            return Err(error);
+        }
+        if !self.raw.has_ready() {
+            return Ok(0);
+        }
+        let sent_before = self.counters.envelopes_sent_count;
+        let staged = self.stage_ready(transport);
+        self.staged = Some(staged);
+        let sent = self.counters.envelopes_sent_count - sent_before;
+        self.counters.envelopes_sent_early_count += sent;
+        Ok(usize::try_from(sent).unwrap_or(usize::MAX))
+    }
+
     /// Does all pending work: issues queued reads, handles Readies (persist
     /// with one write and one `sync_data` each, send one batch per peer,
     /// apply), takes snapshots when due, and returns the outputs produced
@@ -73,6 +126,9 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     }
 
     fn process_inner(&mut self, transport: &mut impl Transport) -> Result<(), Error> {
+        if let Some(staged) = self.staged.take() {
+            self.finish_ready(staged, transport)?;
+        }
         self.issue_reads();
         for _ in 0..READY_ROUNDS_MAX_COUNT {
             self.maybe_snapshot()?;
@@ -84,13 +140,22 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         Ok(())
     }
 
-    /// Whether there is work for [`Node::process`] (a Ready, or reads to
-    /// issue). A caller may skip `process` when this is false.
+    /// Whether there is work for [`Node::process`] (a Ready, staged or not,
+    /// or reads to issue). A caller may skip `process` when this is false.
     pub fn has_ready(&self) -> bool {
-        self.raw.has_ready() || !self.reads_queued.is_empty() || !self.outputs.is_empty()
+        self.staged.is_some()
+            || self.raw.has_ready()
+            || !self.reads_queued.is_empty()
+            || !self.outputs.is_empty()
     }
 
     fn handle_ready(&mut self, transport: &mut impl Transport) -> Result<(), Error> {
+        let staged = self.stage_ready(transport);
+        self.finish_ready(staged, transport)
+    }
+
+    /// Takes a Ready and sends what may leave before the node's own write.
+    fn stage_ready(&mut self, transport: &mut impl Transport) -> Staged {
         let mut reports = Vec::new();
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.ss() {
@@ -99,6 +164,18 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         }
         // 1. A leader's appends go out before its own fsync.
         self.send(transport, rd.take_messages(), &mut reports);
+        Staged { ready: rd, reports }
+    }
+
+    fn finish_ready(
+        &mut self,
+        staged: Staged,
+        transport: &mut impl Transport,
+    ) -> Result<(), Error> {
+        let Staged {
+            ready: mut rd,
+            mut reports,
+        } = staged;
         // 2. Persist snapshot, entries and hard state: one frame, one sync.
         let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
         self.raw.mut_store().persist_ready(

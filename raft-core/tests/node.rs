@@ -674,3 +674,76 @@ fn a_poisoned_snapshot_is_dropped_before_it_is_persisted() {
         g.node(4).status().applied > 0
     });
 }
+
+#[test]
+fn a_leaders_appends_leave_before_its_own_fsync() {
+    // Goal: `send_early` sends the leader's appends with nothing written
+    // yet, so the followers persist while the leader does; `process` then
+    // writes the staged Ready (one fsync) and the write commits. And the
+    // caller's obligation is enforced: stepping a staged node panics.
+    let mut group = Group::bootstrap(3);
+    let leader = group.elect();
+    let client = group.register(leader);
+    group
+        .write(leader, client, 1, &KvOp::Put { key: 0, value: 0 })
+        .expect("warm up");
+    group
+        .node(leader)
+        .propose(client, 2, 0, encode(&KvOp::Put { key: 1, value: 7 }))
+        .expect("propose");
+    let before = group.node(leader).counters();
+    let mut early = common::Wire::default();
+    let sent = group
+        .node(leader)
+        .send_early(&mut early)
+        .expect("send_early");
+    let staged = group.node(leader).counters();
+    assert_eq!(sent, 2, "one envelope per follower");
+    assert_eq!(early.queue.len(), 2);
+    assert_eq!(
+        staged.storage.fsync_count, before.storage.fsync_count,
+        "nothing written before the appends left"
+    );
+    assert_eq!(
+        staged.envelopes_sent_early_count - before.envelopes_sent_early_count,
+        2
+    );
+    // The followers persist and answer before the leader's own write.
+    group.wire.queue.extend(early.queue);
+    let mut wire = common::Wire::default();
+    group.node(leader).process(&mut wire).expect("process");
+    assert_eq!(
+        group.node(leader).counters().storage.fsync_count,
+        before.storage.fsync_count + 1
+    );
+    group.wire.queue.extend(wire.queue);
+    let mut outcome = None;
+    group.run_until(100, "the write", |g| {
+        outcome = g.take_proposal(leader, client, 2);
+        outcome.is_some()
+    });
+    assert_eq!(
+        decode(&outcome.expect("outcome").expect("applied")),
+        KvResult::Done
+    );
+
+    let mut early = common::Wire::default();
+    group
+        .node(leader)
+        .propose(client, 3, 0, encode(&KvOp::Put { key: 2, value: 8 }))
+        .expect("propose");
+    assert!(
+        group
+            .node(leader)
+            .send_early(&mut early)
+            .expect("send_early")
+            > 0
+    );
+    let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        group.node(leader).tick();
+    }));
+    assert!(
+        stepped.is_err(),
+        "a tick between send_early and process must panic"
+    );
+}

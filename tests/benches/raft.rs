@@ -355,6 +355,7 @@ fn fsync_json(before: &[ReplicaStatus], after: &[ReplicaStatus], seconds: f64) -
                 "reply_messages_per_round": per_round(a.reply_messages, b.reply_messages),
                 "snapshots_taken": b.snapshots_taken.saturating_sub(a.snapshots_taken),
                 "envelopes_sent_per_round": per_round(start.envelopes_sent, end.envelopes_sent),
+                "envelopes_sent_early_per_round": per_round(start.envelopes_sent_early, end.envelopes_sent_early),
             });
         }
     }

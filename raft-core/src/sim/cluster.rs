@@ -61,11 +61,24 @@ struct SimNode<W: Workload> {
     corrupt: bool,
     /// Has input since its last `process`.
     dirty: bool,
+    /// After `send_early`: when `process` finishes the staged Ready.
+    /// Until then nothing may step, tick or propose on the node; packets
+    /// for it are held.
+    staged_until_ms: Option<u64>,
 }
 
 impl<W: Workload> SimNode<W> {
     fn is_up(&self) -> bool {
         self.node.is_some() && self.paused_until_ms.is_none()
+    }
+
+    /// The node, when it may be stepped, ticked or asked to propose: not
+    /// while a Ready is staged (raft-core's obligation after `send_early`).
+    fn steppable(&mut self) -> Option<&mut Node<Recorder<W::Machine>, SimDisk>> {
+        if self.staged_until_ms.is_some() {
+            return None;
+        }
+        self.node.as_mut()
     }
 }
 
@@ -141,6 +154,8 @@ pub struct Simulation<W: Workload> {
     rng_clients: Rng,
     rng_disk: Rng,
     rng_nodes: Rng,
+    /// Draws which rounds are split by `send_early` and for how long.
+    rng_stage: Rng,
     network: Network,
     group_id: u128,
     config: Config,
@@ -168,6 +183,7 @@ impl<W: Workload> Simulation<W> {
         let rng_disk = rng.fork(4);
         let rng_nodes = rng.fork(5);
         let network = Network::new(rng.fork(6));
+        let rng_stage = rng.fork(7);
         let config = Config {
             heartbeat_ticks: 2,
             election_ticks_min: 10,
@@ -209,6 +225,7 @@ impl<W: Workload> Simulation<W> {
             rng_clients,
             rng_disk,
             rng_nodes,
+            rng_stage,
             network,
             group_id: u128::from_le_bytes(group_bytes),
             config,
@@ -253,6 +270,7 @@ impl<W: Workload> Simulation<W> {
             incarnation: 0,
             restart_at_ms: None,
             paused_until_ms: None,
+            staged_until_ms: None,
             held: Vec::new(),
             next_tick_ms: self.rng_nodes.range(0, tick_period_ms),
             tick_period_ms,
@@ -498,6 +516,9 @@ impl<W: Workload> Simulation<W> {
         slot.incarnation += 1;
         slot.held.clear();
         slot.paused_until_ms = None;
+        if slot.staged_until_ms.take().is_some() {
+            self.report.stopped_while_staged_count += 1;
+        }
         // Clients connected to it notice the connection drop and retry.
         for client in &mut self.clients {
             if let Some(pending) = &mut client.pending {
@@ -833,7 +854,7 @@ impl<W: Workload> Simulation<W> {
             }
         };
         self.report.forged_count += 1;
-        let Some(node) = self.nodes[target].node.as_mut() else {
+        let Some(node) = self.nodes[target].steppable() else {
             return Ok(());
         };
         let report = node.step(&bytes);
@@ -849,7 +870,7 @@ impl<W: Workload> Simulation<W> {
         let Some(leader) = self.current_leader() else {
             return;
         };
-        let Some(node) = self.nodes[leader].node.as_mut() else {
+        let Some(node) = self.nodes[leader].steppable() else {
             return;
         };
         let voters: Vec<u64> = node
@@ -933,6 +954,10 @@ impl<W: Workload> Simulation<W> {
         }
         slot.next_tick_ms = self.now_ms + slot.tick_period_ms;
         slot.dirty = true;
+        if slot.staged_until_ms.is_some() {
+            // Stepped once the staged Ready is finished.
+            return Ok(());
+        }
         for bytes in std::mem::take(&mut slot.held) {
             self.step_packet(index, &bytes)?;
         }
@@ -972,7 +997,7 @@ impl<W: Workload> Simulation<W> {
             if slot.node.is_none() {
                 continue;
             }
-            if slot.paused_until_ms.is_some() {
+            if slot.paused_until_ms.is_some() || slot.staged_until_ms.is_some() {
                 if slot.held.len() < HELD_PACKETS_MAX_COUNT {
                     slot.held.push(packet.bytes);
                 }
@@ -988,7 +1013,7 @@ impl<W: Workload> Simulation<W> {
     /// receiver's log, from a real member, means the receiver lost entries
     /// it had acknowledged.
     fn step_packet(&mut self, index: usize, bytes: &[u8]) -> Result<(), SimFailure> {
-        let Some(node) = self.nodes[index].node.as_mut() else {
+        let Some(node) = self.nodes[index].steppable() else {
             return Ok(());
         };
         let report = node.step(bytes);
@@ -1016,7 +1041,8 @@ impl<W: Workload> Simulation<W> {
 
     fn tick_nodes(&mut self) {
         for slot in &mut self.nodes {
-            if !slot.is_up() {
+            if !slot.is_up() || slot.staged_until_ms.is_some() {
+                // A staged node catches up on its ticks once finished.
                 continue;
             }
             while slot.next_tick_ms <= self.now_ms {
@@ -1035,6 +1061,10 @@ impl<W: Workload> Simulation<W> {
             if !slot.is_up() {
                 continue;
             }
+            if slot.staged_until_ms.is_some_and(|at| at > self.now_ms) {
+                continue;
+            }
+            let finishing = slot.staged_until_ms.take().is_some();
             let Some(node) = slot.node.as_mut() else {
                 continue;
             };
@@ -1042,6 +1072,36 @@ impl<W: Workload> Simulation<W> {
                 continue;
             }
             slot.dirty = false;
+            let mut transport = SimTransport {
+                from: index,
+                now_ms: self.now_ms,
+                network: &mut self.network,
+                index_of: &self.index_of,
+            };
+            // Some rounds split as the replica ROM runs them: the early
+            // sends leave, the world moves for 1-5 ms (the peers may
+            // persist and answer, this node may crash), then `process`.
+            if !finishing && self.rng_stage.chance(1, 4) {
+                match node.send_early(&mut transport) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        let at_ms = self.now_ms + self.rng_stage.range(1, 6);
+                        self.nodes[index].staged_until_ms = Some(at_ms);
+                        self.report.early_rounds_count += 1;
+                        continue;
+                    }
+                    Err(error) if self.nodes[index].disk.take_fired() => {
+                        self.fail_stop(index, &error);
+                        continue;
+                    }
+                    Err(error) => {
+                        return Err(self.fail(format!("node {index} failed: {error}")));
+                    }
+                }
+            }
+            let Some(node) = self.nodes[index].node.as_mut() else {
+                continue;
+            };
             let mut transport = SimTransport {
                 from: index,
                 now_ms: self.now_ms,
@@ -1061,6 +1121,14 @@ impl<W: Workload> Simulation<W> {
             }
             if let Some(violation) = self.applied_log.borrow().violation.clone() {
                 return Err(self.fail(violation));
+            }
+            if finishing && self.nodes[index].is_up() {
+                // What arrived while the Ready was staged; processed in the
+                // next round.
+                for bytes in std::mem::take(&mut self.nodes[index].held) {
+                    self.step_packet(index, &bytes)?;
+                }
+                self.nodes[index].dirty = true;
             }
         }
         Ok(())
@@ -1149,7 +1217,7 @@ impl<W: Workload> Simulation<W> {
             live[self.rng_clients.below(live.len() as u64) as usize]
         };
         let time_ms = EPOCH_MS + now + self.nodes[target].clock_skew_ms;
-        let Some(node) = self.nodes[target].node.as_mut() else {
+        let Some(node) = self.nodes[target].steppable() else {
             return;
         };
         let result = node.register(c as u64, time_ms);
@@ -1199,7 +1267,7 @@ impl<W: Workload> Simulation<W> {
             return Ok(());
         };
         let (request, seq) = (pending.request.clone(), pending.seq);
-        let Some(node) = self.nodes[target].node.as_mut() else {
+        let Some(node) = self.nodes[target].steppable() else {
             return Ok(());
         };
         let result = match &request {
@@ -1490,7 +1558,8 @@ impl<W: Workload> Simulation<W> {
         change: impl FnOnce(&mut SimNodeHandle<W>) -> Result<ChangeId, RequestError>,
     ) -> Result<(), SimFailure> {
         let incarnation = self.nodes[leader].incarnation;
-        let Some(node) = self.nodes[leader].node.as_mut() else {
+        let Some(node) = self.nodes[leader].steppable() else {
+            self.membership.retry_at_ms = self.now_ms + 1;
             return Ok(());
         };
         let result = change(node);
@@ -1511,6 +1580,7 @@ impl<W: Workload> Simulation<W> {
         self.trace(format!("replace: node {index} retired"));
         let slot = &mut self.nodes[index];
         slot.node = None;
+        slot.staged_until_ms = None;
         slot.retired = true;
         slot.restart_at_ms = None;
         slot.paused_until_ms = None;

@@ -130,6 +130,12 @@ pub struct SimReport {
     pub corrupt_refusal_count: u64,
     /// Forged or garbage messages injected (all dropped).
     pub forged_count: u64,
+    /// Rounds split by `Node::send_early`: appends sent, and held in
+    /// flight for a few milliseconds, before the sender's own fsync.
+    pub early_rounds_count: u64,
+    /// Nodes crashed or stopped between `send_early` and `process`: their
+    /// appends were out, their own write was not.
+    pub stopped_while_staged_count: u64,
     /// Highest term reached.
     pub max_term: u64,
     /// The workload's summary.

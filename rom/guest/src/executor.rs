@@ -46,6 +46,37 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
     });
 }
 
+/// Lets every other task that is ready run once, then resumes: for work
+/// that must leave before the caller blocks in a host call (a capnp message
+/// queued on the host connection is written only when the connection's
+/// task runs). Costs one executor round, no host call.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`].
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.yielded {
+            return std::task::Poll::Ready(());
+        }
+        self.yielded = true;
+        // Woken at once, so it is queued behind the tasks already woken
+        // (the executor polls in wake order).
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 /// What [`run`] gives a ROM.
 pub struct Env {
     /// The host this process runs on (for `ww run`, the host it dialed).

@@ -39,7 +39,8 @@ mod stream;
 mod time;
 
 pub use executor::{
-    exit, exit_if_not_permitted, run, spawn, Env, ExitCode, NOT_PERMITTED_EXIT_CODE,
+    exit, exit_if_not_permitted, run, spawn, yield_now, Env, ExitCode, YieldNow,
+    NOT_PERMITTED_EXIT_CODE,
 };
 pub use time::{now_ms, sleep, timeout, unix_time_ms, Elapsed};
 pub use ww_api;

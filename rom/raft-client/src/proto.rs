@@ -244,6 +244,9 @@ pub struct ReplicaStatus {
     pub outbound_dropped: u64,
     /// Raft envelopes handed to the transport since the replica started.
     pub envelopes_sent: u64,
+    /// Of those, envelopes sent ahead of this replica's own fsync (a
+    /// leader's appends, `Node::send_early`).
+    pub envelopes_sent_early: u64,
     /// Raft messages stepped since the replica started.
     pub messages_stepped: u64,
     /// On the leader: each follower's raft id, matched index and state.
@@ -258,7 +261,8 @@ pub struct ReplicaStatus {
 pub struct Activity {
     /// Loop rounds that ran raft-core's `process` (at most one fsync each).
     pub rounds: u64,
-    /// Time spent in `process` (persist, send, apply), in µs.
+    /// Time spent in `send_early` and `process` (persist, send, apply), in
+    /// µs.
     pub process_us: u64,
     /// Rounds whose `process` took over 10 ms.
     pub slow_rounds_10ms: u64,

@@ -276,6 +276,7 @@ async fn print_group(group: &Group<GuestRuntime>, as_json: bool) -> anyhow::Resu
                     "dropped_messages": status.dropped_messages,
                     "last_drop": status.last_drop,
                     "envelopes_sent": status.envelopes_sent,
+                    "envelopes_sent_early": status.envelopes_sent_early,
                     "messages_stepped": status.messages_stepped,
                     "outbound_dropped": status.outbound_dropped,
                     "progress": status.progress,
