@@ -207,6 +207,9 @@ fn the_leaders_host_dies_mid_stream_and_nothing_acknowledged_is_lost() {
     let written = Rc::new(RefCell::new(Written::default()));
     let killed_at = native(async {
         let group = connect(std::slice::from_ref(&addr), "v1").await.unwrap();
+        // The native client dialed every replica's host itself: requests
+        // and replies skip host 0, and the kill below cuts its own route.
+        assert_eq!(group.direct_replicas(), 3, "{:?}", group.replicas());
         let writer =
             tokio::task::spawn_local(write_stream(group.clone(), "w", 300, written.clone()));
         // Kill the leader's host once a stream of writes is under way.

@@ -92,6 +92,9 @@ pub struct Replica {
     /// Its host.
     pub peer_id: String,
     request: sender::Client,
+    /// Where it answers: a channel on its own host when the client reached
+    /// that host directly ([`crate::direct`]), else the group's channel.
+    reply: Option<sender::Client>,
 }
 
 #[derive(Default)]
@@ -122,6 +125,8 @@ struct Inner<R: Runtime> {
     /// Whatever the connection to the host depends on (a native client's
     /// libp2p node), dropped with the last clone of the group.
     keepalive: RefCell<Vec<Box<dyn std::any::Any>>>,
+    /// Routes to replicas over the client's own connections to their hosts.
+    direct: crate::direct::Direct,
 }
 
 /// A connection to one Raft group (one version), through a `Host`.
@@ -237,6 +242,7 @@ impl<R: Runtime> Group<R> {
                 leader_term: Cell::new(0),
                 leader_waiters: RefCell::new(Vec::new()),
                 keepalive: RefCell::new(Vec::new()),
+                direct: crate::direct::Direct::default(),
             }),
         };
         runtime.spawn(Box::pin(receive_replies(
@@ -252,6 +258,29 @@ impl<R: Runtime> Group<R> {
     /// node its host connection runs on).
     pub fn keep_alive(&self, value: impl std::any::Any) {
         self.inner.keepalive.borrow_mut().push(Box::new(value));
+    }
+
+    /// Reaches replicas found from now on over the client's own connection
+    /// to their hosts, opened with `dial` ([`crate::direct`]), and looks
+    /// the replicas up again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Group::discover`].
+    pub async fn dial_replicas_with(&self, dial: crate::direct::Dial) -> Result<usize, GroupError> {
+        self.inner.direct.set_dial(dial);
+        self.discover().await
+    }
+
+    /// How many replicas are reached over the client's own connection to
+    /// their hosts (the rest through the host it dialed).
+    pub fn direct_replicas(&self) -> usize {
+        self.inner
+            .replicas
+            .borrow()
+            .values()
+            .filter(|replica| replica.reply.is_some())
+            .count()
     }
 
     /// The version of the group.
@@ -329,6 +358,7 @@ impl<R: Runtime> Group<R> {
                         Replica {
                             peer_id: peer.clone(),
                             request,
+                            reply: None,
                         },
                         admin,
                     )
@@ -337,10 +367,31 @@ impl<R: Runtime> Group<R> {
         });
         let found = self.bounded_lookups(lookups).await;
         let admin = found.iter().find_map(|(_, admin)| admin.clone());
-        Ok((
-            found.into_iter().map(|(replica, _)| replica).collect(),
-            admin,
-        ))
+        let mut replicas: Vec<Replica> = found.into_iter().map(|(replica, _)| replica).collect();
+        if self.inner.direct.enabled() {
+            let peers: Vec<String> = replicas.iter().map(|r| r.peer_id.clone()).collect();
+            let weak = Rc::downgrade(&self.inner);
+            let runtime = self.inner.runtime.clone();
+            let routes = self
+                .inner
+                .direct
+                .routes(
+                    &self.inner.runtime,
+                    &self.inner.host,
+                    &self.inner.version,
+                    &peers,
+                    REPLY_CHANNEL_CAPACITY,
+                    |receiver| runtime.spawn(Box::pin(receive_replies(weak.clone(), receiver))),
+                )
+                .await;
+            for replica in &mut replicas {
+                if let Some(route) = routes.get(&replica.peer_id) {
+                    replica.request = route.request.clone();
+                    replica.reply = Some(route.reply.clone());
+                }
+            }
+        }
+        Ok((replicas, admin))
     }
 
     /// Replicas in a granted view: `<peer>` holds that host's `request`.
@@ -355,6 +406,7 @@ impl<R: Runtime> Group<R> {
                 Ok::<_, capnp::Error>(request.map(|request| Replica {
                     peer_id: peer.clone(),
                     request,
+                    reply: None,
                 }))
             }
         });
@@ -761,11 +813,15 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
     {
         let mut message = request.get().init_message();
         message.set_data(&bytes);
-        message
-            .init_caps(1)
-            .get(0)
-            .init_cap()
-            .set_as_capability(inner.reply.client.hook.add_ref());
+        message.init_caps(1).get(0).init_cap().set_as_capability(
+            replica
+                .reply
+                .as_ref()
+                .unwrap_or(&inner.reply)
+                .client
+                .hook
+                .add_ref(),
+        );
     }
     let promise = request.send().promise;
     // One message in flight per replica: a send that never answers would
@@ -791,6 +847,7 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
                 &format!("sending to the replica on {peer} failed: {err}"),
             );
             inner.replicas.borrow_mut().remove(&peer);
+            inner.direct.forget(&peer);
         }
         if let Some(outbox) = inner.outboxes.borrow_mut().get_mut(&peer) {
             outbox.in_flight = false;

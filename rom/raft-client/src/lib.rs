@@ -27,9 +27,11 @@
 //! The same code runs in a ROM (single-threaded guest) and natively (tokio
 //! `LocalSet`): both hold a `ww_api::host::Client`. The [`Runtime`] trait
 //! supplies timers and task spawning; [`native`] has a tokio one and a
-//! client that dials a host over libp2p.
+//! client that dials a host over libp2p, and also dials each replica's host
+//! so that requests and replies skip the relay ([`direct`]).
 
 pub mod access;
+pub mod direct;
 pub mod group;
 pub mod proto;
 mod runtime;

@@ -35,7 +35,9 @@ impl Runtime for TokioRuntime {
 }
 
 /// Dials the first of `peers` that answers and connects to group `version`
-/// through it. The group owns the client's libp2p node.
+/// through it, then dials each replica's host too, so that requests and
+/// replies skip the relay ([`crate::direct`]). The group owns the client's
+/// libp2p node.
 ///
 /// # Errors
 ///
@@ -67,6 +69,7 @@ pub async fn connect_with(
         match ww_net::dial::connect_addr(&node, addr.clone()).await {
             Ok((_, host)) => {
                 let group = Group::connect(host, version, TokioRuntime).await?;
+                group.dial_replicas_with(dialer(node.clone())).await?;
                 group.keep_alive(node);
                 return Ok(group);
             }
@@ -74,4 +77,27 @@ pub async fn connect_with(
         }
     }
     bail!("no host answered: {}", failures.join("; "))
+}
+
+/// Dials a host at the first of its multiaddrs that answers, once each (no
+/// retries: the relayed route is the fallback).
+fn dialer(node: ww_net::Node) -> crate::direct::Dial {
+    std::rc::Rc::new(move |addrs: Vec<String>| {
+        let node = node.clone();
+        Box::pin(async move {
+            for addr in addrs {
+                let Ok(addr) = addr.parse::<Multiaddr>() else {
+                    continue;
+                };
+                let Ok(peer) = node.dial(addr).await else {
+                    continue;
+                };
+                let connected = ww_net::dial::connect_host(&node, peer, || ()).await;
+                if let Ok(host) = connected {
+                    return Some(host);
+                }
+            }
+            None
+        })
+    })
 }
