@@ -17,7 +17,13 @@
 //! All channels of a host together hold at most [`CHANNEL_HOST_BYTES_MAX`]
 //! bytes and [`CHANNELS_MAX`] channels, and one writer at most
 //! [`CHANNEL_WRITER_BYTES_MAX`] and [`WRITER_CHANNELS_MAX`] of them, so a
-//! flooder is refused while everybody else still has room. A send is
+//! flooder is refused while everybody else still has room. Shares alone
+//! would let four flooding processes (a process needs no grant to make
+//! channels) take the whole host budget, and then the Raft messages other
+//! hosts send a replica's inbox would be refused too. So the budget has two
+//! sides, this host's processes and callers from elsewhere, and neither
+//! side together may take the last [`CHANNEL_RESERVED_BYTES`] and
+//! [`CHANNELS_RESERVED`]: those are always the other side's. A send is
 //! charged from the moment it arrives (a send waiting for room holds its
 //! copy too) until its message is received or its channel is dropped; a
 //! channel is charged to whoever created it until it is dropped. The
@@ -62,6 +68,14 @@ pub const CHANNEL_HOST_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// So one flooder leaves three quarters of the budget to the rest.
 pub const CHANNEL_WRITER_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Bytes of [`CHANNEL_HOST_BYTES_MAX`] that this host's processes together
+/// cannot take, and that callers from elsewhere together cannot take:
+/// always left to the other side. A quarter: a writer's share.
+pub const CHANNEL_RESERVED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Channels of [`CHANNELS_MAX`] kept the same way for each side.
+pub const CHANNELS_RESERVED: usize = 4096;
+
 /// What a message costs beyond its data, in bytes: its entry in the queue,
 /// its origin and its capability list. So a flood of empty messages is
 /// bounded too.
@@ -87,6 +101,14 @@ pub enum Writer {
     Others,
 }
 
+impl Writer {
+    /// Whether the writer is one of this host's processes (one side of the
+    /// budget), not a caller from elsewhere (the other).
+    fn is_local(&self) -> bool {
+        matches!(self, Self::Process(_))
+    }
+}
+
 impl fmt::Display for Writer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -106,10 +128,14 @@ pub struct Usage {
     pub channels: usize,
 }
 
-/// The host's channel budget: what is held in all and per writer.
+/// The host's channel budget: what is held in all, by this host's
+/// processes together, and per writer.
 #[derive(Default)]
 struct Budget {
     total: Cell<Usage>,
+    /// The part of `total` held by local processes; the rest is held by
+    /// callers from elsewhere.
+    local: Cell<Usage>,
     writers: RefCell<HashMap<Writer, Usage>>,
 }
 
@@ -124,6 +150,20 @@ impl Budget {
     ) -> Result<Charge, capnp::Error> {
         let total = self.total.get();
         let held = self.usage(&writer);
+        let local = self.local.get();
+        let side = if writer.is_local() {
+            local
+        } else {
+            Usage {
+                bytes: total.bytes - local.bytes,
+                channels: total.channels - local.channels,
+            }
+        };
+        let other_side = if writer.is_local() {
+            "callers from other hosts"
+        } else {
+            "this host's processes"
+        };
         let refusal = if total.bytes + bytes > CHANNEL_HOST_BYTES_MAX {
             Some(format!(
                 "this host's channels hold {} bytes and their budget is \
@@ -136,10 +176,24 @@ impl Budget {
                  share is {CHANNEL_WRITER_BYTES_MAX} (CHANNEL_WRITER_BYTES_MAX)",
                 held.bytes
             ))
+        } else if side.bytes + bytes > CHANNEL_HOST_BYTES_MAX - CHANNEL_RESERVED_BYTES {
+            Some(format!(
+                "{writer} and the writers on its side hold {} bytes in this host's \
+                 channels; the last {CHANNEL_RESERVED_BYTES} of the host's budget are \
+                 kept for {other_side} (CHANNEL_RESERVED_BYTES)",
+                side.bytes
+            ))
         } else if total.channels + channels > CHANNELS_MAX {
             Some(format!(
                 "this host has {} live channels, its most (CHANNELS_MAX)",
                 total.channels
+            ))
+        } else if side.channels + channels > CHANNELS_MAX - CHANNELS_RESERVED {
+            Some(format!(
+                "{writer} and the writers on its side have {} live channels on this \
+                 host; the last {CHANNELS_RESERVED} are kept for {other_side} \
+                 (CHANNELS_RESERVED)",
+                side.channels
             ))
         } else if held.channels + channels > WRITER_CHANNELS_MAX {
             Some(format!(
@@ -159,6 +213,12 @@ impl Budget {
             bytes: total.bytes + bytes,
             channels: total.channels + channels,
         });
+        if writer.is_local() {
+            self.local.set(Usage {
+                bytes: local.bytes + bytes,
+                channels: local.channels + channels,
+            });
+        }
         // Every send passes here: update in place rather than clone the
         // writer (a peer id) into a fresh key.
         let updated = Usage {
@@ -196,12 +256,20 @@ impl Budget {
             panic!("a writer is charged until its charges are released");
         };
         let total = self.total.get();
+        let local = self.local.get();
         assert!(
             held.bytes >= charge.bytes
                 && held.channels >= charge.channels
                 && total.bytes >= charge.bytes
                 && total.channels >= charge.channels
         );
+        if charge.writer.is_local() {
+            assert!(local.bytes >= charge.bytes && local.channels >= charge.channels);
+            self.local.set(Usage {
+                bytes: local.bytes - charge.bytes,
+                channels: local.channels - charge.channels,
+            });
+        }
         held.bytes -= charge.bytes;
         held.channels -= charge.channels;
         if *held == Usage::default() {
@@ -625,7 +693,7 @@ mod tests {
         let cost = MIB + MESSAGE_OVERHEAD_BYTES;
         let share = CHANNEL_WRITER_BYTES_MAX / cost;
         let mut channels = Vec::new();
-        for pid in 1..=4 {
+        for pid in 1..=3 {
             let (sender, receiver) = as_process(pid, async { channel(&senders, home) }).await;
             let (sent, err) = as_process(pid, flood(&sender, MIB)).await;
             assert_eq!(sent, share, "{err}");
@@ -639,14 +707,22 @@ mod tests {
             );
             channels.push((sender, receiver));
         }
-        // The host's budget is the sum of four shares, nearly: a fifth
-        // writer gets what is left and is refused naming the host's budget.
+        // A fourth process gets what the local side has left: the rest of
+        // the host's budget is kept for callers from elsewhere.
+        let (sender, receiver) = as_process(4, async { channel(&senders, home) }).await;
+        let (fourth, err) = as_process(4, flood(&sender, MIB)).await;
+        let local_max = CHANNEL_HOST_BYTES_MAX - CHANNEL_RESERVED_BYTES;
+        assert_eq!(fourth, (local_max - 3 * share * cost) / cost);
+        assert!(err.contains("CHANNEL_RESERVED_BYTES"), "{err}");
+        assert_eq!(senders.usage_of(&Writer::Process(4)).bytes, fourth * cost);
+        channels.push((sender, receiver));
+        // A caller from elsewhere still gets its whole share.
         let (sender, receiver) = channel(&senders, home);
         let (sent, err) = flood(&sender, MIB).await;
-        assert_eq!(sent, (CHANNEL_HOST_BYTES_MAX - 4 * share * cost) / cost);
-        assert!(err.contains("CHANNEL_HOST_BYTES_MAX"), "{err}");
+        assert_eq!(sent, share, "{err}");
+        assert!(err.contains("CHANNEL_WRITER_BYTES_MAX"), "{err}");
         let full = senders.usage();
-        assert_eq!(full.bytes, (4 * share + sent) * cost);
+        assert_eq!(full.bytes, (4 * share + fourth) * cost);
         assert_eq!(full.channels, 5);
         assert!(full.bytes <= CHANNEL_HOST_BYTES_MAX);
         channels.push((sender, receiver));
@@ -673,6 +749,68 @@ mod tests {
         assert_eq!(senders.usage_of(&Writer::Process(2)), Usage::default());
         drop(channels);
         assert_eq!(senders.usage(), Usage::default());
+    }
+
+    /// A sender of a new channel on `senders` as handed to a random remote
+    /// peer (what an anchor lookup from another host gets), and that peer.
+    async fn handed_to_a_peer(
+        senders: &Senders,
+        home: PeerId,
+    ) -> (sender::Client, receiver::Client, Writer) {
+        let (sender, receiver) = channel(senders, home);
+        let remote = PeerId::random();
+        let handed = restamp(senders, sender.client.clone(), remote).await;
+        (
+            sender::Client { client: handed },
+            receiver,
+            Writer::Peer(remote.to_base58()),
+        )
+    }
+
+    #[tokio::test]
+    async fn flooding_processes_leave_other_hosts_their_reserve_and_back() {
+        // A replica's inbox takes Raft messages from other hosts: however
+        // many local processes flood, those still get in; and however many
+        // remote callers flood, a local process still can send.
+        let home = PeerId::random();
+        let cost = MIB + MESSAGE_OVERHEAD_BYTES;
+        let share = CHANNEL_WRITER_BYTES_MAX / cost;
+
+        let senders = Senders::default();
+        let mut held = Vec::new();
+        for pid in 1..=8 {
+            let (sender, receiver) = as_process(pid, async { channel(&senders, home) }).await;
+            as_process(pid, flood(&sender, MIB)).await;
+            held.push((sender, receiver));
+        }
+        let local = senders.usage().bytes;
+        assert!(local <= CHANNEL_HOST_BYTES_MAX - CHANNEL_RESERVED_BYTES);
+        let (sender, _receiver, peer) = handed_to_a_peer(&senders, home).await;
+        let (sent, err) = flood(&sender, MIB).await;
+        assert_eq!(sent, share, "a peer gets its whole share: {err}");
+        assert_eq!(senders.usage_of(&peer).bytes, share * cost);
+        // A ninth process is refused, and its refusal holds nothing.
+        let (sender, _receiver) = as_process(9, async { channel(&senders, home) }).await;
+        let err = as_process(9, send(&sender, MIB))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CHANNEL_RESERVED_BYTES"), "{err}");
+        assert_eq!(senders.usage_of(&Writer::Process(9)).bytes, 0);
+        drop(held);
+
+        let senders = Senders::default();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let (sender, receiver, _) = handed_to_a_peer(&senders, home).await;
+            flood(&sender, MIB).await;
+            held.push((sender, receiver));
+        }
+        assert!(senders.usage().bytes <= CHANNEL_HOST_BYTES_MAX - CHANNEL_RESERVED_BYTES);
+        let (sender, _receiver) = as_process(1, async { channel(&senders, home) }).await;
+        let (sent, err) = as_process(1, flood(&sender, MIB)).await;
+        assert_eq!(sent, share, "a process gets its whole share: {err}");
+        drop(held);
     }
 
     #[tokio::test]
@@ -732,9 +870,23 @@ mod tests {
         // A dropped channel frees its slot.
         held.truncate(held.len() - 1);
         assert_eq!(senders.usage().channels, CHANNELS_MAX - 1);
-        as_process(4, async { new_channel(&senders, 1, home) })
+        held.push(
+            as_process(4, async { new_channel(&senders, 1, home) })
+                .await
+                .unwrap(),
+        );
+        // The local side now holds 3 * WRITER_CHANNELS_MAX channels, its
+        // most (CHANNELS_MAX - CHANNELS_RESERVED): once a remote caller's
+        // channel is dropped the host has room, and another process is
+        // still refused.
+        drop(held.remove(0));
+        assert_eq!(senders.usage().channels, CHANNELS_MAX - 1);
+        let err = as_process(5, async { new_channel(&senders, 1, home) })
             .await
-            .unwrap();
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("CHANNELS_RESERVED"), "{err}");
         drop(held);
         assert_eq!(senders.usage(), Usage::default());
     }
