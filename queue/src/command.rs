@@ -104,23 +104,28 @@ pub enum Command {
     /// Sets a key.
     Put {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Removes a key.
     Delete {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Sets (or, with `value: None`, removes) a key only if its version is
     /// `expected_version` (0 = the key is absent).
     Cas {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The version the caller read.
         expected_version: u64,
         /// The new value; `None` deletes.
+        #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
     },
     /// Does nothing but advance log time, so that expired leases and ended
@@ -208,6 +213,7 @@ pub enum Query {
     /// Reads a key.
     Get {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Shows messages without leasing them, in id order.

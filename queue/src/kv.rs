@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kv_key::Key;
 use crate::limits::{KEY_BYTES_MAX, KV_ENTRIES_MAX, VALUE_BYTES_MAX};
 use crate::types::Versioned;
 use crate::QueueError;
@@ -14,7 +15,7 @@ use crate::QueueError;
 /// version back (no ABA for compare-and-set).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Kv {
-    entries: BTreeMap<Vec<u8>, Versioned>,
+    entries: BTreeMap<Key, Versioned>,
     /// The version of the last write; 0 means "absent" and is never issued.
     revision: u64,
     /// Bytes held in keys and values, kept as entries change (every write
@@ -85,7 +86,10 @@ impl Kv {
         let version = self.revision;
         let (key_bytes, value_bytes) = (key.len() as u64, value.len() as u64);
         self.bytes += value_bytes;
-        match self.entries.insert(key, Versioned { value, version }) {
+        match self
+            .entries
+            .insert(Key::from(key), Versioned { value, version })
+        {
             Some(old) => self.bytes -= old.value.len() as u64,
             None => self.bytes += key_bytes,
         }

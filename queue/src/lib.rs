@@ -62,6 +62,7 @@ mod command;
 pub mod crawl;
 mod error;
 mod kv;
+mod kv_key;
 pub mod limits;
 mod machine;
 mod memory;

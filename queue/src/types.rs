@@ -41,6 +41,7 @@ impl Default for TopicConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMessage {
     /// The payload, at most [`limits::MESSAGE_BYTES_MAX`] bytes.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// When set, a second enqueue of the same (producer, sequence) within
     /// the topic's dedupe window returns the first message's id instead of
@@ -124,6 +125,7 @@ pub struct Delivery {
     /// The log time of the enqueue, in ms since the Unix epoch.
     pub enqueued_at_ms: u64,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Set on messages in a dead-letter topic: where and why they died.
     pub dead_letter: Option<DeadLetter>,
@@ -204,6 +206,7 @@ pub enum AckOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versioned {
     /// The value.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// The log index of the write that set it; never reused, so a
     /// compare-and-set cannot confuse a deleted and re-created key.
@@ -243,6 +246,7 @@ pub struct PeekedMessage {
     /// The log time of the enqueue.
     pub enqueued_at_ms: u64,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Set on dead-lettered messages.
     pub dead_letter: Option<DeadLetter>,

@@ -24,6 +24,10 @@ pub(crate) struct CommandEntry {
     pub(crate) seq: u64,
     /// Stamped by the proposer; see [`crate::ApplyContext::time_ms`].
     pub(crate) time_ms: u64,
+    /// As bytes, not a sequence of `u8`: postcard writes both the same way
+    /// (a length, then the bytes), so entries logged before read the same,
+    /// but decoding bytes is one copy where a sequence is a push per byte.
+    #[serde(with = "serde_bytes")]
     pub(crate) command: Vec<u8>,
 }
 
@@ -127,6 +131,39 @@ impl SnapshotData {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_bytes_field_encodes_like_a_u8_sequence() {
+        // Entries, snapshots and messages written before the byte fields
+        // were marked `serde_bytes` must decode the same, and the other way.
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Sequence {
+            before: u64,
+            data: Vec<u8>,
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Bytes {
+            before: u64,
+            #[serde(with = "serde_bytes")]
+            data: Vec<u8>,
+        }
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let old = postcard::to_allocvec(&Sequence {
+                before: 9,
+                data: data.clone(),
+            })
+            .expect("encode");
+            let new = postcard::to_allocvec(&Bytes {
+                before: 9,
+                data: data.clone(),
+            })
+            .expect("encode");
+            assert_eq!(old, new, "len {len}");
+            let read: Bytes = postcard::from_bytes(&old).expect("decode");
+            assert_eq!(read.data, data);
+        }
+    }
 
     #[test]
     fn round_trips() {

@@ -60,6 +60,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
 pub struct RequestBatch {
     /// The access token every request of the batch is checked against
     /// (see [`crate::access`]).
+    #[serde(with = "serde_bytes")]
     pub token: Vec<u8>,
     /// Each request with the id its response will carry.
     pub requests: Vec<(u64, Request)>,
@@ -83,11 +84,13 @@ pub enum Request {
         /// The client's sequence number; one command in flight per client.
         seq: u64,
         /// The encoded command.
+        #[serde(with = "serde_bytes")]
         command: Vec<u8>,
     },
     /// A linearizable read (an encoded `queue::Query`). Leader only.
     Query {
         /// The encoded query.
+        #[serde(with = "serde_bytes")]
         query: Vec<u8>,
     },
     /// This replica's status. Any replica.
@@ -156,7 +159,7 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// The state machine's encoded reply (`queue::Response`).
-    Applied(Vec<u8>),
+    Applied(#[serde(with = "serde_bytes")] Vec<u8>),
     /// This replica's status.
     Status(Box<ReplicaStatus>),
     /// The membership after a change.
