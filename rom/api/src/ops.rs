@@ -5,8 +5,8 @@
 
 use capnp::capability::FromClientHook;
 
-use crate::ww_capnp::{spawn_spec, value};
-use crate::{anchor, host, process};
+use crate::ww_capnp::{received, spawn_spec, value};
+use crate::{anchor, host, process, receiver};
 
 /// UTF-8 text from a capnp reader, owned.
 ///
@@ -17,6 +17,37 @@ pub fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> capnp::Result<Str
     reader?
         .to_string()
         .map_err(|_| capnp::Error::failed("text is not UTF-8".to_owned()))
+}
+
+/// Drains `receiver` for as long as it lives: one `recvBatch` of up to
+/// `max` messages at a time (a call waits while the channel is empty), each
+/// batch handed to `each`. Returns when the channel is closed and drained,
+/// when a call fails (the channel's host is gone), or when `each` returns
+/// `false` (its consumer is gone). The one receive loop of the replica's
+/// request and Raft inboxes and the client's replies.
+pub async fn recv_batches(
+    receiver: &receiver::Client,
+    max: u32,
+    mut each: impl FnMut(capnp::struct_list::Reader<'_, received::Owned>) -> bool,
+) {
+    loop {
+        let mut request = receiver.recv_batch_request();
+        request.get().set_max(max);
+        let Ok(response) = request.send().promise.await else {
+            return;
+        };
+        let Ok(response) = response.get() else { return };
+        let Ok(messages) = response.get_messages() else {
+            return;
+        };
+        // A closed channel still hands over what it held.
+        if !messages.is_empty() && !each(messages) {
+            return;
+        }
+        if response.get_closed() {
+            return;
+        }
+    }
 }
 
 /// The anchor at `path` below `root` (pipelined: no round trip until used).

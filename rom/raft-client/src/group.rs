@@ -931,20 +931,11 @@ async fn watch_leaders<R: Runtime>(weak: std::rc::Weak<Inner<R>>) {
 }
 
 async fn receive_replies<R: Runtime>(inner: std::rc::Weak<Inner<R>>, receiver: receiver::Client) {
-    loop {
-        let mut request = receiver.recv_batch_request();
-        request.get().set_max(256);
-        let Ok(response) = request.send().promise.await else {
-            return;
+    ww_api::ops::recv_batches(&receiver, 256, |messages| {
+        let Some(inner) = inner.upgrade() else {
+            return false;
         };
-        let Some(inner) = inner.upgrade() else { return };
-        let Ok(response) = response.get() else { return };
-        if response.get_closed() {
-            return;
-        }
-        let Ok(messages) = response.get_messages() else {
-            return;
-        };
+        let mut pending = inner.pending.borrow_mut();
         for item in messages.iter() {
             let Ok(data) = item.get_message().and_then(|message| message.get_data()) else {
                 continue;
@@ -952,12 +943,13 @@ async fn receive_replies<R: Runtime>(inner: std::rc::Weak<Inner<R>>, receiver: r
             let Ok(batch) = proto::decode::<ResponseBatch>(data) else {
                 continue;
             };
-            let mut pending = inner.pending.borrow_mut();
             for (id, response) in batch.responses {
                 if let Some(done) = pending.remove(&id) {
                     let _ = done.send(response);
                 }
             }
         }
-    }
+        true
+    })
+    .await;
 }

@@ -307,19 +307,7 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
 }
 
 async fn pump_requests(receiver: receiver::Client, inputs: mpsc::UnboundedSender<Input>) {
-    loop {
-        let mut request = receiver.recv_batch_request();
-        request.get().set_max(RECV_BATCH);
-        let Ok(response) = request.send().promise.await else {
-            return;
-        };
-        let Ok(response) = response.get() else { return };
-        if response.get_closed() {
-            return;
-        }
-        let Ok(messages) = response.get_messages() else {
-            return;
-        };
+    ww_guest::ww_api::ops::recv_batches(&receiver, RECV_BATCH, |messages| {
         let mut batch = Vec::with_capacity(messages.len() as usize);
         for item in messages.iter() {
             let Ok(message) = item.get_message() else {
@@ -333,26 +321,13 @@ async fn pump_requests(receiver: receiver::Client, inputs: mpsc::UnboundedSender
             });
             batch.push((data, reply));
         }
-        if inputs.unbounded_send(Input::Requests(batch)).is_err() {
-            return;
-        }
-    }
+        inputs.unbounded_send(Input::Requests(batch)).is_ok()
+    })
+    .await;
 }
 
 async fn pump_envelopes(receiver: receiver::Client, inputs: mpsc::UnboundedSender<Input>) {
-    loop {
-        let mut request = receiver.recv_batch_request();
-        request.get().set_max(RECV_BATCH);
-        let Ok(response) = request.send().promise.await else {
-            return;
-        };
-        let Ok(response) = response.get() else { return };
-        if response.get_closed() {
-            return;
-        }
-        let Ok(messages) = response.get_messages() else {
-            return;
-        };
+    ww_guest::ww_api::ops::recv_batches(&receiver, RECV_BATCH, |messages| {
         let mut batch = Vec::with_capacity(messages.len() as usize);
         for item in messages.iter() {
             let data = item
@@ -367,10 +342,9 @@ async fn pump_envelopes(receiver: receiver::Client, inputs: mpsc::UnboundedSende
                 .unwrap_or_default();
             batch.push((data, origin));
         }
-        if inputs.unbounded_send(Input::Envelopes(batch)).is_err() {
-            return;
-        }
-    }
+        inputs.unbounded_send(Input::Envelopes(batch)).is_ok()
+    })
+    .await;
 }
 
 fn role_name(role: Role) -> &'static str {
