@@ -20,7 +20,7 @@ WORKLOAD ?= kv
 # `make sim SIM_PROFILE=release` for long runs (see docs/simulation.md).
 SIM_PROFILE ?= dev
 
-.PHONY: setup host roms build test sim chaos demo bench bench-raft-core bench-queue bench-runtime bench-raft bench-crawl fmt clippy
+.PHONY: setup host roms build test sim chaos demo bench bench-raft-core bench-queue bench-runtime bench-raft bench-raft-scale bench-crawl fmt clippy
 
 setup:
 	@./scripts/setup.sh
@@ -98,7 +98,7 @@ else
 bench: bench-raft
 endif
 else
-bench: build bench-raft-core bench-queue bench-runtime bench-raft bench-crawl
+bench: build bench-raft-core bench-queue bench-runtime bench-raft bench-raft-scale bench-crawl
 endif
 
 bench-raft-core:
@@ -130,6 +130,14 @@ else
 	out=$$($(CARGO) bench -q -p ww-tests --bench raft -- matrix --runs $(RUNS) --duration $(DURATION)) || exit 1; \
 	printf '%s\n' "$$out" | ./scripts/bench-record.sh raft-group
 endif
+
+# Scale curves (tests/benches/raft/scale.rs): 1, 2, 4, 8 groups on four
+# hosts, and one group of 3, 5, 9 replicas; recorded in docs/benchmarks.md.
+bench-raft-scale: roms
+	$(CARGO) build --release -q -p ww
+	out=$$($(CARGO) bench -q -p ww-tests --bench raft -- scale --duration $(DURATION) \
+	  $(if $(GROUPS),--groups "$(GROUPS)") $(if $(REPLICAS),--replicas "$(REPLICAS)")) || exit 1; \
+	printf '%s\n' "$$out" | ./scripts/bench-record.sh raft-scale
 
 # The crawler on real hosts (release build) crawling the local site with
 # politeness lifted, for each worker count in WORKERS (tests/benches/crawl.rs).

@@ -24,6 +24,7 @@
 //! ```text
 //! --workload write|read|queue --clients N [--duration S] [--warmup S] [--out FILE.json]
 //! matrix [--runs R] [--duration S]      # write and read at 1, 16, 128 clients, and queue
+//! scale [--groups "1 2 4 8"] [--replicas "3 5 9"] [--clients N] [--duration S]
 //! ```
 //!
 //! A single run prints its JSON on stdout and writes it to `--out`
@@ -55,6 +56,9 @@ use raft_client::Group;
 use serde_json::{json, Value};
 use ww_tests::cluster::workspace_root;
 use ww_tests::{cpu_ns, rom, Host};
+
+#[path = "raft/scale.rs"]
+mod scale;
 
 const VALUE_BYTES: usize = 256;
 const WRITE_KEYS: u64 = 100_000;
@@ -97,6 +101,11 @@ impl Workload {
 
 struct Args {
     matrix: bool,
+    scale: bool,
+    /// For `scale`: group counts to measure on four hosts.
+    groups: Vec<usize>,
+    /// For `scale`: sizes of one group to measure.
+    replicas: Vec<usize>,
     workload: Option<Workload>,
     clients: usize,
     duration: Duration,
@@ -109,6 +118,9 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         matrix: false,
+        scale: false,
+        groups: vec![1, 2, 4, 8],
+        replicas: vec![3, 5, 9],
         workload: None,
         clients: 16,
         duration: Duration::from_secs(10),
@@ -126,6 +138,9 @@ fn parse_args() -> Result<Args> {
         };
         match arg.as_str() {
             "matrix" => args.matrix = true,
+            "scale" => args.scale = true,
+            "--groups" => args.groups = counts(&value("--groups")?)?,
+            "--replicas" => args.replicas = counts(&value("--replicas")?)?,
             "--workload" => args.workload = Some(Workload::parse(&value("--workload")?)?),
             "--clients" => args.clients = value("--clients")?.parse()?,
             "--duration" => args.duration = Duration::from_secs_f64(value("--duration")?.parse()?),
@@ -141,10 +156,21 @@ fn parse_args() -> Result<Args> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
-    if !args.matrix && args.workload.is_none() {
-        bail!("give --workload write|read|queue, or `matrix`");
+    if !args.matrix && !args.scale && args.workload.is_none() {
+        bail!("give --workload write|read|queue, `matrix` or `scale`");
     }
     Ok(args)
+}
+
+/// A space-separated list of counts ("1 2 4 8"); empty is none.
+fn counts(list: &str) -> Result<Vec<usize>> {
+    list.split_whitespace()
+        .map(|count| {
+            count
+                .parse::<usize>()
+                .with_context(|| format!("{count:?} is not a count"))
+        })
+        .collect()
 }
 
 fn main() {
@@ -163,6 +189,8 @@ fn main() {
     let result = local.block_on(&runtime, async {
         if args.matrix {
             matrix(&args).await
+        } else if args.scale {
+            scale::scale(&args).await
         } else {
             single(&args).await
         }

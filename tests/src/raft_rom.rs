@@ -120,13 +120,29 @@ pub fn deployed_with(hosts: usize, timeout: Duration, extra: &[&str]) -> crate::
 pub fn deployed_for_bench(
     raft_rom: &std::path::Path,
 ) -> Result<(Vec<crate::Host>, tempfile::TempDir), String> {
+    deployed_for_bench_with(raft_rom, 4, &["v1"], 3)
+}
+
+/// Like [`deployed_for_bench`], with `host_count` hosts and one group of
+/// `replicas` replicas per version in `versions` (each deployed from host
+/// 0, which holds none of them).
+///
+/// # Errors
+///
+/// When a deploy keeps failing for 60 s.
+pub fn deployed_for_bench_with(
+    raft_rom: &std::path::Path,
+    host_count: usize,
+    versions: &[&str],
+    replicas: usize,
+) -> Result<(Vec<crate::Host>, tempfile::TempDir), String> {
     let dir = tempfile::tempdir().map_err(|err| err.to_string())?;
     let cache = crate::cluster::workspace_root().join("target/bench/ww-cache");
     std::fs::create_dir_all(&cache).map_err(|err| err.to_string())?;
     let first = crate::Host::start_cached(&dir.path().join("host0"), &cache, &[]);
     let bootstrap = first.addr.clone();
     let mut hosts = vec![first];
-    for index in 1..4 {
+    for index in 1..host_count {
         hosts.push(crate::Host::start_cached(
             &dir.path().join(format!("host{index}")),
             &cache,
@@ -134,19 +150,33 @@ pub fn deployed_for_bench(
         ));
     }
     let rom_path = raft_rom.to_str().ok_or("the ROM path is not UTF-8")?;
-    // Deploy once host 0 sees every host (deploy picks from its view).
-    let started = std::time::Instant::now();
-    loop {
-        let out = crate::ww_with_timeout(
-            &["run", "--peer", &bootstrap, rom_path, "deploy"],
-            Duration::from_secs(120),
-        );
-        if out.code == Some(0) {
-            return Ok((hosts, dir));
+    let replicas = replicas.to_string();
+    for version in versions {
+        // Deploy once host 0 sees every host (deploy picks from its view).
+        let started = std::time::Instant::now();
+        loop {
+            let out = crate::ww_with_timeout(
+                &[
+                    "run",
+                    "--peer",
+                    &bootstrap,
+                    rom_path,
+                    "--version",
+                    version,
+                    "deploy",
+                    "--replicas",
+                    &replicas,
+                ],
+                Duration::from_secs(120),
+            );
+            if out.code == Some(0) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!("deploy of {version} failed: {}", out.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("deploy failed: {}", out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
+    Ok((hosts, dir))
 }
