@@ -39,6 +39,11 @@ impl Kv {
             .sum();
     }
 
+    /// Keys held.
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Versioned> {
         self.entries.get(key)
     }

@@ -57,6 +57,7 @@
 //!
 //! See docs/queue.md for the design and the feature comparison.
 
+mod bytes;
 mod client;
 mod command;
 pub mod crawl;

@@ -457,6 +457,22 @@ impl QueueMachine {
                 .sum::<u64>()
     }
 
+    /// About the size of [`StateMachine::snapshot`]'s output, a little
+    /// over for small states: stored bytes plus a per-record allowance for
+    /// lengths, versions and counters.
+    fn snapshot_bytes_estimate(&self) -> usize {
+        /// Encoded bytes per KV entry or message beyond its stored bytes.
+        const RECORD_OVERHEAD_BYTES: u64 = 24;
+        let records = self.state.kv.len()
+            + self.state.topics.values().map(Topic::len).sum::<u64>()
+            + self.state.crawls.values().map(Crawl::len).sum::<u64>();
+        let bytes = self
+            .stored_bytes()
+            .saturating_add(records.saturating_mul(RECORD_OVERHEAD_BYTES))
+            .saturating_add(1024);
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    }
+
     fn check_store(&self, adding: u64) -> Result<(), QueueError> {
         let bytes = self.stored_bytes();
         if adding > 0 && bytes + adding > STORED_BYTES_MAX {
@@ -534,7 +550,10 @@ impl StateMachine for QueueMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let bytes = vec![SNAPSHOT_FORMAT_VERSION];
+        // Sized up front: growing a buffer of tens of MB by doubling copied
+        // it again at every step (docs/raft-core.md, "Snapshots").
+        let mut bytes = Vec::with_capacity(self.snapshot_bytes_estimate());
+        bytes.push(SNAPSHOT_FORMAT_VERSION);
         match postcard::to_extend(&self.state, bytes) {
             Ok(bytes) => bytes,
             Err(error) => unreachable!("postcard encoding of queue state failed: {error}"),

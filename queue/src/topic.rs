@@ -23,6 +23,7 @@ use crate::QueueError;
 /// A stored message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Message {
+    #[serde(with = "crate::bytes")]
     pub(crate) body: Vec<u8>,
     pub(crate) enqueued_at_ms: u64,
     pub(crate) acquired: u32,

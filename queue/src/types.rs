@@ -204,6 +204,7 @@ pub enum AckOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versioned {
     /// The value.
+    #[serde(with = "crate::bytes")]
     pub value: Vec<u8>,
     /// The log index of the write that set it; never reused, so a
     /// compare-and-set cannot confuse a deleted and re-created key.

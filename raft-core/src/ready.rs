@@ -82,10 +82,6 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             return Ok(0);
         }
         self.issue_reads();
-        if let Err(error) = self.maybe_snapshot() {
-            self.failed = Some(error.to_string());
-            return Err(error);
-        }
         if !self.raw.has_ready() {
             return Ok(0);
         }
@@ -130,8 +126,10 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             self.finish_ready(staged, transport)?;
         }
         self.issue_reads();
+        // Snapshot work is done once per call, bounded: a snapshot spreads
+        // over many calls instead of stalling one (docs/raft-core.md).
+        self.snapshot_step()?;
         for _ in 0..READY_ROUNDS_MAX_COUNT {
-            self.maybe_snapshot()?;
             if !self.raw.has_ready() {
                 break;
             }
@@ -147,6 +145,14 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             || self.raw.has_ready()
             || !self.reads_queued.is_empty()
             || !self.outputs.is_empty()
+            || self.raw.store().background_work_pending()
+    }
+
+    /// The index of the snapshot this node is writing, if one is in
+    /// progress (it spreads over [`Node::process`] calls; the previous
+    /// snapshot serves until it is durable).
+    pub fn snapshot_in_progress(&self) -> Option<u64> {
+        self.raw.store().own_snapshot_in_progress()
     }
 
     fn handle_ready(&mut self, transport: &mut impl Transport) -> Result<(), Error> {
@@ -657,10 +663,32 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         }
     }
 
-    /// Takes a snapshot of the state machine when enough entries applied
-    /// since the last one, or when a follower needs a newer one; then
-    /// compacts the log, keeping `catch_up_entries` below the snapshot.
-    fn maybe_snapshot(&mut self) -> Result<(), Error> {
+    /// One bounded piece of snapshot work: starts a snapshot when enough
+    /// entries applied since the last one or when a follower needs a newer
+    /// one, writes the next chunk of the one in progress (installing it once
+    /// durable), and compacts a bounded part of the log below it.
+    fn snapshot_step(&mut self) -> Result<(), Error> {
+        if self.raw.store().own_snapshot_in_progress().is_none() {
+            self.maybe_begin_snapshot()?;
+        }
+        let step = self.raw.mut_store().own_snapshot_step(
+            self.config.snapshot_chunk_bytes_max,
+            self.config.snapshot_unsynced_bytes_max,
+        )?;
+        if let Some(index) = step.installed_index {
+            self.last_snapshot_index = self.last_snapshot_index.max(index);
+            self.counters.snapshots_taken_count += 1;
+        }
+        self.raw
+            .mut_store()
+            .compaction_step(self.config.compact_entries_per_process_max_count)
+    }
+
+    /// Captures the state at the applied index when a snapshot is due: the
+    /// state machine's bytes and the driver's part (sessions, metadata,
+    /// removed ids, log time), all at once so that they agree. Writing them
+    /// to disk is left to later [`Node::snapshot_step`]s.
+    fn maybe_begin_snapshot(&mut self) -> Result<(), Error> {
         let due = self.applied >= self.last_snapshot_index + self.config.snapshot_interval_entries;
         let wanted = self.raw.store().snapshot_wanted();
         if !(due || wanted) || self.applied <= self.last_snapshot_index {
@@ -688,6 +716,8 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             sessions: self.sessions.to_entries(),
             state: self.state_machine.snapshot(),
         };
+        // The configuration as of the applied index: conf changes are
+        // applied to raft-rs as their entries apply.
         let conf_state = self.raw.raft.prs().conf().to_conf_state();
         let snapshot = Snapshot {
             data: data.encode(),
@@ -700,9 +730,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         let compact_index = index.saturating_sub(self.config.catch_up_entries);
         self.raw
             .mut_store()
-            .save_own_snapshot(snapshot, compact_index)?;
-        self.last_snapshot_index = index;
-        self.counters.snapshots_taken_count += 1;
+            .begin_own_snapshot(snapshot, compact_index);
         Ok(())
     }
 }
