@@ -2,8 +2,10 @@
 //! [`StateMachine`] trait.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
 
-use raft_core::{ApplyContext, StateMachine};
+use raft_core::{ApplyContext, SnapshotSource, StateMachine};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
@@ -560,6 +562,28 @@ impl StateMachine for QueueMachine {
         }
     }
 
+    /// Serializes everything but the KV map now (topics and crawls are
+    /// bounded by their limits), and freezes the KV map (O(1),
+    /// copy-on-write): its entries are serialized a chunk per call.
+    fn begin_snapshot(&mut self) -> Box<dyn SnapshotSource> {
+        let state = &self.state;
+        let entries = self.state.kv.len();
+        // Persisted's fields in order, split around the KV map's entries:
+        // postcard writes a struct as its fields in order and a map as a
+        // varint length and its pairs.
+        let head = (state.now_ms, state.last_token, &state.topics, entries);
+        let prefix = encode_into(vec![SNAPSHOT_FORMAT_VERSION], &head);
+        let suffix = encode_into(Vec::new(), &(state.kv.revision(), &state.crawls));
+        let frozen = self.state.kv.freeze();
+        Box::new(QueueSnapshot {
+            prefix: Some(prefix),
+            frozen,
+            after: None,
+            entries_left: entries,
+            suffix: Some(suffix),
+        })
+    }
+
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         self.restore_from(snapshot)
     }
@@ -568,6 +592,64 @@ impl StateMachine for QueueMachine {
     /// copy (snapshots from peers are rare; memory is held only meanwhile).
     fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String> {
         Self::new().restore_from(snapshot)
+    }
+}
+
+/// A snapshot of a [`QueueMachine`] in progress: see
+/// [`StateMachine::begin_snapshot`].
+struct QueueSnapshot {
+    /// Format, log time, token counter, topics and the KV length; taken
+    /// by the first chunk.
+    prefix: Option<Vec<u8>>,
+    /// The KV entries at the capture, shared copy-on-write.
+    frozen: Arc<kv::Entries>,
+    /// The last key serialized.
+    after: Option<Vec<u8>>,
+    entries_left: u64,
+    /// The KV revision and the crawls; taken by the last chunk.
+    suffix: Option<Vec<u8>>,
+}
+
+impl SnapshotSource for QueueSnapshot {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        let start_len = out.len();
+        if let Some(prefix) = self.prefix.take() {
+            out.extend_from_slice(&prefix);
+        }
+        let range = match &self.after {
+            Some(key) => self
+                .frozen
+                .range::<Vec<u8>, _>((Bound::Excluded(key), Bound::Unbounded)),
+            None => self.frozen.range::<Vec<u8>, _>(..),
+        };
+        let mut last = None;
+        for (key, value) in range {
+            if out.len() - start_len >= max_bytes {
+                break;
+            }
+            let taken = std::mem::take(out);
+            *out = encode_into(taken, &(key, value));
+            self.entries_left = self.entries_left.saturating_sub(1);
+            last = Some(key);
+        }
+        if let Some(key) = last {
+            self.after = Some(key.clone());
+        }
+        if self.entries_left > 0 {
+            return false;
+        }
+        if let Some(suffix) = self.suffix.take() {
+            out.extend_from_slice(&suffix);
+        }
+        true
+    }
+}
+
+/// Appends `value`'s postcard encoding to `out`.
+fn encode_into<T: Serialize + ?Sized>(out: Vec<u8>, value: &T) -> Vec<u8> {
+    match postcard::to_extend(value, out) {
+        Ok(bytes) => bytes,
+        Err(error) => unreachable!("postcard encoding of queue state failed: {error}"),
     }
 }
 

@@ -113,6 +113,31 @@ impl ChangeContext {
     }
 }
 
+/// Bytes of the state length written by [`patch_state_len`]: a varint
+/// padded to five bytes. Postcard reads a padded varint like a minimal
+/// one, as a `u64` and as a `usize` on 32-bit targets (at most five bytes,
+/// the last below 16), so peers of every version decode it.
+pub(crate) const STATE_LEN_PLACEHOLDER_BYTES: usize = 5;
+
+/// Writes `state_len` as a varint padded to
+/// [`STATE_LEN_PLACEHOLDER_BYTES`] into `out`. `None` if it does not fit
+/// (4 GiB or more).
+pub(crate) fn patch_state_len(out: &mut [u8], state_len: u64) -> Option<()> {
+    if state_len >> 32 != 0 || out.len() != STATE_LEN_PLACEHOLDER_BYTES {
+        return None;
+    }
+    for (at, byte) in out.iter_mut().enumerate() {
+        let bits = ((state_len >> (7 * at)) & 0x7f) as u8;
+        let more = if at + 1 < STATE_LEN_PLACEHOLDER_BYTES {
+            0x80
+        } else {
+            0
+        };
+        *byte = bits | more;
+    }
+    Some(())
+}
+
 /// The fields of [`SnapshotData`] before `state`, borrowed, in the same
 /// order. Postcard writes a struct as its fields in order and a `Vec<u8>`
 /// as a varint length and the bytes, so `format ++ header ++ varint(len)
@@ -164,6 +189,27 @@ impl SnapshotData {
             postcard::to_extend(&(self.state.len() as u64), out).expect("postcard encodes a u64");
         out.reserve_exact(self.state.len());
         out.extend_from_slice(&self.state);
+        out
+    }
+
+    /// The encoding up to the state, followed by a placeholder for the
+    /// state's length ([`STATE_LEN_PLACEHOLDER_BYTES`] bytes, filled in by
+    /// [`patch_state_len`]): the state is appended after it as it is
+    /// serialized, and its length is known only at the end.
+    pub(crate) fn encode_prefix(&self) -> Vec<u8> {
+        let header = SnapshotHeaderRef {
+            group_id: self.group_id,
+            max_sessions_count: self.max_sessions_count,
+            session_timeout_ms: self.session_timeout_ms,
+            last_time_ms: self.last_time_ms,
+            metadata: &self.metadata,
+            removed_ids: &self.removed_ids,
+            sessions: &self.sessions,
+        };
+        #[allow(clippy::expect_used)]
+        let mut out = postcard::to_extend(&header, vec![SNAPSHOT_FORMAT])
+            .expect("postcard encodes plain data");
+        out.extend_from_slice(&[0; STATE_LEN_PLACEHOLDER_BYTES]);
         out
     }
 
@@ -277,6 +323,38 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn a_padded_state_length_decodes_everywhere() {
+        // Goal: a snapshot whose state was appended after a placeholder
+        // (its length patched in at the end) reads as the same data, with
+        // this decoder and with serde's (older peers). Method: lengths
+        // whose minimal varint takes one to four bytes.
+        for state_len in [0usize, 1, 127, 128, 16_384, 2_100_000] {
+            let data = SnapshotData {
+                group_id: 5,
+                max_sessions_count: 3,
+                session_timeout_ms: 1_000,
+                last_time_ms: 2,
+                metadata: vec![(1, vec![7])],
+                removed_ids: vec![4],
+                sessions: Vec::new(),
+                state: (0..state_len).map(|i| (i % 249) as u8).collect(),
+            };
+            let mut bytes = data.encode_prefix();
+            let at = bytes.len() - STATE_LEN_PLACEHOLDER_BYTES;
+            bytes.extend_from_slice(&data.state);
+            patch_state_len(
+                &mut bytes[at..at + STATE_LEN_PLACEHOLDER_BYTES],
+                state_len as u64,
+            )
+            .expect("fits");
+            assert_eq!(SnapshotData::decode(&bytes), Some(data.clone()));
+            assert_eq!(decode::<SnapshotData>(SNAPSHOT_FORMAT, &bytes), Some(data));
+        }
+        let mut placeholder = [0; STATE_LEN_PLACEHOLDER_BYTES];
+        assert_eq!(patch_state_len(&mut placeholder, 1 << 32), None);
     }
 
     #[test]

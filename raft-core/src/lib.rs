@@ -100,7 +100,7 @@ pub use error::{DropReason, Error, RequestError};
 pub use membership::Membership;
 pub use node::{Bootstrap, Join, Node, Options, StepReport};
 pub use output::{ChangeId, Counters, Event, Output, PeerProgress, ReadId, Role, Status};
-pub use state_machine::{ApplyContext, StateMachine};
+pub use state_machine::{ApplyContext, SnapshotSource, StateMachine};
 pub use storage::dir::{Dir, FsDir};
 pub use storage::StorageCounters;
 pub use transport::{SendError, Transport};

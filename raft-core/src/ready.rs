@@ -22,7 +22,10 @@ use raft::eraftpb::{
 };
 use raft::{SnapshotStatus, StateRole};
 
-use crate::command::{ChangeContext, CommandEntry, RegisterEntry, SnapshotData};
+use crate::command::{
+    patch_state_len, ChangeContext, CommandEntry, RegisterEntry, SnapshotData,
+    STATE_LEN_PLACEHOLDER_BYTES,
+};
 use crate::envelope::{pack, EnvelopeKind};
 use crate::error::{Error, RequestError};
 use crate::node::{Node, ReadBatch};
@@ -669,12 +672,29 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     /// durable), and compacts a bounded part of the log below it.
     fn snapshot_step(&mut self) -> Result<(), Error> {
         if self.raw.store().own_snapshot_in_progress().is_none() {
+            // Finished, or abandoned because a snapshot from the leader
+            // replaced the log.
+            self.snapshot_source = None;
             self.maybe_begin_snapshot()?;
         }
-        let step = self.raw.mut_store().own_snapshot_step(
-            self.config.snapshot_chunk_bytes_max,
-            self.config.snapshot_unsynced_bytes_max,
-        )?;
+        if let Some(source) = self.snapshot_source.as_mut() {
+            if let Some(data) = self.raw.mut_store().own_snapshot_data_mut() {
+                if source.next_chunk(data, self.config.snapshot_chunk_bytes_max) {
+                    let at = self.snapshot_state_start - STATE_LEN_PLACEHOLDER_BYTES;
+                    let state_len = (data.len() - self.snapshot_state_start) as u64;
+                    patch_state_len(&mut data[at..self.snapshot_state_start], state_len)
+                        .ok_or_else(|| {
+                            Error::Failed(format!("a state of {state_len} bytes is too large"))
+                        })?;
+                    self.raw.mut_store().complete_own_snapshot();
+                    self.snapshot_source = None;
+                }
+            }
+        }
+        let step = self
+            .raw
+            .mut_store()
+            .own_snapshot_step(self.config.snapshot_unsynced_bytes_max)?;
         if let Some(index) = step.installed_index {
             self.last_snapshot_index = self.last_snapshot_index.max(index);
             self.counters.snapshots_taken_count += 1;
@@ -714,23 +734,25 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 .collect(),
             removed_ids: self.removed_ids.iter().copied().collect(),
             sessions: self.sessions.to_entries(),
-            state: self.state_machine.snapshot(),
+            state: Vec::new(),
         };
         // The configuration as of the applied index: conf changes are
         // applied to raft-rs as their entries apply.
         let conf_state = self.raw.raft.prs().conf().to_conf_state();
         let snapshot = Snapshot {
-            data: data.encode(),
+            data: data.encode_prefix(),
             metadata: Some(SnapshotMetadata {
                 conf_state: Some(conf_state),
                 index,
                 term,
             }),
         };
+        self.snapshot_state_start = snapshot.data.len();
+        self.snapshot_source = Some(self.state_machine.begin_snapshot());
         let compact_index = index.saturating_sub(self.config.catch_up_entries);
         self.raw
             .mut_store()
-            .begin_own_snapshot(snapshot, compact_index);
+            .begin_own_snapshot(snapshot, self.snapshot_state_start, compact_index);
         Ok(())
     }
 }

@@ -139,8 +139,8 @@ fn crashes_meet_snapshots_in_progress() {
     // Goal: a snapshot is written a chunk per round, and a node that dies
     // with one half written reopens from its previous snapshot and an
     // intact log, losing nothing acknowledged. Method: the simulator's
-    // chunks are 8-511 bytes, so a snapshot spans many rounds while
-    // crashes (half of them aimed at a node writing a snapshot), I/O
+    // chunks are 2-63 bytes, so a snapshot spans many rounds while
+    // crashes (most aimed at a node writing a snapshot, if any), I/O
     // faults and restarts go on; over 200 seeds many snapshots must
     // complete, nodes must stop mid-snapshot, and every seed must pass.
     let (mut taken, mut stopped) = (0, 0);

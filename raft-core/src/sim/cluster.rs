@@ -219,7 +219,7 @@ impl<W: Workload> Simulation<W> {
         // Tiny chunks, so that a snapshot of the simulator's small states
         // spreads over many rounds and crashes land in the middle of one.
         let config = Config {
-            snapshot_chunk_bytes_max: rng_config.range(8, 512) as usize,
+            snapshot_chunk_bytes_max: rng_config.range(2, 64) as usize,
             snapshot_unsynced_bytes_max: rng_config.range(0, 4096),
             compact_entries_per_process_max_count: rng_config.range(1, 64),
             ..config
@@ -462,9 +462,10 @@ impl<W: Workload> Simulation<W> {
         match self.rng_nemesis.below(100) {
             0..=19 => {
                 let mut up: Vec<usize> = self.live_indexes();
-                // Half the crashes aim at nodes writing a snapshot, when
-                // there are any: a snapshot spans a few rounds only, and a
-                // crash inside one is what its chunked write must survive.
+                // Crashes aim at nodes writing a snapshot, when there are
+                // any (three in four): a snapshot spans a few rounds only,
+                // and a crash inside one is what its chunked write must
+                // survive.
                 let snapshotting: Vec<usize> = up
                     .iter()
                     .copied()
@@ -475,7 +476,7 @@ impl<W: Workload> Simulation<W> {
                             .is_some_and(|n| n.snapshot_in_progress().is_some())
                     })
                     .collect();
-                if !snapshotting.is_empty() && self.rng_nemesis.chance(1, 2) {
+                if !snapshotting.is_empty() && self.rng_nemesis.chance(3, 4) {
                     up = snapshotting;
                 }
                 if let Some(&victim) =
@@ -1168,6 +1169,20 @@ impl<W: Workload> Simulation<W> {
             }
             if let Some(violation) = self.applied_log.borrow().violation.clone() {
                 return Err(self.fail(violation));
+            }
+            let snapshotting = self.nodes[index]
+                .node
+                .as_ref()
+                .is_some_and(|n| n.snapshot_in_progress().is_some());
+            if snapshotting && self.phase == Phase::Safety && self.rng_nemesis.chance(1, 300) {
+                // A power loss between two chunks of a snapshot: the node
+                // must reopen from its previous snapshot and its log. (A
+                // snapshot spans a few rounds only, so the nemesis's own
+                // crashes seldom land inside one.)
+                let down_ms = self.rng_nemesis.range(20, 500);
+                self.crash(index);
+                self.nodes[index].restart_at_ms = Some(self.now_ms + down_ms);
+                continue;
             }
             if finishing && self.nodes[index].is_up() {
                 // What arrived while the Ready was staged; processed in the

@@ -77,13 +77,16 @@ pub struct LogStore<D: Dir> {
     counters: StorageCounters,
 }
 
-/// An own snapshot in progress. Its bytes are complete in memory (the
-/// state was captured at one applied index); only the file is not.
+/// An own snapshot in progress: the state captured at one applied index,
+/// its bytes produced by the driver a chunk per round into `snapshot.data`
+/// and written as they come.
 #[derive(Debug)]
 struct SnapshotJob {
     snapshot: Snapshot,
     /// Where compaction may go once the snapshot is durable.
     compact_index: u64,
+    /// The data is whole.
+    complete: bool,
     writer: snapfile::ChunkedWriter,
 }
 
@@ -333,14 +336,22 @@ impl<D: Dir> LogStore<D> {
         self.hard_state.commit = self.hard_state.commit.max(commit);
     }
 
-    /// Starts writing a snapshot of this replica's own state machine (its
-    /// bytes complete in memory), to be installed by later
-    /// [`LogStore::own_snapshot_step`] calls. Once it is durable, the log
-    /// is compacted up to `compact_index` (at most the snapshot's index),
+    /// Starts writing a snapshot of this replica's own state machine. Its
+    /// data holds the first `state_start` bytes (the driver's part); the
+    /// driver appends the rest through [`LogStore::own_snapshot_data_mut`]
+    /// and then calls [`LogStore::complete_own_snapshot`]. Later
+    /// [`LogStore::own_snapshot_step`] calls write it as it grows; once it
+    /// is whole and durable it becomes the newest snapshot and the log is
+    /// compacted up to `compact_index` (at most the snapshot's index),
     /// keeping the entries above it as a catch-up window. Until then the
     /// previous snapshot stays the newest, and a crash leaves only a
     /// temporary file that the next open removes.
-    pub(crate) fn begin_own_snapshot(&mut self, snapshot: Snapshot, compact_index: u64) {
+    pub(crate) fn begin_own_snapshot(
+        &mut self,
+        snapshot: Snapshot,
+        state_start: usize,
+        compact_index: u64,
+    ) {
         let snap_index = snapshot.get_metadata().index;
         assert!(compact_index <= snap_index, "compaction past the snapshot");
         assert!(
@@ -348,11 +359,31 @@ impl<D: Dir> LogStore<D> {
             "snapshot of uncommitted state"
         );
         assert!(self.job.is_none(), "one own snapshot at a time");
+        assert!(
+            state_start <= snapshot.data.len(),
+            "the prefix is in the data"
+        );
         self.job = Some(SnapshotJob {
             snapshot,
             compact_index,
-            writer: snapfile::ChunkedWriter::new(),
+            complete: false,
+            writer: snapfile::ChunkedWriter::new(state_start),
         });
+    }
+
+    /// The data of the own snapshot in progress, while it is produced.
+    pub(crate) fn own_snapshot_data_mut(&mut self) -> Option<&mut Vec<u8>> {
+        self.job
+            .as_mut()
+            .filter(|job| !job.complete)
+            .map(|job| &mut job.snapshot.data)
+    }
+
+    /// Marks the own snapshot's data whole: the next step finishes it.
+    pub(crate) fn complete_own_snapshot(&mut self) {
+        if let Some(job) = self.job.as_mut() {
+            job.complete = true;
+        }
     }
 
     /// The index of the own snapshot being written, if any.
@@ -362,10 +393,9 @@ impl<D: Dir> LogStore<D> {
             .map(|job| job.snapshot.get_metadata().index)
     }
 
-    /// Writes the next piece of the own snapshot in progress (at most
-    /// `chunk_bytes_max` of its data, a sync once `unsynced_bytes_max` are
-    /// unsynced); on its last piece makes it durable and the newest, and
-    /// schedules compaction.
+    /// Writes what the own snapshot in progress gained since the last call
+    /// (a sync once `unsynced_bytes_max` are unsynced); once it is whole,
+    /// makes it durable and the newest, and schedules compaction.
     ///
     /// # Errors
     ///
@@ -373,7 +403,6 @@ impl<D: Dir> LogStore<D> {
     /// log are intact).
     pub(crate) fn own_snapshot_step(
         &mut self,
-        chunk_bytes_max: usize,
         unsynced_bytes_max: u64,
     ) -> Result<SnapshotStep, Error> {
         let Some(job) = self.job.as_mut() else {
@@ -382,7 +411,7 @@ impl<D: Dir> LogStore<D> {
         let done = job.writer.step(
             &mut self.dir,
             &job.snapshot,
-            chunk_bytes_max,
+            job.complete,
             unsynced_bytes_max,
         )?;
         self.counters.fsync_count += done.fsync_count;
@@ -460,9 +489,11 @@ impl<D: Dir> LogStore<D> {
         snapshot: Snapshot,
         compact_index: u64,
     ) -> Result<(), Error> {
-        self.begin_own_snapshot(snapshot, compact_index);
+        let state_start = snapshot.data.len();
+        self.begin_own_snapshot(snapshot, state_start, compact_index);
+        self.complete_own_snapshot();
         while self.job.is_some() {
-            self.own_snapshot_step(usize::MAX, u64::MAX)?;
+            self.own_snapshot_step(u64::MAX)?;
         }
         while self.background_work_pending() {
             self.compaction_step(u64::MAX)?;

@@ -3,12 +3,15 @@
 //! - **whole**: one frame holding an encoded raft-rs `Snapshot` (metadata
 //!   and data). Snapshots received from the leader, and every snapshot of
 //!   earlier versions.
-//! - **chunked**: a header frame (`"RCSC"`, the data length, the encoded
-//!   `SnapshotMetadata`), the data in frames of at most
-//!   `Config::snapshot_chunk_bytes_max`, and an end frame (`"RCSE"`, the
-//!   data length, the chunk count). A replica's own snapshots, written a
-//!   chunk per `Node::process` call so that the loop never stalls for a
-//!   whole snapshot ([`ChunkedWriter`]).
+//! - **chunked**: a header frame (`"RCSC"`, the encoded
+//!   `SnapshotMetadata`), the state machine's bytes in frames of about
+//!   `Config::snapshot_chunk_bytes_max` as they are serialized, and an end
+//!   frame (`"RCSE"`, the data length, the chunk count, then the data's
+//!   prefix: the driver's part, which ends with the state's length, known
+//!   only at the end). The data is the prefix followed by the chunks. A
+//!   replica's own snapshots, serialized and written a chunk per
+//!   `Node::process` call so that the loop never stalls for a whole
+//!   snapshot ([`ChunkedWriter`]).
 //!
 //! Either is written under a temporary name, synced, renamed into place and
 //! the directory synced, so a file with a final name is always complete; a
@@ -83,11 +86,14 @@ fn remove_older(dir: &mut impl Dir, index: u64, term: u64) -> Result<(), Error> 
     Ok(())
 }
 
-/// Writes a snapshot whose bytes are already in memory as a chunked file,
-/// a bounded piece per [`ChunkedWriter::step`]. See the module docs.
+/// Writes a snapshot as a chunked file while its data is produced: see the
+/// module docs.
 #[derive(Debug)]
 pub(crate) struct ChunkedWriter {
-    /// Bytes of `snapshot.data` already in the file.
+    /// Where the state begins in the data: the bytes before it go in the
+    /// end frame.
+    state_start: usize,
+    /// Bytes of the data already in the file (from `state_start`).
     written_bytes: usize,
     /// Chunk frames written.
     chunk_count: u64,
@@ -109,20 +115,21 @@ pub(crate) struct StepDone {
 }
 
 impl ChunkedWriter {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(state_start: usize) -> Self {
         Self {
-            written_bytes: 0,
+            state_start,
+            written_bytes: state_start,
             chunk_count: 0,
             started: false,
             unsynced_bytes: 0,
         }
     }
 
-    /// Writes the next piece of `snapshot`: the header and, while data is
-    /// left, one chunk of at most `chunk_bytes_max`; syncs once
-    /// `unsynced_bytes_max` are unsynced; once all data is written, the end
-    /// frame, a sync, the rename and a directory sync, then removes older
-    /// snapshot files.
+    /// Writes what `snapshot.data` gained since the last step as one chunk
+    /// (the header first, on the first step), and syncs once
+    /// `unsynced_bytes_max` are unsynced. Once `complete` (the data is
+    /// whole): the end frame, a sync, the rename and a directory sync, then
+    /// removes older snapshot files.
     ///
     /// # Errors
     ///
@@ -132,17 +139,15 @@ impl ChunkedWriter {
         &mut self,
         dir: &mut impl Dir,
         snapshot: &Snapshot,
-        chunk_bytes_max: usize,
+        complete: bool,
         unsynced_bytes_max: u64,
     ) -> Result<StepDone, Error> {
-        debug_assert!(chunk_bytes_max > 0, "chunks must make progress");
         let meta = snapshot.get_metadata();
-        let data_len = snapshot.data.len();
+        let data = &snapshot.data;
         let mut done = StepDone::default();
         let mut bytes = Vec::new();
         if !self.started {
             let mut payload = CHUNKED_MAGIC.to_vec();
-            payload.extend_from_slice(&(data_len as u64).to_le_bytes());
             meta.encode(&mut payload)
                 .map_err(|e| Error::Failed(format!("encode snapshot metadata: {e}")))?;
             encode_frame(&mut bytes, &payload);
@@ -152,18 +157,18 @@ impl ChunkedWriter {
             self.record(&mut done, bytes.len());
             bytes.clear();
         }
-        if self.written_bytes < data_len {
-            let end = data_len.min(self.written_bytes.saturating_add(chunk_bytes_max.max(1)));
-            bytes.reserve(end - self.written_bytes + FRAME_HEADER_BYTES + FRAME_TRAILER_BYTES);
-            encode_frame(&mut bytes, &snapshot.data[self.written_bytes..end]);
+        if self.written_bytes < data.len() {
+            let chunk = &data[self.written_bytes..];
+            bytes.reserve(chunk.len() + FRAME_HEADER_BYTES + FRAME_TRAILER_BYTES);
+            encode_frame(&mut bytes, chunk);
             dir.append(PART_NAME, &bytes)
                 .map_err(|e| Error::io("write snapshot chunk", e))?;
-            self.written_bytes = end;
+            self.written_bytes = data.len();
             self.chunk_count += 1;
             self.record(&mut done, bytes.len());
             bytes.clear();
         }
-        if self.written_bytes < data_len {
+        if !complete {
             if self.unsynced_bytes >= unsynced_bytes_max {
                 // Syncing as we go bounds the last sync, which would
                 // otherwise write the whole file in one round.
@@ -174,9 +179,11 @@ impl ChunkedWriter {
             }
             return Ok(done);
         }
+        let prefix = data.get(..self.state_start).unwrap_or_default();
         let mut payload = END_MAGIC.to_vec();
-        payload.extend_from_slice(&(data_len as u64).to_le_bytes());
+        payload.extend_from_slice(&(data.len() as u64).to_le_bytes());
         payload.extend_from_slice(&self.chunk_count.to_le_bytes());
+        payload.extend_from_slice(prefix);
         encode_frame(&mut bytes, &payload);
         dir.append(PART_NAME, &bytes)
             .map_err(|e| Error::io("write snapshot end", e))?;
@@ -217,28 +224,25 @@ fn read_chunked(name: &str, payloads: &[&[u8]]) -> Result<Snapshot, Error> {
         return Err(corrupt("a chunked snapshot needs a header and an end"));
     };
     let chunks = &payloads[1..payloads.len() - 1];
-    let header = header
+    let metadata = header
         .strip_prefix(CHUNKED_MAGIC)
         .ok_or_else(|| corrupt("no chunked snapshot header"))?;
     let end = end
         .strip_prefix(END_MAGIC)
         .ok_or_else(|| corrupt("no chunked snapshot end"))?;
-    let (Some(data_len), Some(end_len), Some(end_count)) =
-        (read_u64(header, 0), read_u64(end, 0), read_u64(end, 8))
+    let (Some(data_len), Some(chunk_count), Some(prefix)) =
+        (read_u64(end, 0), read_u64(end, 8), end.get(16..))
     else {
-        return Err(corrupt("short chunked snapshot header or end"));
+        return Err(corrupt("short chunked snapshot end"));
     };
-    let metadata = SnapshotMetadata::decode(&header[8..])
+    let metadata = SnapshotMetadata::decode(metadata)
         .map_err(|e| corrupt(&format!("undecodable snapshot metadata: {e}")))?;
-    let total: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    if end.len() != 16
-        || end_len != data_len
-        || end_count != chunks.len() as u64
-        || total != data_len
-    {
+    let total = prefix.len() as u64 + chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+    if chunk_count != chunks.len() as u64 || total != data_len {
         return Err(corrupt("chunked snapshot length or chunk count mismatch"));
     }
     let mut data = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    data.extend_from_slice(prefix);
     for chunk in chunks {
         data.extend_from_slice(chunk);
     }
