@@ -98,8 +98,11 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
 
     /// Does all pending work: issues queued reads, handles Readies (persist
     /// with one write and one `sync_data` each, send one batch per peer,
-    /// apply), takes snapshots when due, and returns the outputs produced
-    /// since the last call (including [`Node::tick`] timeouts).
+    /// apply), does one bounded piece of snapshot work (a capture, a chunk
+    /// of about `Config::snapshot_chunk_bytes_max`, the install, or a piece
+    /// of compaction: a snapshot spreads over many calls), and returns the
+    /// outputs produced since the last call (including [`Node::tick`]
+    /// timeouts).
     ///
     /// Call it after every batch of inputs (ticks, steps, proposals, reads).
     /// Everything proposed since the last call goes into the same Ready, so
