@@ -2,8 +2,10 @@
 //! [`StateMachine`] trait.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
 
-use raft_core::{ApplyContext, StateMachine};
+use raft_core::{ApplyContext, SnapshotSource, StateMachine};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{
@@ -11,6 +13,7 @@ use crate::command::{
 };
 use crate::crawl::Crawl;
 use crate::kv::{self, display_key, Kv};
+use crate::kv_key;
 use crate::limits::{
     BATCH_BYTES_MAX, BATCH_MESSAGES_MAX, CLIENT_ID_BYTES_MAX, DEDUPE_WINDOW_MS_MAX, DELAY_MS_MAX,
     DLQ_SUFFIX, IN_FLIGHT_MAX_LIMIT, LEASE_MS_MAX, LEASE_MS_MIN, LEASE_TOKENS_PER_INDEX,
@@ -457,6 +460,22 @@ impl QueueMachine {
                 .sum::<u64>()
     }
 
+    /// About the size of [`StateMachine::snapshot`]'s output, a little
+    /// over for small states: stored bytes plus a per-record allowance for
+    /// lengths, versions and counters.
+    fn snapshot_bytes_estimate(&self) -> usize {
+        /// Encoded bytes per KV entry or message beyond its stored bytes.
+        const RECORD_OVERHEAD_BYTES: u64 = 24;
+        let records = self.state.kv.len()
+            + self.state.topics.values().map(Topic::len).sum::<u64>()
+            + self.state.crawls.values().map(Crawl::len).sum::<u64>();
+        let bytes = self
+            .stored_bytes()
+            .saturating_add(records.saturating_mul(RECORD_OVERHEAD_BYTES))
+            .saturating_add(1024);
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    }
+
     fn check_store(&self, adding: u64) -> Result<(), QueueError> {
         let bytes = self.stored_bytes();
         if adding > 0 && bytes + adding > STORED_BYTES_MAX {
@@ -534,11 +553,36 @@ impl StateMachine for QueueMachine {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let bytes = vec![SNAPSHOT_FORMAT_VERSION];
+        // Sized up front: growing a buffer of tens of MB by doubling copied
+        // it again at every step (docs/raft-core.md, "Snapshots").
+        let mut bytes = Vec::with_capacity(self.snapshot_bytes_estimate());
+        bytes.push(SNAPSHOT_FORMAT_VERSION);
         match postcard::to_extend(&self.state, bytes) {
             Ok(bytes) => bytes,
             Err(error) => unreachable!("postcard encoding of queue state failed: {error}"),
         }
+    }
+
+    /// Serializes everything but the KV map now (topics and crawls are
+    /// bounded by their limits), and freezes the KV map (O(1),
+    /// copy-on-write): its entries are serialized a chunk per call.
+    fn begin_snapshot(&mut self) -> Box<dyn SnapshotSource> {
+        let state = &self.state;
+        let entries = self.state.kv.len();
+        // Persisted's fields in order, split around the KV map's entries:
+        // postcard writes a struct as its fields in order and a map as a
+        // varint length and its pairs.
+        let head = (state.now_ms, state.last_token, &state.topics, entries);
+        let prefix = encode_into(vec![SNAPSHOT_FORMAT_VERSION], &head);
+        let suffix = encode_into(Vec::new(), &(state.kv.revision(), &state.crawls));
+        let frozen = self.state.kv.freeze();
+        Box::new(QueueSnapshot {
+            prefix: Some(prefix),
+            frozen,
+            after: None,
+            entries_left: entries,
+            suffix: Some(suffix),
+        })
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
@@ -549,6 +593,64 @@ impl StateMachine for QueueMachine {
     /// copy (snapshots from peers are rare; memory is held only meanwhile).
     fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String> {
         Self::new().restore_from(snapshot)
+    }
+}
+
+/// A snapshot of a [`QueueMachine`] in progress: see
+/// [`StateMachine::begin_snapshot`].
+struct QueueSnapshot {
+    /// Format, log time, token counter, topics and the KV length; taken
+    /// by the first chunk.
+    prefix: Option<Vec<u8>>,
+    /// The KV entries at the capture, shared copy-on-write.
+    frozen: Arc<kv::Entries>,
+    /// The last key serialized.
+    after: Option<kv_key::Key>,
+    entries_left: u64,
+    /// The KV revision and the crawls; taken by the last chunk.
+    suffix: Option<Vec<u8>>,
+}
+
+impl SnapshotSource for QueueSnapshot {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        let start_len = out.len();
+        if let Some(prefix) = self.prefix.take() {
+            out.extend_from_slice(&prefix);
+        }
+        let range = match &self.after {
+            Some(key) => self
+                .frozen
+                .range::<kv_key::Key, _>((Bound::Excluded(key), Bound::Unbounded)),
+            None => self.frozen.range::<kv_key::Key, _>(..),
+        };
+        let mut last = None;
+        for (key, value) in range {
+            if out.len() - start_len >= max_bytes {
+                break;
+            }
+            let taken = std::mem::take(out);
+            *out = encode_into(taken, &(key, value));
+            self.entries_left = self.entries_left.saturating_sub(1);
+            last = Some(key);
+        }
+        if let Some(key) = last {
+            self.after = Some(key.clone());
+        }
+        if self.entries_left > 0 {
+            return false;
+        }
+        if let Some(suffix) = self.suffix.take() {
+            out.extend_from_slice(&suffix);
+        }
+        true
+    }
+}
+
+/// Appends `value`'s postcard encoding to `out`.
+fn encode_into<T: Serialize + ?Sized>(out: Vec<u8>, value: &T) -> Vec<u8> {
+    match postcard::to_extend(value, out) {
+        Ok(bytes) => bytes,
+        Err(error) => unreachable!("postcard encoding of queue state failed: {error}"),
     }
 }
 

@@ -64,7 +64,11 @@
 //! frame, refuses to start on damage anywhere else, including a bit flip in
 //! a last frame that was written whole ([`Error::Corruption`]), and copies
 //! the last segment into a fresh synced file so that bytes a failed sync
-//! left in the page cache are never taken for durable. See
+//! left in the page cache are never taken for durable. A snapshot is
+//! captured in one call ([`StateMachine::begin_snapshot`]), serialized and
+//! written a bounded chunk per [`Node::process`] call, and relied on (the
+//! log compacted below it) only once it is synced and renamed into place;
+//! a crash before that leaves the previous snapshot and the log. See
 //! `docs/raft-core.md` for the file formats and for what an operator does
 //! when a replica refuses to start.
 //!
@@ -100,7 +104,7 @@ pub use error::{DropReason, Error, RequestError};
 pub use membership::Membership;
 pub use node::{Bootstrap, Join, Node, Options, StepReport};
 pub use output::{ChangeId, Counters, Event, Output, PeerProgress, ReadId, Role, Status};
-pub use state_machine::{ApplyContext, StateMachine};
+pub use state_machine::{ApplyContext, SnapshotSource, StateMachine};
 pub use storage::dir::{Dir, FsDir};
 pub use storage::StorageCounters;
 pub use transport::{SendError, Transport};

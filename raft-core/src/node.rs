@@ -189,6 +189,12 @@ pub struct Node<S: StateMachine, D: Dir> {
     /// [`Node::process`] persists next. While set, raft-rs must not be
     /// stepped.
     pub(crate) staged: Option<crate::ready::Staged>,
+    /// The state machine's side of the own snapshot in progress: it
+    /// serializes a chunk per [`Node::process`] into the snapshot's data.
+    pub(crate) snapshot_source: Option<Box<dyn crate::state_machine::SnapshotSource>>,
+    /// Where the state begins in that data (after the driver's part and
+    /// the state length placeholder).
+    pub(crate) snapshot_state_start: usize,
 }
 
 fn discard_logger() -> Logger {
@@ -435,6 +441,8 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             removed: false,
             failed: None,
             staged: None,
+            snapshot_source: None,
+            snapshot_state_start: 0,
         };
         node.randomize_election_timeout();
         Ok(node)

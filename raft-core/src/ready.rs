@@ -22,7 +22,10 @@ use raft::eraftpb::{
 };
 use raft::{SnapshotStatus, StateRole};
 
-use crate::command::{ChangeContext, CommandEntry, RegisterEntry, SnapshotData};
+use crate::command::{
+    patch_state_len, ChangeContext, CommandEntry, RegisterEntry, SnapshotData,
+    STATE_LEN_PLACEHOLDER_BYTES,
+};
 use crate::envelope::{pack, EnvelopeKind};
 use crate::error::{Error, RequestError};
 use crate::node::{Node, ReadBatch};
@@ -82,10 +85,6 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             return Ok(0);
         }
         self.issue_reads();
-        if let Err(error) = self.maybe_snapshot() {
-            self.failed = Some(error.to_string());
-            return Err(error);
-        }
         if !self.raw.has_ready() {
             return Ok(0);
         }
@@ -99,8 +98,11 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
 
     /// Does all pending work: issues queued reads, handles Readies (persist
     /// with one write and one `sync_data` each, send one batch per peer,
-    /// apply), takes snapshots when due, and returns the outputs produced
-    /// since the last call (including [`Node::tick`] timeouts).
+    /// apply), does one bounded piece of snapshot work (a capture, a chunk
+    /// of about `Config::snapshot_chunk_bytes_max`, the install, or a piece
+    /// of compaction: a snapshot spreads over many calls), and returns the
+    /// outputs produced since the last call (including [`Node::tick`]
+    /// timeouts).
     ///
     /// Call it after every batch of inputs (ticks, steps, proposals, reads).
     /// Everything proposed since the last call goes into the same Ready, so
@@ -130,8 +132,10 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             self.finish_ready(staged, transport)?;
         }
         self.issue_reads();
+        // Snapshot work is done once per call, bounded: a snapshot spreads
+        // over many calls instead of stalling one (docs/raft-core.md).
+        self.snapshot_step()?;
         for _ in 0..READY_ROUNDS_MAX_COUNT {
-            self.maybe_snapshot()?;
             if !self.raw.has_ready() {
                 break;
             }
@@ -147,6 +151,14 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             || self.raw.has_ready()
             || !self.reads_queued.is_empty()
             || !self.outputs.is_empty()
+            || self.raw.store().background_work_pending()
+    }
+
+    /// The index of the snapshot this node is writing, if one is in
+    /// progress (it spreads over [`Node::process`] calls; the previous
+    /// snapshot serves until it is durable).
+    pub fn snapshot_in_progress(&self) -> Option<u64> {
+        self.raw.store().own_snapshot_in_progress()
     }
 
     fn handle_ready(&mut self, transport: &mut impl Transport) -> Result<(), Error> {
@@ -657,10 +669,49 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         }
     }
 
-    /// Takes a snapshot of the state machine when enough entries applied
-    /// since the last one, or when a follower needs a newer one; then
-    /// compacts the log, keeping `catch_up_entries` below the snapshot.
-    fn maybe_snapshot(&mut self) -> Result<(), Error> {
+    /// One bounded piece of snapshot work: starts a snapshot when enough
+    /// entries applied since the last one or when a follower needs a newer
+    /// one, writes the next chunk of the one in progress (installing it once
+    /// durable), and compacts a bounded part of the log below it.
+    fn snapshot_step(&mut self) -> Result<(), Error> {
+        if self.raw.store().own_snapshot_in_progress().is_none() {
+            // Finished, or abandoned because a snapshot from the leader
+            // replaced the log.
+            self.snapshot_source = None;
+            self.maybe_begin_snapshot()?;
+        }
+        if let Some(source) = self.snapshot_source.as_mut() {
+            if let Some(data) = self.raw.mut_store().own_snapshot_data_mut() {
+                if source.next_chunk(data, self.config.snapshot_chunk_bytes_max) {
+                    let at = self.snapshot_state_start - STATE_LEN_PLACEHOLDER_BYTES;
+                    let state_len = (data.len() - self.snapshot_state_start) as u64;
+                    patch_state_len(&mut data[at..self.snapshot_state_start], state_len)
+                        .ok_or_else(|| {
+                            Error::Failed(format!("a state of {state_len} bytes is too large"))
+                        })?;
+                    self.raw.mut_store().complete_own_snapshot();
+                    self.snapshot_source = None;
+                }
+            }
+        }
+        let step = self
+            .raw
+            .mut_store()
+            .own_snapshot_step(self.config.snapshot_unsynced_bytes_max)?;
+        if let Some(index) = step.installed_index {
+            self.last_snapshot_index = self.last_snapshot_index.max(index);
+            self.counters.snapshots_taken_count += 1;
+        }
+        self.raw
+            .mut_store()
+            .compaction_step(self.config.compact_entries_per_process_max_count)
+    }
+
+    /// Captures the state at the applied index when a snapshot is due: the
+    /// state machine's bytes and the driver's part (sessions, metadata,
+    /// removed ids, log time), all at once so that they agree. Writing them
+    /// to disk is left to later [`Node::snapshot_step`]s.
+    fn maybe_begin_snapshot(&mut self) -> Result<(), Error> {
         let due = self.applied >= self.last_snapshot_index + self.config.snapshot_interval_entries;
         let wanted = self.raw.store().snapshot_wanted();
         if !(due || wanted) || self.applied <= self.last_snapshot_index {
@@ -686,23 +737,25 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
                 .collect(),
             removed_ids: self.removed_ids.iter().copied().collect(),
             sessions: self.sessions.to_entries(),
-            state: self.state_machine.snapshot(),
+            state: Vec::new(),
         };
+        // The configuration as of the applied index: conf changes are
+        // applied to raft-rs as their entries apply.
         let conf_state = self.raw.raft.prs().conf().to_conf_state();
         let snapshot = Snapshot {
-            data: data.encode(),
+            data: data.encode_prefix(),
             metadata: Some(SnapshotMetadata {
                 conf_state: Some(conf_state),
                 index,
                 term,
             }),
         };
+        self.snapshot_state_start = snapshot.data.len();
+        self.snapshot_source = Some(self.state_machine.begin_snapshot());
         let compact_index = index.saturating_sub(self.config.catch_up_entries);
         self.raw
             .mut_store()
-            .save_own_snapshot(snapshot, compact_index)?;
-        self.last_snapshot_index = index;
-        self.counters.snapshots_taken_count += 1;
+            .begin_own_snapshot(snapshot, self.snapshot_state_start, compact_index);
         Ok(())
     }
 }

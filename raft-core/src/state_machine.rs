@@ -44,6 +44,22 @@ pub trait StateMachine {
     /// Serializes the whole state, for a Raft snapshot.
     fn snapshot(&self) -> Vec<u8>;
 
+    /// Captures the state for a snapshot that raft-core then serializes a
+    /// piece per loop round ([`SnapshotSource::next_chunk`]), so that a
+    /// large state never stalls the loop for its whole serialization. The
+    /// pieces, concatenated, must be exactly what [`Self::snapshot`] returns
+    /// now, whatever is applied after this call.
+    ///
+    /// The default serializes the whole state here, with
+    /// [`Self::snapshot`]; a state machine whose state is large should
+    /// capture it cheaply instead (copy-on-write).
+    fn begin_snapshot(&mut self) -> Box<dyn SnapshotSource> {
+        Box::new(WholeSnapshot {
+            bytes: self.snapshot(),
+            sent_bytes: 0,
+        })
+    }
+
     /// Replaces the whole state with a snapshot made by [`Self::snapshot`].
     ///
     /// # Errors
@@ -62,4 +78,32 @@ pub trait StateMachine {
     ///
     /// As [`Self::restore`].
     fn validate_snapshot(&self, snapshot: &[u8]) -> Result<(), String>;
+}
+
+/// A snapshot being serialized piece by piece, from a state captured by
+/// [`StateMachine::begin_snapshot`]. `Send`, so that a node stays `Send`
+/// (a native replica may run on its own thread).
+pub trait SnapshotSource: Send {
+    /// Appends the next piece of the snapshot to `out`: at least one byte
+    /// while any are left, and about `max_bytes` (a record may run over).
+    /// Returns `true` once the last piece is appended.
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool;
+}
+
+/// A snapshot serialized whole up front, handed out in pieces.
+struct WholeSnapshot {
+    bytes: Vec<u8>,
+    sent_bytes: usize,
+}
+
+impl SnapshotSource for WholeSnapshot {
+    fn next_chunk(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        let end = self
+            .bytes
+            .len()
+            .min(self.sent_bytes.saturating_add(max_bytes.max(1)));
+        out.extend_from_slice(&self.bytes[self.sent_bytes..end]);
+        self.sent_bytes = end;
+        self.sent_bytes == self.bytes.len()
+    }
 }

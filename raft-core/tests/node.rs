@@ -747,3 +747,184 @@ fn a_leaders_appends_leave_before_its_own_fsync() {
         "a tick between send_early and process must panic"
     );
 }
+
+/// A state machine whose state is every command's bytes, appended: its
+/// snapshot is as large as the commands applied.
+#[derive(Default)]
+struct Blob(Vec<u8>);
+
+impl raft_core::StateMachine for Blob {
+    fn apply(&mut self, _: &raft_core::ApplyContext, command: &[u8]) -> Vec<u8> {
+        self.0.extend_from_slice(command);
+        vec![]
+    }
+    fn query(&self, _: &[u8]) -> Vec<u8> {
+        (self.0.len() as u64).to_le_bytes().to_vec()
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.0 = snapshot.to_vec();
+        Ok(())
+    }
+    fn validate_snapshot(&self, _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn blob_node(dir: &std::path::Path, config: raft_core::Config) -> Node<Blob, FsDir> {
+    let bootstrap = Bootstrap {
+        group_id: 1,
+        id: 1,
+        voters: vec![(1, vec![])],
+        max_sessions_count: 10,
+        session_timeout_ms: common::SESSION_TIMEOUT_MS,
+    };
+    Node::bootstrap(
+        FsDir::open(dir).expect("dir"),
+        config,
+        Blob::default(),
+        bootstrap,
+        Options::with_seed(1),
+    )
+    .expect("bootstrap")
+}
+
+#[test]
+fn a_snapshot_spreads_over_bounded_rounds_and_survives_a_crash_midway() {
+    // Goal: a snapshot never stalls one `process` call: it is written a
+    // bounded chunk per call while the node keeps committing, compaction
+    // too; and a crash in the middle leaves the previous snapshot and the
+    // log to reopen from. Method: one voter, a 256 KiB state, 4 KiB
+    // chunks; count the calls and the bytes each wrote; drop the node
+    // midway through a second snapshot and reopen.
+    const CHUNK_BYTES: usize = 4096;
+    const COMMAND_BYTES: usize = 4096;
+    const COMPACT_ENTRIES: u64 = 8;
+    let config = raft_core::Config {
+        snapshot_interval_entries: 64,
+        catch_up_entries: 0,
+        segment_max_bytes: 64 * 1024,
+        snapshot_chunk_bytes_max: CHUNK_BYTES,
+        snapshot_unsynced_bytes_max: 4 * CHUNK_BYTES as u64,
+        compact_entries_per_process_max_count: COMPACT_ENTRIES,
+        ..common::config()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = blob_node(dir.path(), config.clone());
+    let mut wire = common::Wire::default();
+    for _ in 0..50 {
+        node.tick();
+        node.process(&mut wire).expect("process");
+        if node.is_leader() {
+            break;
+        }
+    }
+    assert!(node.is_leader(), "a single voter elects itself");
+    let mut seq = 0;
+    let mut propose = |node: &mut Node<Blob, FsDir>, bytes: usize| {
+        seq += 1;
+        node.propose(0, seq, 1_000, vec![seq as u8; bytes])
+            .expect("propose");
+    };
+    // Fill the state up to the first snapshot.
+    while node.snapshot_in_progress().is_none() {
+        propose(&mut node, COMMAND_BYTES);
+        node.process(&mut wire).expect("process");
+    }
+    let first_snapshot_index = node.status().snapshot_index;
+    let state_bytes = node.state_machine().0.len();
+    assert!(state_bytes >= 64 * COMMAND_BYTES, "{state_bytes} bytes");
+    // One small proposal per call while the snapshot is written, then
+    // compacted: every call writes at most a chunk (plus the frames around
+    // it) and drops a bounded number of entries, and Raft keeps committing
+    // meanwhile.
+    let (mut calls, mut snapshot_calls, mut committed) = (0, 0, 0);
+    let frame_overhead_bytes = 256;
+    while node.snapshot_in_progress().is_some() || node.has_ready() {
+        let before = node.counters().storage;
+        if before.snapshot_write_count == 1 {
+            // Until the snapshot is durable (the bootstrap wrote the first).
+            propose(&mut node, 16);
+            snapshot_calls += 1;
+        }
+        for output in node.process(&mut wire).expect("process") {
+            if matches!(output, Output::Proposal { result: Ok(_), .. }) {
+                committed += 1;
+            }
+        }
+        let after = node.counters().storage;
+        let written = after.snapshot_bytes_written - before.snapshot_bytes_written;
+        assert!(
+            written <= (CHUNK_BYTES + frame_overhead_bytes) as u64,
+            "one call wrote {written} snapshot bytes"
+        );
+        let compacted = after.entries_compacted_count - before.entries_compacted_count;
+        assert!(
+            compacted <= COMPACT_ENTRIES,
+            "one call compacted {compacted} entries"
+        );
+        calls += 1;
+        assert!(calls < 10_000, "the snapshot never finished");
+    }
+    assert!(
+        // The call that began it wrote the first chunk, and applied one
+        // more command after the capture.
+        snapshot_calls + 1 >= (state_bytes - COMMAND_BYTES) / CHUNK_BYTES,
+        "a {state_bytes}-byte snapshot took only {snapshot_calls} calls"
+    );
+    assert!(
+        committed >= snapshot_calls,
+        "only {committed} commits in {snapshot_calls} calls"
+    );
+    assert!(calls > snapshot_calls, "compaction took calls of its own");
+    let status = node.status();
+    assert!(status.snapshot_index > first_snapshot_index, "{status:?}");
+    assert!(node.counters().snapshots_taken_count >= 1);
+    assert!(node.counters().storage.entries_compacted_count >= 64);
+
+    // A second snapshot, dropped halfway (a crash: files as written).
+    while node.snapshot_in_progress().is_none() {
+        propose(&mut node, COMMAND_BYTES);
+        node.process(&mut wire).expect("process");
+    }
+    for _ in 0..10 {
+        node.process(&mut wire).expect("process");
+    }
+    assert!(node.snapshot_in_progress().is_some(), "still writing");
+    let snapshot_index = node.status().snapshot_index;
+    let applied = node.status().applied;
+    let state = node.state_machine().0.clone();
+    drop(node);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "snap-part.tmp"), "{names:?}");
+    let mut node = Node::open(
+        FsDir::open(dir.path()).expect("dir"),
+        config,
+        Blob::default(),
+        Options::with_seed(2),
+    )
+    .expect("reopens from the previous snapshot and the log");
+    assert_eq!(node.status().snapshot_index, snapshot_index);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    for _ in 0..50 {
+        node.tick();
+        node.process(&mut wire).expect("process");
+        if node.status().applied >= applied {
+            break;
+        }
+    }
+    assert_eq!(
+        node.state_machine().0,
+        state,
+        "the log replays what applied"
+    );
+}

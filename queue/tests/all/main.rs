@@ -10,4 +10,5 @@ mod harness;
 mod kv;
 mod model;
 mod snapshot;
+mod snapshot_stall;
 mod topic;

@@ -216,6 +216,14 @@ impl<W: Workload> Simulation<W> {
             broadcast_commit: rng_config.below(2) == 0,
             ..config
         };
+        // Tiny chunks, so that a snapshot of the simulator's small states
+        // spreads over many rounds and crashes land in the middle of one.
+        let config = Config {
+            snapshot_chunk_bytes_max: rng_config.range(2, 64) as usize,
+            snapshot_unsynced_bytes_max: rng_config.range(0, 4096),
+            compact_entries_per_process_max_count: rng_config.range(1, 64),
+            ..config
+        };
         let mut simulation = Self {
             now_ms: 0,
             phase: Phase::Safety,
@@ -357,6 +365,11 @@ impl<W: Workload> Simulation<W> {
         }
         self.final_checks()?;
         self.report.elapsed_ms = self.now_ms;
+        for slot in &self.nodes {
+            if let Some(node) = slot.node.as_ref() {
+                self.report.snapshots_taken_count += node.counters().snapshots_taken_count;
+            }
+        }
         Ok(self.report.clone())
     }
 
@@ -398,8 +411,17 @@ impl<W: Workload> Simulation<W> {
                 Some(node) => {
                     let s = node.status();
                     format!(
-                        "{:?} term {} commit {} applied {} last {} voters {:?}",
-                        s.role, s.term, s.commit, s.applied, s.last_index, s.membership.voters
+                        "{:?} term {} commit {} applied {} first {} last {} snapshot {} (writing {:?}) voters {:?} progress {:?}",
+                        s.role,
+                        s.term,
+                        s.commit,
+                        s.applied,
+                        s.first_index,
+                        s.last_index,
+                        s.snapshot_index,
+                        node.snapshot_in_progress(),
+                        s.membership.voters,
+                        s.progress
                     )
                 }
             };
@@ -439,7 +461,24 @@ impl<W: Workload> Simulation<W> {
         }
         match self.rng_nemesis.below(100) {
             0..=19 => {
-                let up: Vec<usize> = self.live_indexes();
+                let mut up: Vec<usize> = self.live_indexes();
+                // Crashes aim at nodes writing a snapshot, when there are
+                // any (three in four): a snapshot spans a few rounds only,
+                // and a crash inside one is what its chunked write must
+                // survive.
+                let snapshotting: Vec<usize> = up
+                    .iter()
+                    .copied()
+                    .filter(|i| {
+                        self.nodes[*i]
+                            .node
+                            .as_ref()
+                            .is_some_and(|n| n.snapshot_in_progress().is_some())
+                    })
+                    .collect();
+                if !snapshotting.is_empty() && self.rng_nemesis.chance(3, 4) {
+                    up = snapshotting;
+                }
                 if let Some(&victim) =
                     up.get(self.rng_nemesis.below(up.len().max(1) as u64) as usize)
                 {
@@ -508,6 +547,15 @@ impl<W: Workload> Simulation<W> {
     /// keeps; without, the disk stays as the kernel sees it (the node was
     /// dropped, the machine kept running).
     fn take_down(&mut self, index: usize, power_loss: bool) {
+        if let Some(node) = self.nodes[index].node.as_ref() {
+            self.report.snapshots_taken_count += node.counters().snapshots_taken_count;
+            if let Some(at) = node.snapshot_in_progress() {
+                self.report.stopped_while_snapshotting_count += 1;
+                self.trace(format!(
+                    "node {index} stops while writing a snapshot at {at}"
+                ));
+            }
+        }
         let slot = &mut self.nodes[index];
         slot.node = None;
         if power_loss {
@@ -1121,6 +1169,20 @@ impl<W: Workload> Simulation<W> {
             }
             if let Some(violation) = self.applied_log.borrow().violation.clone() {
                 return Err(self.fail(violation));
+            }
+            let snapshotting = self.nodes[index]
+                .node
+                .as_ref()
+                .is_some_and(|n| n.snapshot_in_progress().is_some());
+            if snapshotting && self.phase == Phase::Safety && self.rng_nemesis.chance(1, 300) {
+                // A power loss between two chunks of a snapshot: the node
+                // must reopen from its previous snapshot and its log. (A
+                // snapshot spans a few rounds only, so the nemesis's own
+                // crashes seldom land inside one.)
+                let down_ms = self.rng_nemesis.range(20, 500);
+                self.crash(index);
+                self.nodes[index].restart_at_ms = Some(self.now_ms + down_ms);
+                continue;
             }
             if finishing && self.nodes[index].is_up() {
                 // What arrived while the Ready was staged; processed in the

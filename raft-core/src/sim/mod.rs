@@ -136,6 +136,13 @@ pub struct SimReport {
     /// Nodes crashed or stopped between `send_early` and `process`: their
     /// appends were out, their own write was not.
     pub stopped_while_staged_count: u64,
+    /// Nodes crashed or stopped while writing a snapshot (chunks partly
+    /// written, not yet durable): they must reopen from the previous
+    /// snapshot and an intact log.
+    pub stopped_while_snapshotting_count: u64,
+    /// Own snapshots completed (written chunk by chunk over several rounds)
+    /// on all nodes, counted when nodes stop and at the end of the run.
+    pub snapshots_taken_count: u64,
     /// Highest term reached.
     pub max_term: u64,
     /// The workload's summary.

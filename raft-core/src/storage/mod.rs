@@ -38,6 +38,13 @@ pub struct StorageCounters {
     pub log_bytes_written: u64,
     /// Snapshot files written (own snapshots and installed ones).
     pub snapshot_write_count: u64,
+    /// Bytes written to own snapshot files (chunk by chunk).
+    pub snapshot_bytes_written: u64,
+    /// Own snapshots abandoned in progress because a snapshot from the
+    /// leader replaced the log.
+    pub snapshots_abandoned_count: u64,
+    /// Log entries dropped from memory by compaction.
+    pub entries_compacted_count: u64,
     /// Bytes cut off a torn tail when this replica last opened.
     pub torn_tail_bytes: u64,
 }
@@ -61,8 +68,38 @@ pub struct LogStore<D: Dir> {
     /// serve (too old, or made before the peer joined). The driver then
     /// takes a fresh snapshot.
     snapshot_wanted: Cell<bool>,
+    /// An own snapshot being written, a chunk per `own_snapshot_step`; the
+    /// newest snapshot stays in `snapshot` until it is durable.
+    job: Option<SnapshotJob>,
+    /// Compaction still to do: entries and segments up to this index go,
+    /// a bounded amount per `compaction_step` (0: none).
+    compact_target: u64,
     counters: StorageCounters,
 }
+
+/// An own snapshot in progress: the state captured at one applied index,
+/// its bytes produced by the driver a chunk per round into `snapshot.data`
+/// and written as they come.
+#[derive(Debug)]
+struct SnapshotJob {
+    snapshot: Snapshot,
+    /// Where compaction may go once the snapshot is durable.
+    compact_index: u64,
+    /// The data is whole.
+    complete: bool,
+    writer: snapfile::ChunkedWriter,
+}
+
+/// What one [`LogStore::own_snapshot_step`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SnapshotStep {
+    /// The snapshot became durable and the newest at this index.
+    pub(crate) installed_index: Option<u64>,
+}
+
+/// Log segments removed per compaction step at most: removing a 16 MiB
+/// segment took up to 18 ms (docs/raft-core.md, "Snapshots").
+const COMPACT_SEGMENTS_PER_STEP_MAX_COUNT: usize = 1;
 
 impl<D: Dir> LogStore<D> {
     /// Creates the files of a new replica: `snapshot` (the bootstrap state,
@@ -95,6 +132,8 @@ impl<D: Dir> LogStore<D> {
             hard_state,
             snapshot,
             snapshot_wanted: Cell::new(false),
+            job: None,
+            compact_target: 0,
             counters,
         })
     }
@@ -194,6 +233,8 @@ impl<D: Dir> LogStore<D> {
             hard_state,
             snapshot,
             snapshot_wanted: Cell::new(false),
+            job: None,
+            compact_target: 0,
             counters,
         };
         let marker_missing = replayed_marker != Some((snap_index, snap_term));
@@ -233,6 +274,12 @@ impl<D: Dir> LogStore<D> {
     ) -> Result<(), Error> {
         let mut frame = FrameBuilder::default();
         if let Some(snapshot) = snapshot {
+            if self.job.take().is_some() {
+                // The leader's snapshot replaces the log and is newer than
+                // anything this replica applied: its own is moot.
+                snapfile::remove_part(&mut self.dir)?;
+                self.counters.snapshots_abandoned_count += 1;
+            }
             self.counters.fsync_count += snapfile::write_snapshot_file(&mut self.dir, snapshot)?;
             self.counters.snapshot_write_count += 1;
             let meta = snapshot.get_metadata();
@@ -289,38 +336,169 @@ impl<D: Dir> LogStore<D> {
         self.hard_state.commit = self.hard_state.commit.max(commit);
     }
 
-    /// Stores a snapshot of this replica's own state machine and compacts
-    /// the log up to `compact_index` (at most the snapshot's index), keeping
-    /// the entries above it as a catch-up window.
-    ///
-    /// # Errors
-    ///
-    /// Any I/O error.
-    pub(crate) fn save_own_snapshot(
+    /// Starts writing a snapshot of this replica's own state machine. Its
+    /// data holds the first `state_start` bytes (the driver's part); the
+    /// driver appends the rest through [`LogStore::own_snapshot_data_mut`]
+    /// and then calls [`LogStore::complete_own_snapshot`]. Later
+    /// [`LogStore::own_snapshot_step`] calls write it as it grows; once it
+    /// is whole and durable it becomes the newest snapshot and the log is
+    /// compacted up to `compact_index` (at most the snapshot's index),
+    /// keeping the entries above it as a catch-up window. Until then the
+    /// previous snapshot stays the newest, and a crash leaves only a
+    /// temporary file that the next open removes.
+    pub(crate) fn begin_own_snapshot(
         &mut self,
         snapshot: Snapshot,
+        state_start: usize,
         compact_index: u64,
-    ) -> Result<(), Error> {
+    ) {
         let snap_index = snapshot.get_metadata().index;
         assert!(compact_index <= snap_index, "compaction past the snapshot");
         assert!(
             snap_index <= self.hard_state.commit,
             "snapshot of uncommitted state"
         );
-        self.counters.fsync_count += snapfile::write_snapshot_file(&mut self.dir, &snapshot)?;
-        self.counters.snapshot_write_count += 1;
-        self.snapshot = snapshot;
-        self.snapshot_wanted.set(false);
-        if compact_index >= self.first_index {
-            let term = self
-                .term_inner(compact_index)
-                .map_err(|e| Error::Failed(format!("compact: {e}")))?;
-            let drop_count = (compact_index + 1 - self.first_index) as usize;
-            self.entries.drain(..drop_count);
-            self.first_index = compact_index + 1;
-            self.compacted_term = term;
+        assert!(self.job.is_none(), "one own snapshot at a time");
+        assert!(
+            state_start <= snapshot.data.len(),
+            "the prefix is in the data"
+        );
+        self.job = Some(SnapshotJob {
+            snapshot,
+            compact_index,
+            complete: false,
+            writer: snapfile::ChunkedWriter::new(state_start),
+        });
+    }
+
+    /// The data of the own snapshot in progress, while it is produced.
+    pub(crate) fn own_snapshot_data_mut(&mut self) -> Option<&mut Vec<u8>> {
+        self.job
+            .as_mut()
+            .filter(|job| !job.complete)
+            .map(|job| &mut job.snapshot.data)
+    }
+
+    /// Marks the own snapshot's data whole: the next step finishes it.
+    pub(crate) fn complete_own_snapshot(&mut self) {
+        if let Some(job) = self.job.as_mut() {
+            job.complete = true;
         }
-        self.wal.compact(&mut self.dir, compact_index)
+    }
+
+    /// The index of the own snapshot being written, if any.
+    pub(crate) fn own_snapshot_in_progress(&self) -> Option<u64> {
+        self.job
+            .as_ref()
+            .map(|job| job.snapshot.get_metadata().index)
+    }
+
+    /// Writes what the own snapshot in progress gained since the last call
+    /// (a sync once `unsynced_bytes_max` are unsynced); once it is whole,
+    /// makes it durable and the newest, and schedules compaction.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error; the node must then stop (its previous snapshot and
+    /// log are intact).
+    pub(crate) fn own_snapshot_step(
+        &mut self,
+        unsynced_bytes_max: u64,
+    ) -> Result<SnapshotStep, Error> {
+        let Some(job) = self.job.as_mut() else {
+            return Ok(SnapshotStep::default());
+        };
+        let done = job.writer.step(
+            &mut self.dir,
+            &job.snapshot,
+            job.complete,
+            unsynced_bytes_max,
+        )?;
+        self.counters.fsync_count += done.fsync_count;
+        self.counters.snapshot_bytes_written += done.file_bytes;
+        if !done.finished {
+            return Ok(SnapshotStep::default());
+        }
+        let Some(job) = self.job.take() else {
+            return Ok(SnapshotStep::default());
+        };
+        let index = job.snapshot.get_metadata().index;
+        debug_assert!(
+            index >= self.snapshot.get_metadata().index,
+            "an own snapshot never goes back (a newer one from the leader abandons it)"
+        );
+        self.counters.snapshot_write_count += 1;
+        self.snapshot = job.snapshot;
+        self.snapshot_wanted.set(false);
+        self.compact_target = self.compact_target.max(job.compact_index);
+        Ok(SnapshotStep {
+            installed_index: Some(index),
+        })
+    }
+
+    /// Does a bounded piece of the compaction scheduled by a durable own
+    /// snapshot: drops at most `entries_max_count` entries from memory, and
+    /// removes at most one log segment wholly at or below the target.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error from removing a segment.
+    pub(crate) fn compaction_step(&mut self, entries_max_count: u64) -> Result<(), Error> {
+        if self.compact_target == 0 {
+            return Ok(());
+        }
+        let target = self.compact_target;
+        if target >= self.first_index {
+            let upto = target
+                .min(self.last_index_inner())
+                .min(self.first_index.saturating_add(entries_max_count.max(1)) - 1);
+            let term = self
+                .term_inner(upto)
+                .map_err(|e| Error::Failed(format!("compact: {e}")))?;
+            let drop_count = (upto + 1 - self.first_index) as usize;
+            self.entries.drain(..drop_count);
+            self.first_index = upto + 1;
+            self.compacted_term = term;
+            self.counters.entries_compacted_count += drop_count as u64;
+        }
+        let removed_count =
+            self.wal
+                .compact(&mut self.dir, target, COMPACT_SEGMENTS_PER_STEP_MAX_COUNT)?;
+        if target < self.first_index && removed_count < COMPACT_SEGMENTS_PER_STEP_MAX_COUNT {
+            // Memory is done and no segment was left to remove.
+            self.compact_target = 0;
+        }
+        Ok(())
+    }
+
+    /// Whether an own snapshot or a compaction is still in progress: the
+    /// caller should call `process` again soon.
+    pub(crate) fn background_work_pending(&self) -> bool {
+        self.job.is_some() || self.compact_target != 0
+    }
+
+    /// Stores a snapshot of this replica's own state machine and compacts
+    /// the log up to `compact_index`, all at once (tests).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error.
+    #[cfg(test)]
+    pub(crate) fn save_own_snapshot(
+        &mut self,
+        snapshot: Snapshot,
+        compact_index: u64,
+    ) -> Result<(), Error> {
+        let state_start = snapshot.data.len();
+        self.begin_own_snapshot(snapshot, state_start, compact_index);
+        self.complete_own_snapshot();
+        while self.job.is_some() {
+            self.own_snapshot_step(u64::MAX)?;
+        }
+        while self.background_work_pending() {
+            self.compaction_step(u64::MAX)?;
+        }
+        Ok(())
     }
 
     /// Whether raft-rs asked for a snapshot the newest one cannot serve.

@@ -338,14 +338,27 @@ impl Wal {
     /// Deletes the segments, other than the active one, whose entries all
     /// lie at or below `compact_index`. Oldest first, so the remaining
     /// segments stay numbered without gaps even if a crash interrupts.
-    pub(crate) fn compact(&mut self, dir: &mut impl Dir, compact_index: u64) -> Result<(), Error> {
-        while self.segments.len() > 1 && self.segments[0].max_entry_index <= compact_index {
+    /// Removes up to `segments_max_count` of the oldest segments holding
+    /// nothing above `compact_index` (never the last one); returns how many
+    /// it removed.
+    pub(crate) fn compact(
+        &mut self,
+        dir: &mut impl Dir,
+        compact_index: u64,
+        segments_max_count: usize,
+    ) -> Result<usize, Error> {
+        let mut removed_count = 0;
+        while removed_count < segments_max_count
+            && self.segments.len() > 1
+            && self.segments[0].max_entry_index <= compact_index
+        {
             let name = segment_name(self.segments[0].seq);
             dir.remove(&name)
                 .map_err(|e| Error::io(format!("remove {name}"), e))?;
             self.segments.remove(0);
+            removed_count += 1;
         }
-        Ok(())
+        Ok(removed_count)
     }
 
     pub(crate) fn segment_count(&self) -> usize {
