@@ -173,7 +173,8 @@ struct SnapshotHeader {
 }
 
 impl SnapshotData {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The format byte and the header: everything before the state.
+    fn encode_header(&self) -> Vec<u8> {
         let header = SnapshotHeaderRef {
             group_id: self.group_id,
             max_sessions_count: self.max_sessions_count,
@@ -186,11 +187,13 @@ impl SnapshotData {
         // Plain structs of integers and byte vectors always encode; an
         // error here is a programming error.
         #[allow(clippy::expect_used)]
-        let out = postcard::to_extend(&header, vec![SNAPSHOT_FORMAT])
-            .expect("postcard encodes plain data");
+        postcard::to_extend(&header, vec![SNAPSHOT_FORMAT]).expect("postcard encodes plain data")
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
         #[allow(clippy::expect_used)]
-        let mut out =
-            postcard::to_extend(&(self.state.len() as u64), out).expect("postcard encodes a u64");
+        let mut out = postcard::to_extend(&(self.state.len() as u64), self.encode_header())
+            .expect("postcard encodes a u64");
         out.reserve_exact(self.state.len());
         out.extend_from_slice(&self.state);
         out
@@ -201,18 +204,7 @@ impl SnapshotData {
     /// [`patch_state_len`]): the state is appended after it as it is
     /// serialized, and its length is known only at the end.
     pub(crate) fn encode_prefix(&self) -> Vec<u8> {
-        let header = SnapshotHeaderRef {
-            group_id: self.group_id,
-            max_sessions_count: self.max_sessions_count,
-            session_timeout_ms: self.session_timeout_ms,
-            last_time_ms: self.last_time_ms,
-            metadata: &self.metadata,
-            removed_ids: &self.removed_ids,
-            sessions: &self.sessions,
-        };
-        #[allow(clippy::expect_used)]
-        let mut out = postcard::to_extend(&header, vec![SNAPSHOT_FORMAT])
-            .expect("postcard encodes plain data");
+        let mut out = self.encode_header();
         out.extend_from_slice(&[0; STATE_LEN_PLACEHOLDER_BYTES]);
         out
     }
