@@ -106,6 +106,7 @@ bench-raft-core:
 
 bench-queue:
 	$(CARGO) bench -q -p queue --bench apply | ./scripts/bench-record.sh queue-apply
+	$(CARGO) bench -q -p queue --bench snapshot_stall | ./scripts/bench-record.sh snapshot-stall
 
 # Real `ww start` hosts (release build) on loopback running target/rom/bench.wasm
 # (tests/benches/runtime.rs). A group that fails records nothing.

@@ -186,6 +186,18 @@ impl Spawned {
         Self::new(child)
     }
 
+    /// Starts `program ARGS...` (another of this crate's binaries) in the
+    /// background.
+    pub fn start_program(program: &Path, args: &[&str]) -> Self {
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {}: {err}", program.display()));
+        Self::new(child)
+    }
+
     fn new(mut child: Child) -> Self {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));

@@ -10,5 +10,4 @@ mod harness;
 mod kv;
 mod model;
 mod snapshot;
-mod snapshot_stall;
 mod topic;

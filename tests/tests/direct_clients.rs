@@ -1,0 +1,143 @@
+//! Many native client processes at once, each reaching the replicas over
+//! its own connections to their hosts (raft-client's direct routes), while
+//! a follower's host is stopped (SIGSTOP) and then the leader's host is
+//! killed (kill -9): every write a client saw acknowledged reads back, and
+//! the clients keep writing after the faults.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ww_tests::cluster::Spawned;
+use ww_tests::{raft_rom, wait_until};
+
+const WRITERS: usize = 6;
+const PUTS_PER_WRITER: usize = 150;
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// `key -> acked` from a writer's stdout lines.
+fn outcomes(lines: &[String]) -> BTreeMap<String, bool> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (outcome, key) = line.split_once(' ')?;
+            match outcome {
+                "acked" => Some((key.to_owned(), true)),
+                "unknown" => Some((key.to_owned(), false)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn many_native_clients_keep_every_acknowledged_write_through_sigstop_and_kill() {
+    let writer = Path::new(env!("CARGO_BIN_EXE_kv-writer"));
+    let mut cluster = raft_rom::deployed(4, TIMEOUT);
+    let client = cluster.hosts[0].addr.clone();
+    let replicas = raft_rom::status(&client, TIMEOUT);
+    let peer_of = |role: &str| {
+        replicas
+            .iter()
+            .find(|replica| replica["role"] == role)
+            .and_then(|replica| replica["peer_id"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let index_of = |peer: &str| {
+        cluster
+            .hosts
+            .iter()
+            .position(|host| host.peer_id == peer)
+            .unwrap()
+    };
+    let (leader, follower) = (index_of(&peer_of("leader")), index_of(&peer_of("follower")));
+
+    let mut writers: Vec<Spawned> = (0..WRITERS)
+        .map(|w| {
+            Spawned::start_program(
+                writer,
+                &[
+                    &client,
+                    "v1",
+                    &format!("w{w}"),
+                    &PUTS_PER_WRITER.to_string(),
+                ],
+            )
+        })
+        .collect();
+    for w in &writers {
+        // Every process dialed all three replicas' hosts itself.
+        w.wait_stdout_line("direct 3", TIMEOUT);
+    }
+    let acked_count = |writers: &[Spawned]| -> usize {
+        writers
+            .iter()
+            .map(|w| outcomes(&w.stdout_lines()).values().filter(|a| **a).count())
+            .sum()
+    };
+    wait_until("writes under way", TIMEOUT, || {
+        (acked_count(&writers) >= WRITERS * 20).then_some(())
+    });
+    let pid = cluster.hosts[follower].pid();
+    signal(pid, "STOP");
+    let stopped_at = acked_count(&writers);
+    wait_until("writes during the SIGSTOP", TIMEOUT, || {
+        (acked_count(&writers) >= stopped_at + WRITERS * 10).then_some(())
+    });
+    signal(pid, "CONT");
+    let killed_at = acked_count(&writers);
+    cluster.hosts[leader].kill();
+    wait_until("every writer to finish", TIMEOUT, || {
+        writers.iter_mut().all(|w| !w.is_running()).then_some(())
+    });
+    let total = acked_count(&writers);
+    assert!(
+        total > killed_at + WRITERS * 10,
+        "the writers kept going after the leader's host died: {killed_at} then {total}"
+    );
+
+    // Read every key back through a fresh client.
+    let mut all = BTreeMap::new();
+    for w in &writers {
+        let lines = w.stdout_lines();
+        assert_eq!(
+            outcomes(&lines).len(),
+            PUTS_PER_WRITER,
+            "a writer ended early: {:?}",
+            w.stderr()
+        );
+        all.extend(outcomes(&lines));
+    }
+    let addr: libp2p::Multiaddr = client.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, async {
+        let group = raft_client::native::connect(std::slice::from_ref(&addr), "v1")
+            .await
+            .unwrap();
+        let session = group.session();
+        let reader = queue::Client::new(&session);
+        for (key, acked) in &all {
+            let found = reader.get(key.as_bytes()).await.unwrap();
+            match found {
+                Some(found) => assert_eq!(found.value, format!("value of {key}").as_bytes()),
+                None => assert!(!acked, "acknowledged write {key} is lost"),
+            }
+        }
+    });
+}
