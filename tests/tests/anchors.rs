@@ -5,6 +5,8 @@
 //!   fails with an error naming the replica's process, whether the shell is
 //!   attached to the replica's own host or to another one (which forwards
 //!   the call);
+//! - a ROM holding its host's full authority (`ww run probe.wasm set`) is
+//!   refused the same way: a process is no more an owner than the shell;
 //! - the anchors still hold capabilities, and a put and a get still work;
 //! - listing and reading paths that do not exist create no nodes.
 
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ww_tests::raft_rom;
-use ww_tests::{wait_until, ww, Cluster, Output};
+use ww_tests::{rom, wait_until, ww, Cluster, Output};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -101,6 +103,26 @@ fn ww_set_cannot_take_over_a_replicas_anchors_and_the_group_keeps_serving() {
                 eprintln!("refused as expected: {}", out.stderr.trim());
             }
         }
+    }
+
+    // A process with its host's full authority is not an owner either.
+    let probe = rom("probe");
+    for (peer, pid) in &replicas {
+        let path = format!("/{peer}/raft/v1/inbox");
+        let out = ww(&[
+            "run",
+            "--peer",
+            &client,
+            probe.to_str().unwrap(),
+            "set",
+            &path,
+            "hijacked",
+        ]);
+        assert_ne!(out.code, Some(0), "{path} from a ROM: {out:#?}");
+        assert!(!out.stdout.contains(&format!("set {path}")), "{out:#?}");
+        let owner = format!("{path} is owned by process {pid} on host {peer}");
+        assert!(out.stderr.contains(&owner), "{path} from a ROM: {out:#?}");
+        assert_eq!(kind_at(&client, &path), "capability", "{path}");
     }
 
     // The group still serves, through a host with a replica and without.
