@@ -21,6 +21,7 @@ use crawl_site::{Config, Site};
 use serde_json::Value;
 use support::raft_as_worker;
 use ww_tests::crawler_rom::{self, status_of};
+use ww_tests::metrics;
 use ww_tests::raft_rom::{self, json_of};
 use ww_tests::{rom, wait_until, Output};
 
@@ -102,7 +103,7 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         ..Config::default()
     })
     .unwrap();
-    let cluster = raft_rom::deployed(4, Duration::from_secs(120));
+    let cluster = raft_rom::deployed_with(4, Duration::from_secs(120), &["--http", "127.0.0.1:0"]);
     let client = cluster.hosts[0].addr.clone();
 
     for command in ["--help", "seed", "workers", "status", "results", "stop"] {
@@ -273,6 +274,39 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         by_url[&site.url("/doc.txt")][0]["content_type"],
         "text/plain"
     );
+    // Each worker reports its counts to its host's /metrics: the pages
+    // there add up to the results, and the hanging URL shows as an error.
+    let scrapes = || -> Vec<Vec<metrics::Sample>> {
+        cluster
+            .hosts
+            .iter()
+            .map(|host| metrics::scrape(host.http.as_deref().expect("--http address")))
+            .collect()
+    };
+    let reported = wait_until("the workers' page counts in /metrics", TIMEOUT, || {
+        let scrapes = scrapes();
+        let pages: f64 = scrapes
+            .iter()
+            .map(|samples| metrics::sum(samples, "crawl_pages_fetched_total", &[]))
+            .sum();
+        (pages >= records.len() as f64).then_some(scrapes)
+    });
+    let workers_reporting: BTreeSet<&str> = reported
+        .iter()
+        .flatten()
+        .filter(|sample| sample.metric == "crawl_pages_fetched_total")
+        .filter_map(|sample| sample.labels.get("worker"))
+        .collect();
+    assert_eq!(workers_reporting.len(), 3, "{workers_reporting:?}");
+    let errors: Vec<String> = reported
+        .iter()
+        .flatten()
+        .filter(|sample| sample.metric == "crawl_fetch_errors_total")
+        .map(|sample| format!("{:?}={}", sample.labels.get("kind"), metrics::value(sample)))
+        .collect();
+    assert!(!errors.is_empty(), "no fetch error reported");
+    eprintln!("fetch errors reported: {errors:?}");
+
     for never in ["/private/secret", "/hang", "/status/500", "/loop/a"] {
         // Disallowed, or failed: no result record.
         assert!(!by_url.contains_key(&site.url(never)), "{never} recorded");

@@ -10,29 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ww_tests::cluster::workspace_root;
+use ww_tests::metrics::{find as labelled, scrape, value};
 use ww_tests::raft_rom::{deployed_with, status};
-use ww_tests::wait_until;
 use ww_tests::web::{get, Browser};
+use ww_tests::{wait_until, ww};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The parsed samples of `/metrics` on `addr`.
-fn scrape(addr: &str) -> Vec<prometheus_parse::Sample> {
-    let text = get(addr, "/metrics");
-    let lines = text.lines().map(|line| Ok(line.to_owned()));
-    prometheus_parse::Scrape::parse(lines)
-        .unwrap_or_else(|err| panic!("/metrics does not parse: {err}\n{text}"))
-        .samples
-}
-
-fn value(sample: &prometheus_parse::Sample) -> f64 {
-    match sample.value {
-        prometheus_parse::Value::Counter(v)
-        | prometheus_parse::Value::Gauge(v)
-        | prometheus_parse::Value::Untyped(v) => v,
-        _ => f64::NAN,
-    }
-}
 
 #[test]
 fn metrics_and_status_page_follow_a_raft_group() {
@@ -85,6 +68,53 @@ fn metrics_and_status_page_follow_a_raft_group() {
     assert!(find("raft_fsyncs_total").is_some_and(|s| value(s) >= 1.0));
     let members = samples.iter().filter(|s| s.metric == "raft_member").count();
     assert_eq!(members, 3);
+
+    // Connections, calls and bytes; CPU per process; the memory budgets.
+    for from in ["peer", "process"] {
+        let calls = labelled(&samples, "ww_rpc_calls_total", &[("from", from)]);
+        assert!(calls.is_some_and(|v| v >= 1.0), "{from}: {calls:?}");
+        let bytes = labelled(
+            &samples,
+            "ww_rpc_bytes_total",
+            &[("from", from), ("direction", "in")],
+        );
+        assert!(bytes.is_some_and(|v| v > 0.0), "{from}: {bytes:?}");
+    }
+    assert!(find("ww_rpc_connections").is_some_and(|s| value(s) >= 1.0));
+    let replica_pid = term.labels.get("pid").unwrap().to_owned();
+    let cpu = labelled(
+        &samples,
+        "ww_process_cpu_seconds_total",
+        &[("pid", &replica_pid)],
+    );
+    assert!(cpu.is_some_and(|v| v > 0.0), "{cpu:?}");
+    for budget in ["channels", "subscriptions", "anchor_data"] {
+        let limit = labelled(&samples, "ww_budget_limit_bytes", &[("budget", budget)]);
+        assert!(
+            limit.is_some_and(|v| v >= 1024.0 * 1024.0),
+            "{budget}: {limit:?}"
+        );
+        let used = labelled(&samples, "ww_budget_used_bytes", &[("budget", budget)]);
+        assert!(used.is_some_and(|v| v >= 0.0), "{budget}: {used:?}");
+    }
+    // Each replica reports its topics' depths.
+    ww_tests::raft_rom::run(&client, &["enqueue", "jobs", "a", "b"], TIMEOUT).assert_ok();
+    wait_until("queue_ready{topic=jobs} = 2 in /metrics", TIMEOUT, || {
+        let ready = labelled(&scrape(&http), "queue_ready", &[("topic", "jobs")])?;
+        (ready == 2.0).then_some(())
+    });
+
+    // A refused call shows as an error of the calls from peers.
+    let errors_before =
+        labelled(&samples, "ww_rpc_errors_total", &[("from", "peer")]).expect("ww_rpc_errors");
+    let follower_host = &cluster.hosts[follower];
+    let inbox = format!("/{}/raft/v1/inbox", follower_host.peer_id);
+    let refused = ww(&["set", "--peer", &follower_host.addr, &inbox, "hijacked"]);
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    wait_until("the refused set in ww_rpc_errors_total", TIMEOUT, || {
+        let errors = labelled(&scrape(&http), "ww_rpc_errors_total", &[("from", "peer")])?;
+        (errors > errors_before).then_some(())
+    });
 
     // The page, in headless Chromium.
     let browser = Browser::start();

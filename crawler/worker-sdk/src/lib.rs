@@ -32,6 +32,7 @@
 pub mod fetch;
 pub mod links;
 pub mod record;
+mod report;
 pub mod warc;
 mod worker;
 

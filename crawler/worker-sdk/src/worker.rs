@@ -12,6 +12,7 @@ use ww_guest::ww_api::{ops, ww_capnp::http};
 
 use crate::fetch::{self, outcome_of_status};
 use crate::record::{self, ResultRecord};
+use crate::report::Report;
 use crate::{Extracted, Page};
 
 /// URLs leased at once, by default.
@@ -120,6 +121,7 @@ pub fn run(extract: fn(&Page<'_>) -> Extracted) -> ! {
             .await?
             .context("no http grant")?;
         let mut worker = Worker {
+            report: Report::new(&env.host, &config.crawl, &config.name),
             config,
             extract,
             http,
@@ -135,6 +137,7 @@ struct Worker {
     http: http::Client,
     /// The crawl-delay last reported to the frontier, per origin.
     origin_delays: HashMap<String, u32>,
+    report: Report,
 }
 
 /// One leased URL after its fetch.
@@ -144,6 +147,8 @@ struct Done {
     record: Option<ResultRecord>,
     outlinks: Vec<String>,
     crawl_delay_ms: u32,
+    /// The grant's error kind, when the fetch got no response.
+    error: Option<&'static str>,
 }
 
 fn is_gone(err: &ClientError) -> bool {
@@ -162,6 +167,8 @@ impl Worker {
         let results = queue::Client::new(&results_session);
         let mut idle_ms = 0;
         loop {
+            // Every round, idle ones too, so pages/s falls to 0 when idle.
+            self.report.send_if_due();
             if idle_ms > 0 {
                 // Idle: ask first (a query is not a log entry; a lease is),
                 // so an idle fleet does not grow the Raft log.
@@ -209,11 +216,27 @@ impl Worker {
                 continue;
             }
             idle_ms = 0;
+            self.report.leased(leases.len());
             let done = join_all(leases.into_iter().map(|lease| self.fetch_one(lease))).await;
-            if let Err(err) = self.commit(&frontier, &results, done).await {
+            let counts: Vec<(Option<u64>, Option<&'static str>)> = done
+                .iter()
+                .map(|item| (item.record.as_ref().map(|r| r.length), item.error))
+                .collect();
+            match self.commit(&frontier, &results, done).await {
+                Ok(()) => {
+                    // Counted once committed, as the results topic has them.
+                    for (length, error) in counts {
+                        if let Some(length) = length {
+                            self.report.page(length);
+                        }
+                        if let Some(kind) = error {
+                            self.report.error(kind);
+                        }
+                    }
+                }
                 // Nothing was completed: the leases expire and the URLs are
                 // fetched again.
-                eprintln!("commit failed, the batch will be fetched again: {err:#}");
+                Err(err) => eprintln!("commit failed, the batch will be fetched again: {err:#}"),
             }
         }
     }
@@ -269,6 +292,7 @@ impl Worker {
                     record,
                     outlinks,
                     crawl_delay_ms: response.crawl_delay_ms,
+                    error: None,
                 }
             }
             Ok(Err(failure)) => {
@@ -279,6 +303,7 @@ impl Worker {
                     record: None,
                     outlinks: Vec::new(),
                     crawl_delay_ms: failure.crawl_delay_ms,
+                    error: Some(failure.kind),
                 }
             }
             Err(err) => {
@@ -290,6 +315,7 @@ impl Worker {
                     record: None,
                     outlinks: Vec::new(),
                     crawl_delay_ms: 0,
+                    error: Some("grant"),
                 }
             }
         }

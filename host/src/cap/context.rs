@@ -1,6 +1,7 @@
 //! The state every capability server of a host shares. It sits below
 //! them all: the servers import it, it imports none of them.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -28,11 +29,35 @@ pub struct HostContext {
     pub reported: Rc<crate::ops::Reported>,
     /// What its subscriptions buffer, against the subscription budget.
     pub subscriptions: Rc<super::pubsub::Buffered>,
+    /// Calls and bytes on the RPC connections other peers opened to it.
+    pub rpc_meter: Rc<ww_api::meter::Meter>,
+    /// Those connections' counts.
+    pub rpc_connections: RpcConnections,
     /// Builds the `Host` an incarnation of a process gets. The executor
     /// calls it; it is [`super::host::HostServer::for_process`], passed in
     /// so that the executor does not import the `Host` server that
     /// contains it.
     pub process_host: ProcessHost,
+}
+
+/// The inbound RPC connections of a host, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RpcConnections {
+    /// Open now.
+    pub live: Cell<usize>,
+    /// Accepted since the host started.
+    pub accepted: Cell<u64>,
+    /// Refused at a connection limit.
+    pub refused: Cell<u64>,
+    /// Ended by an error other than a disconnect (a malformed or
+    /// oversized message, for example).
+    pub failed: Cell<u64>,
+}
+
+impl RpcConnections {
+    pub(crate) fn count(cell: &Cell<u64>) {
+        cell.set(cell.get().saturating_add(1));
+    }
 }
 
 /// See [`HostContext::process_host`].
@@ -55,6 +80,8 @@ impl HostContext {
             processes: Processes::new(data_dir, runtime),
             reported: Rc::default(),
             subscriptions: Rc::default(),
+            rpc_meter: Rc::default(),
+            rpc_connections: RpcConnections::default(),
             process_host,
         })
     }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -87,6 +88,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             busy_ms_max: args.busy_limit_ms,
         },
         stdio: Stdio::Inherit,
+        cpu_ns: Rc::default(),
     };
     let running = runner::start(&runtime, &rom, spec, host.client)?;
     let status = running.exit.await;

@@ -62,6 +62,7 @@ pub fn render(ctx: &HostContext) -> String {
     registry.register("ww_processes", "Processes of this host by state", by_state);
     let restarts = Family::<Labels, CounterF>::default();
     let uptime = Family::<Labels, GaugeF>::default();
+    let cpu = Family::<Labels, CounterF>::default();
     for proc in &processes {
         let labels = vec![
             ("pid".to_owned(), proc.id.to_string()),
@@ -73,6 +74,7 @@ pub fn render(ctx: &HostContext) -> String {
         uptime
             .get_or_create(&labels)
             .set(proc.uptime_ms as f64 / 1000.0);
+        cpu.get_or_create(&labels).inc_by(proc.cpu_ns as f64 / 1e9);
     }
     registry.register(
         "ww_process_restarts",
@@ -84,6 +86,13 @@ pub fn render(ctx: &HostContext) -> String {
         "Time since each running process's incarnation started",
         uptime,
     );
+    registry.register(
+        "ww_process_cpu_seconds",
+        "Time each process's guest ran on the host's thread, host calls included, summed over its incarnations",
+        cpu,
+    );
+    register_rpc(&mut registry, ctx);
+    register_budgets(&mut registry, ctx);
     let runtime = ctx.processes.runtime();
     counter(
         &mut registry,
@@ -119,6 +128,129 @@ pub fn render(ctx: &HostContext) -> String {
         tracing::warn!("cannot encode the metrics: {err}");
     }
     out
+}
+
+fn labelled(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+/// Connections, calls and bytes: `from="peer"` sums the connections other
+/// peers opened (hosts, CLIs, native clients), `from="process"` those of
+/// this host's processes.
+fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
+    let connections = &ctx.rpc_connections;
+    gauge(
+        registry,
+        "ww_rpc_connections",
+        "Inbound RPC connections open now",
+        connections.live.get() as f64,
+    );
+    let outcomes = Family::<Labels, CounterF>::default();
+    for (outcome, count) in [
+        ("accepted", connections.accepted.get()),
+        ("refused", connections.refused.get()),
+        ("failed", connections.failed.get()),
+    ] {
+        outcomes
+            .get_or_create(&labelled(&[("outcome", outcome)]))
+            .inc_by(count as f64);
+    }
+    registry.register(
+        "ww_rpc_connections_opened",
+        "Inbound RPC connections by outcome: accepted, refused at a connection limit, or ended by an error other than a disconnect",
+        outcomes,
+    );
+    let calls = Family::<Labels, CounterF>::default();
+    let errors = Family::<Labels, CounterF>::default();
+    let in_flight = Family::<Labels, GaugeF>::default();
+    let bytes = Family::<Labels, CounterF>::default();
+    let runtime = ctx.processes.runtime();
+    for (from, meter) in [("peer", &ctx.rpc_meter), ("process", &runtime.rpc_meter)] {
+        let reading = meter.reading();
+        let from_label = labelled(&[("from", from)]);
+        calls
+            .get_or_create(&from_label)
+            .inc_by(reading.calls_received as f64);
+        errors
+            .get_or_create(&from_label)
+            .inc_by(reading.exceptions_sent as f64);
+        in_flight
+            .get_or_create(&from_label)
+            .set(reading.calls_in_flight as f64);
+        for (direction, count) in [("in", reading.bytes_received), ("out", reading.bytes_sent)] {
+            bytes
+                .get_or_create(&labelled(&[("from", from), ("direction", direction)]))
+                .inc_by(count as f64);
+        }
+    }
+    registry.register(
+        "ww_rpc_calls",
+        "Calls received on this host's capabilities",
+        calls,
+    );
+    registry.register(
+        "ww_rpc_errors",
+        "Received calls answered with an error (refused, failed or cancelled)",
+        errors,
+    );
+    registry.register(
+        "ww_rpc_calls_in_flight",
+        "Received calls not answered yet",
+        in_flight,
+    );
+    registry.register(
+        "ww_rpc_bytes",
+        "Bytes on RPC connections, by direction as this host sees it",
+        bytes,
+    );
+}
+
+/// Each host-wide memory budget: what is used of it, and its limit.
+fn register_budgets(registry: &mut Registry, ctx: &HostContext) {
+    use crate::cap::{channel, pubsub, tree};
+    let used = Family::<Labels, GaugeF>::default();
+    let limit = Family::<Labels, GaugeF>::default();
+    for (budget, used_bytes, limit_bytes) in [
+        (
+            "channels",
+            ctx.senders.usage().bytes,
+            channel::CHANNEL_HOST_BYTES_MAX,
+        ),
+        (
+            "subscriptions",
+            ctx.subscriptions.total_bytes(),
+            pubsub::SUBSCRIPTION_HOST_BYTES_MAX,
+        ),
+        (
+            "anchor_data",
+            ctx.tree.data_bytes(),
+            tree::TREE_DATA_BYTES_MAX,
+        ),
+    ] {
+        let labels = labelled(&[("budget", budget)]);
+        used.get_or_create(&labels).set(used_bytes as f64);
+        limit.get_or_create(&labels).set(limit_bytes as f64);
+    }
+    registry.register(
+        "ww_budget_used_bytes",
+        "Bytes held against each host-wide memory budget",
+        used,
+    );
+    registry.register(
+        "ww_budget_limit_bytes",
+        "Each host-wide memory budget",
+        limit,
+    );
+    let channels = ctx.senders.usage().channels;
+    gauge(
+        registry,
+        "ww_channels",
+        "Live channels hosted here",
+        channels as f64,
+    );
 }
 
 /// One family per reported name; a name reported as a gauge by one process

@@ -49,6 +49,8 @@ pub struct Runtime {
     linker: Linker<ProcState>,
     ticks: Arc<Ticks>,
     cache: RomCache,
+    /// Calls and bytes on the connections of this runtime's processes.
+    pub rpc_meter: Rc<ww_api::meter::Meter>,
 }
 
 impl Runtime {
@@ -92,6 +94,7 @@ impl Runtime {
             engine,
             linker,
             ticks,
+            rpc_meter: Rc::default(),
         }))
     }
 

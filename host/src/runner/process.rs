@@ -2,9 +2,12 @@
 //! streams carry a capnp-rpc connection to the host, and whose stdio is the
 //! user's (`ww run`) or the host's log (a spawned process).
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use capnp_rpc::rpc_twoparty_capnp::Side;
@@ -58,6 +61,10 @@ pub struct SpawnSpec {
     pub limits: Limits,
     /// Where stdin, stdout and stderr go.
     pub stdio: Stdio,
+    /// Where the guest's time on the host's thread is added, in
+    /// nanoseconds (the executor keeps one per process, summed over its
+    /// incarnations).
+    pub cpu_ns: Rc<Cell<u64>>,
 }
 
 /// How a process ended.
@@ -262,11 +269,12 @@ pub fn start(
         Stdio::Log { pid } => Some(pid),
         Stdio::Inherit => None,
     };
-    let connection = ww_api::vat::connect::<capnp::capability::Client, _, _, _>(
+    let connection = ww_api::vat::connect_metered::<capnp::capability::Client, _, _, _>(
         host_read.compat(),
         host_write.compat_write(),
         Side::Server,
         Some(bootstrap),
+        runtime.rpc_meter.clone(),
         |driver| {
             tokio::task::spawn_local(async move {
                 // Calls on a supervised process's connection are its own:
@@ -284,13 +292,13 @@ pub fn start(
 
     let pre = runtime.linker.instantiate_pre(&rom.component);
     let memory_limit = spec.limits.memory_bytes_max;
-    let handle = tokio::task::spawn_local(async move {
+    let handle = tokio::task::spawn_local(timed(spec.cpu_ns.clone(), async move {
         let status = match pre {
             Ok(pre) => run(pre, &mut store, memory_limit).await,
             Err(err) => ExitStatus::trapped(format!("cannot link the ROM: {err:#}")),
         };
         status
-    });
+    }));
     let task = handle.abort_handle();
     let exit = async move {
         match handle.await {
@@ -313,6 +321,20 @@ pub fn start(
         exported: connection.client,
         exit,
         task,
+    })
+}
+
+/// `future`, adding the time each poll of it takes to `cpu_ns`. A guest
+/// runs only inside those polls, on the host's one thread, so this is the
+/// thread time it took, its synchronous host calls included.
+fn timed<F: Future>(cpu_ns: Rc<Cell<u64>>, future: F) -> impl Future<Output = F::Output> {
+    let mut future = Box::pin(future);
+    std::future::poll_fn(move |cx| {
+        let started = Instant::now();
+        let polled = future.as_mut().poll(cx);
+        let spent_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        cpu_ns.set(cpu_ns.get().saturating_add(spent_ns));
+        polled
     })
 }
 

@@ -3,6 +3,7 @@
 //! ([`vat::connect`]).
 
 pub mod limits;
+pub mod meter;
 pub mod ops;
 pub mod vat;
 

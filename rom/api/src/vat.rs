@@ -15,14 +15,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
 use capnp::capability::FromClientHook;
 use capnp::message::ReaderOptions;
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use capnp_rpc::{twoparty, Disconnector, RpcSystem};
+use capnp_rpc::{twoparty, Disconnector, RpcSystem, VatNetwork};
 use futures::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 
 use crate::limits::{NESTING_DEPTH_MAX, TRAVERSAL_WORDS_MAX};
+use crate::meter::{Counted, Meter, MeteredNetwork};
 
 /// The future that drives an `RpcSystem` until the connection ends.
 ///
@@ -76,12 +78,55 @@ where
     W: AsyncWrite + Unpin + 'static,
     S: FnOnce(Driver),
 {
-    let network = twoparty::VatNetwork::new(
+    start(network(reader, writer, side), side, local, spawn)
+}
+
+/// [`connect`], counting the connection's calls and bytes into `meter`
+/// (see [`crate::meter`]).
+pub fn connect_metered<C, R, W, S>(
+    reader: R,
+    writer: W,
+    side: Side,
+    local: Option<capnp::capability::Client>,
+    meter: Rc<Meter>,
+    spawn: S,
+) -> Connection<C>
+where
+    C: FromClientHook,
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+    S: FnOnce(Driver),
+{
+    let reader = Counted::new(reader, meter.clone());
+    let writer = Counted::new(writer, meter.clone());
+    let network = MeteredNetwork::new(network(reader, writer, side), meter);
+    start(network, side, local, spawn)
+}
+
+fn network<R, W>(reader: R, writer: W, side: Side) -> twoparty::VatNetwork<BufReader<R>>
+where
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+{
+    twoparty::VatNetwork::new(
         BufReader::with_capacity(IO_BUFFER_BYTES, reader),
         BufWriter::with_capacity(IO_BUFFER_BYTES, writer),
         side,
         reader_options(),
-    );
+    )
+}
+
+fn start<C, N, S>(
+    network: N,
+    side: Side,
+    local: Option<capnp::capability::Client>,
+    spawn: S,
+) -> Connection<C>
+where
+    C: FromClientHook,
+    N: VatNetwork<Side> + 'static,
+    S: FnOnce(Driver),
+{
     let mut system = RpcSystem::new(Box::new(network), local);
     let remote = match side {
         Side::Client => Side::Server,

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use queue::TopicStats;
 use raft_client::proto::ReplicaStatus;
 use ww_guest::ww_api::{host, metrics};
 
@@ -15,6 +16,9 @@ const REPORT_EVERY_MS: u64 = 2_000;
 /// Members reported (one `raft_member` series each); the host's per
 /// process series limit is 64.
 const MEMBERS_REPORTED_MAX: usize = 16;
+/// Topics reported, first by name (four `queue_*` series each): with the
+/// 15 plain series and 16 members, 63 of the host's 64.
+pub const TOPICS_REPORTED_MAX: usize = 8;
 
 /// The reporter: one `Metrics.set` in flight at most.
 pub struct Reporter {
@@ -42,7 +46,7 @@ impl Reporter {
     }
 
     /// Sends `status` as samples, without waiting for the reply.
-    pub fn report(&mut self, status: &ReplicaStatus, now_ms: u64) {
+    pub fn report(&mut self, status: &ReplicaStatus, topics: &[TopicStats], now_ms: u64) {
         self.last_ms = Some(now_ms);
         let leader = u64::from(status.role == "leader");
         let gauges: [(&str, u64); 9] = [
@@ -69,7 +73,8 @@ impl Reporter {
         ];
         let members = &status.members[..status.members.len().min(MEMBERS_REPORTED_MAX)];
         let mut request = self.metrics.set_request();
-        let count = gauges.len() + counters.len() + members.len();
+        let topics = &topics[..topics.len().min(TOPICS_REPORTED_MAX)];
+        let count = gauges.len() + counters.len() + members.len() + 4 * topics.len();
         let mut list = request
             .get()
             .init_samples(u32::try_from(count).unwrap_or(0));
@@ -96,6 +101,23 @@ impl Reporter {
             labels.reborrow().get(1).set_name("peer");
             labels.reborrow().get(1).set_value(&member.peer_id);
             index += 1;
+        }
+        // Per topic: what the status page and alerts need.
+        for stats in topics {
+            for (name, value) in [
+                ("queue_ready", stats.ready),
+                ("queue_leased", stats.leased),
+                ("queue_delayed", stats.delayed),
+                ("queue_dead", stats.dead),
+            ] {
+                let mut sample = list.reborrow().get(index);
+                sample.set_name(name);
+                sample.set_value(value as f64);
+                let mut labels = sample.init_labels(1);
+                labels.reborrow().get(0).set_name("topic");
+                labels.reborrow().get(0).set_value(&stats.topic);
+                index += 1;
+            }
         }
         let promise = request.send().promise;
         let in_flight = self.in_flight.clone();

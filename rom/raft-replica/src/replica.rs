@@ -306,7 +306,8 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         replica.publish_status();
         if replica.metrics.due(ww_guest::now_ms()) {
             let status = replica.status();
-            replica.metrics.report(&status, ww_guest::now_ms());
+            let topics = replica.topic_stats(crate::metrics::TOPICS_REPORTED_MAX);
+            replica.metrics.report(&status, &topics, ww_guest::now_ms());
         }
         if replica.destroy_after_flush {
             // Give the replies a moment to leave, then end with success so
@@ -433,6 +434,30 @@ impl Replica {
         }
         self.outbox
             .retain(&members.iter().map(|member| member.id).collect::<Vec<_>>());
+    }
+
+    /// The counts of the first `max` topics by name, as this replica has
+    /// applied them (a follower's may lag the leader's).
+    fn topic_stats(&self, max: usize) -> Vec<queue::TopicStats> {
+        let Some(node) = &self.node else {
+            return Vec::new();
+        };
+        let machine = node.state_machine();
+        let Ok(queue::Reply::Topics(topics)) = machine.run_query(&queue::Query::Topics) else {
+            return Vec::new();
+        };
+        topics
+            .iter()
+            .take(max)
+            .filter_map(|topic| {
+                match machine.run_query(&queue::Query::Stats {
+                    topic: topic.name.clone(),
+                }) {
+                    Ok(queue::Reply::Stats(stats)) => Some(stats),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     fn status(&self) -> ReplicaStatus {

@@ -111,6 +111,8 @@ pub struct Proc {
     pub(super) wake: Notify,
     /// Notified when an incarnation has started (its capability is set).
     pub(super) launched: Notify,
+    /// Its time on the host's thread, summed over incarnations (ns).
+    pub(super) cpu_ns: Rc<Cell<u64>>,
 }
 
 impl Proc {
@@ -153,6 +155,8 @@ pub struct ProcSummary {
     pub restarts: u32,
     pub anchor: String,
     pub uptime_ms: u64,
+    /// Its time on the host's thread, summed over incarnations.
+    pub cpu_ns: u64,
 }
 
 impl Processes {
@@ -197,6 +201,7 @@ impl Processes {
                 } else {
                     0
                 },
+                cpu_ns: proc.cpu_ns.get(),
             })
             .collect()
     }

@@ -1,0 +1,291 @@
+//! Counting what crosses a capnp connection: the calls it received, the
+//! calls it answered with an exception, the calls still unanswered, and
+//! its bytes each way.
+//!
+//! The count is taken below the `RpcSystem`, where every message passes
+//! once: a wrapper around the two-party network looks at each message's
+//! kind as it goes by (a few pointer reads, no copy). Counting in the
+//! capability servers instead would mean a line in every method of every
+//! server, and a method added later would be missed.
+//!
+//! A [`Meter`] is shared (`Rc`) by every connection it should sum, for
+//! example all the inbound connections of a host.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use capnp::capability::Promise;
+use capnp::message::{Builder, HeapAllocator};
+use capnp::Error;
+use capnp_rpc::rpc_capnp::{message, return_};
+use capnp_rpc::{Connection, FlowController, IncomingMessage, OutgoingMessage, VatNetwork};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::TryFutureExt;
+
+/// Sums of what crossed the metered connections, since the meter was made.
+#[derive(Debug, Default)]
+pub struct Meter {
+    calls_received: Cell<u64>,
+    calls_sent: Cell<u64>,
+    calls_in_flight: Cell<u64>,
+    exceptions_sent: Cell<u64>,
+    bytes_received: Cell<u64>,
+    bytes_sent: Cell<u64>,
+}
+
+/// A reading of a [`Meter`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MeterReading {
+    /// Calls the peers made on this side's capabilities.
+    pub calls_received: u64,
+    /// Calls this side made on the peers' capabilities.
+    pub calls_sent: u64,
+    /// Received calls answered with an exception: refused, failed, or
+    /// cancelled by the connection's end.
+    pub exceptions_sent: u64,
+    /// Received calls not answered yet.
+    pub calls_in_flight: u64,
+    /// Bytes read from the connections' streams.
+    pub bytes_received: u64,
+    /// Bytes written to the connections' streams.
+    pub bytes_sent: u64,
+}
+
+fn add(cell: &Cell<u64>, count: u64) {
+    cell.set(cell.get().saturating_add(count));
+}
+
+impl Meter {
+    /// What the meter has counted so far.
+    #[must_use]
+    pub fn reading(&self) -> MeterReading {
+        MeterReading {
+            calls_received: self.calls_received.get(),
+            calls_sent: self.calls_sent.get(),
+            exceptions_sent: self.exceptions_sent.get(),
+            calls_in_flight: self.calls_in_flight.get(),
+            bytes_received: self.bytes_received.get(),
+            bytes_sent: self.bytes_sent.get(),
+        }
+    }
+}
+
+/// One connection's share of a [`Meter`]: the question ids of the calls
+/// it received and has not answered. A return also answers bootstrap
+/// requests, which are not calls, so it counts only when its id is here;
+/// and the calls a connection never answered (it ended first) leave the
+/// meter's in-flight count when it is dropped.
+struct Share {
+    meter: Rc<Meter>,
+    unanswered: RefCell<HashSet<u32>>,
+}
+
+impl Share {
+    fn incoming(&self, message: &dyn IncomingMessage) {
+        let Ok(body) = message.get_body() else { return };
+        let Ok(message) = body.get_as::<message::Reader<'_>>() else {
+            return;
+        };
+        if let Ok(message::Call(Ok(call))) = message.which() {
+            add(&self.meter.calls_received, 1);
+            if self.unanswered.borrow_mut().insert(call.get_question_id()) {
+                add(&self.meter.calls_in_flight, 1);
+            }
+        }
+    }
+
+    fn outgoing(&self, message: &dyn OutgoingMessage) {
+        let Ok(body) = message.get_body_as_reader() else {
+            return;
+        };
+        let Ok(message) = body.get_as::<message::Reader<'_>>() else {
+            return;
+        };
+        match message.which() {
+            Ok(message::Call(_)) => add(&self.meter.calls_sent, 1),
+            Ok(message::Return(Ok(answer))) => {
+                if !self.unanswered.borrow_mut().remove(&answer.get_answer_id()) {
+                    return;
+                }
+                let in_flight = &self.meter.calls_in_flight;
+                in_flight.set(in_flight.get().saturating_sub(1));
+                if let Ok(return_::Exception(_)) = answer.which() {
+                    add(&self.meter.exceptions_sent, 1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let left = self.unanswered.get_mut().len() as u64;
+        let in_flight = &self.meter.calls_in_flight;
+        in_flight.set(in_flight.get().saturating_sub(left));
+    }
+}
+
+/// A [`VatNetwork`] whose connections count into a [`Meter`].
+pub(crate) struct MeteredNetwork<N> {
+    inner: N,
+    meter: Rc<Meter>,
+}
+
+impl<N> MeteredNetwork<N> {
+    pub(crate) fn new(inner: N, meter: Rc<Meter>) -> Self {
+        Self { inner, meter }
+    }
+}
+
+impl<V: 'static, N: VatNetwork<V>> VatNetwork<V> for MeteredNetwork<N> {
+    fn connect(&mut self, host_id: V) -> Option<Box<dyn Connection<V>>> {
+        let meter = self.meter.clone();
+        self.inner
+            .connect(host_id)
+            .map(|inner| MeteredConnection::boxed(inner, meter))
+    }
+
+    fn accept(&mut self) -> Promise<Box<dyn Connection<V>>, Error> {
+        let meter = self.meter.clone();
+        Promise::from_future(
+            self.inner
+                .accept()
+                .map_ok(move |inner| MeteredConnection::boxed(inner, meter)),
+        )
+    }
+
+    fn drive_until_shutdown(&mut self) -> Promise<(), Error> {
+        self.inner.drive_until_shutdown()
+    }
+}
+
+struct MeteredConnection<V> {
+    inner: Box<dyn Connection<V>>,
+    share: Rc<Share>,
+}
+
+impl<V: 'static> MeteredConnection<V> {
+    fn boxed(inner: Box<dyn Connection<V>>, meter: Rc<Meter>) -> Box<dyn Connection<V>> {
+        let share = Rc::new(Share {
+            meter,
+            unanswered: RefCell::default(),
+        });
+        Box::new(Self { inner, share })
+    }
+}
+
+impl<V> Connection<V> for MeteredConnection<V> {
+    fn get_peer_vat_id(&self) -> V {
+        self.inner.get_peer_vat_id()
+    }
+
+    fn new_outgoing_message(&mut self, first_segment_word_size: u32) -> Box<dyn OutgoingMessage> {
+        Box::new(MeteredOutgoing {
+            inner: self.inner.new_outgoing_message(first_segment_word_size),
+            share: self.share.clone(),
+        })
+    }
+
+    fn receive_incoming_message(&mut self) -> Promise<Option<Box<dyn IncomingMessage>>, Error> {
+        let share = self.share.clone();
+        Promise::from_future(
+            self.inner
+                .receive_incoming_message()
+                .map_ok(move |message| {
+                    if let Some(message) = &message {
+                        share.incoming(message.as_ref());
+                    }
+                    message
+                }),
+        )
+    }
+
+    fn new_stream(&mut self) -> (Box<dyn FlowController>, Promise<(), Error>) {
+        self.inner.new_stream()
+    }
+
+    fn shutdown(&mut self, result: capnp::Result<()>) -> Promise<(), Error> {
+        self.inner.shutdown(result)
+    }
+}
+
+struct MeteredOutgoing {
+    inner: Box<dyn OutgoingMessage>,
+    share: Rc<Share>,
+}
+
+impl OutgoingMessage for MeteredOutgoing {
+    fn get_body(&mut self) -> capnp::Result<capnp::any_pointer::Builder<'_>> {
+        self.inner.get_body()
+    }
+
+    fn get_body_as_reader(&self) -> capnp::Result<capnp::any_pointer::Reader<'_>> {
+        self.inner.get_body_as_reader()
+    }
+
+    fn send(self: Box<Self>) -> (Promise<(), Error>, Rc<Builder<HeapAllocator>>) {
+        // The body is complete by now: the RpcSystem fills it, then sends.
+        self.share.outgoing(self.inner.as_ref());
+        self.inner.send()
+    }
+
+    fn take(self: Box<Self>) -> Builder<HeapAllocator> {
+        self.inner.take()
+    }
+
+    fn size_in_words(&self) -> usize {
+        self.inner.size_in_words()
+    }
+}
+
+/// A stream that counts the bytes read from and written to it.
+pub(crate) struct Counted<S> {
+    inner: S,
+    meter: Rc<Meter>,
+}
+
+impl<S> Counted<S> {
+    pub(crate) fn new(inner: S, meter: Rc<Meter>) -> Self {
+        Self { inner, meter }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(read)) = &polled {
+            add(&self.meter.bytes_received, *read as u64);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = &polled {
+            add(&self.meter.bytes_sent, *written as u64);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}

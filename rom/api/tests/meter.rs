@@ -1,0 +1,118 @@
+//! A metered connection counts the calls it received, the ones it answered
+//! with an exception, the ones still unanswered, and its bytes; and a
+//! connection that ends with calls unanswered gives them back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::rc::Rc;
+
+use capnp::capability::{Promise, Rc as CapRc};
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use ww_api::meter::Meter;
+use ww_api::metrics;
+use ww_api::vat::{connect, connect_metered, Driver};
+
+/// Refuses a report with a sample named "bad"; never answers one named
+/// "hang"; takes the others.
+struct Server;
+
+impl metrics::Server for Server {
+    async fn set(
+        self: CapRc<Self>,
+        params: metrics::SetParams,
+        _: metrics::SetResults,
+    ) -> Result<(), capnp::Error> {
+        let samples = params.get()?.get_samples()?;
+        let name = samples.get(0).get_name()?.to_str()?.to_owned();
+        match name.as_str() {
+            "bad" => Err(capnp::Error::failed("refused".into())),
+            "hang" => Promise::<(), capnp::Error>::from_future(futures::future::pending()).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn report(client: &metrics::Client, name: &str) -> Result<(), capnp::Error> {
+    let mut request = client.set_request();
+    request.get().init_samples(1).get(0).set_name(name);
+    request.send().promise.await.map(|_| ())
+}
+
+fn spawn(driver: Driver) {
+    tokio::task::spawn_local(async move {
+        let _ = driver.await;
+    });
+}
+
+#[test]
+fn counts_calls_exceptions_in_flight_and_bytes() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let meter = Rc::new(Meter::default());
+        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+        let (server_read, server_write) = tokio::io::split(server_end);
+        let (client_read, client_write) = tokio::io::split(client_end);
+        let server: metrics::Client = capnp_rpc::new_client(Server);
+        let _served = connect_metered::<capnp::capability::Client, _, _, _>(
+            server_read.compat(),
+            server_write.compat_write(),
+            Side::Server,
+            Some(server.client),
+            meter.clone(),
+            spawn,
+        );
+        let connection = connect::<metrics::Client, _, _, _>(
+            client_read.compat(),
+            client_write.compat_write(),
+            Side::Client,
+            None,
+            spawn,
+        );
+        let client = connection.client;
+
+        for _ in 0..3 {
+            report(&client, "good").await.unwrap();
+        }
+        assert!(report(&client, "bad").await.is_err());
+        let reading = meter.reading();
+        assert_eq!(reading.calls_received, 4, "{reading:?}");
+        assert_eq!(reading.exceptions_sent, 1, "{reading:?}");
+        assert_eq!(reading.calls_in_flight, 0, "{reading:?}");
+        assert_eq!(reading.calls_sent, 0, "{reading:?}");
+        assert!(reading.bytes_received > 0 && reading.bytes_sent > 0);
+
+        let hanging = tokio::task::spawn_local({
+            let client = client.clone();
+            async move { report(&client, "hang").await }
+        });
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while meter.reading().calls_in_flight != 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                meter.reading()
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(meter.reading().calls_received, 5);
+
+        // The caller goes away with its call unanswered: the meter no
+        // longer counts it in flight.
+        drop(client);
+        connection.disconnector.await.unwrap();
+        assert!(hanging.await.unwrap().is_err());
+        while meter.reading().calls_in_flight != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                meter.reading()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+}
