@@ -89,7 +89,7 @@ WINDOW ?=
 OUT ?=
 
 WORKERS ?= 1 2 4 8
-PAGES ?= 2000
+PAGES ?= 10000
 
 ifneq ($(RAFT_RUN),)
 ifeq ($(WORKLOAD),crawl)

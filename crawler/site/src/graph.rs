@@ -37,7 +37,8 @@ pub fn links(seed: u64, pages: u32, page: u32) -> Vec<u32> {
 /// case, relative to `<base href>`), plus one `rel=nofollow` link and, on
 /// page 0, links to every special path of the site.
 #[must_use]
-pub fn page_html(seed: u64, pages: u32, page: u32, port: u16) -> String {
+/// `specials`: whether page 0 links [`SPECIAL_LINKS`].
+pub fn page_html(seed: u64, pages: u32, page: u32, port: u16, specials: bool) -> String {
     let mut html = format!(
         "<!doctype html>\n<html><head><title>Page {page}</title>\
          <base href=\"http://127.0.0.1:{port}/page/\"></head><body>\n<h1>Page {page}</h1>\n"
@@ -58,7 +59,7 @@ pub fn page_html(seed: u64, pages: u32, page: u32, port: u16) -> String {
     html.push_str(&format!(
         "<p><a rel=\"nofollow\" href=\"/nofollow/{page}\">do not follow</a></p>\n"
     ));
-    if page == 0 {
+    if page == 0 && specials {
         for special in SPECIAL_LINKS {
             html.push_str(&format!("<p><a href=\"{special}\">{special}</a></p>\n"));
         }
@@ -111,13 +112,14 @@ mod tests {
 
     #[test]
     fn pages_spell_links_several_ways() {
-        let html = page_html(7, 100, 0, 8080);
+        let html = page_html(7, 100, 0, 8080, true);
         let first = links(7, 100, 0)[0];
         assert!(html.contains("<base href=\"http://127.0.0.1:8080/page/\">"));
         assert!(html.contains(&format!("href=\"{first}\"")));
         assert!(html.contains(&format!("http://127.0.0.1:8080/page/{first}#again")));
         assert!(html.contains("rel=\"nofollow\" href=\"/nofollow/0\""));
         assert!(html.contains("href=\"/private/secret\""));
-        assert!(!page_html(7, 100, 1, 8080).contains("/private/secret"));
+        assert!(!page_html(7, 100, 1, 8080, true).contains("/private/secret"));
+        assert!(!page_html(7, 100, 0, 8080, false).contains("/private/secret"));
     }
 }

@@ -42,6 +42,11 @@ pub struct Config {
     pub crawl_delay_ms: u32,
     /// Also append every request to this file, one `ms method path` line.
     pub log_path: Option<PathBuf>,
+    /// Whether page 0 links the special paths (`graph::SPECIAL_LINKS`:
+    /// the hanging, slow, rate-limited and failing ones). Tests want them;
+    /// a throughput benchmark does not, since a 429's `Retry-After` holds
+    /// back the whole origin (the site is one) for 2 s by design.
+    pub special_links: bool,
 }
 
 impl Default for Config {
@@ -52,6 +57,7 @@ impl Default for Config {
             seed: 1,
             crawl_delay_ms: 0,
             log_path: None,
+            special_links: true,
         }
     }
 }

@@ -21,6 +21,10 @@ struct Args {
     /// Append every request to this file (`ms method path`).
     #[arg(long)]
     log: Option<std::path::PathBuf>,
+    /// Leave out page 0's links to the hanging, slow, rate-limited and
+    /// failing paths.
+    #[arg(long)]
+    no_special_links: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         crawl_delay_ms: args.crawl_delay_ms,
         log_path: args.log,
+        special_links: !args.no_special_links,
     })?;
     println!("serving http://{addr}/page/0 ({} pages)", args.pages);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -160,6 +160,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Body> {
                     state.config.pages,
                     page as u32,
                     state.port,
+                    state.config.special_links,
                 ),
             ),
             _ => not_found(),
