@@ -140,6 +140,25 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
     out.assert_ok();
     assert!(out.stdout.contains("enqueued"), "{out:#?}");
 
+    // `results --follow` from before the first fetch: it prints records as
+    // they come and returns by itself once the crawl is done.
+    let follow = {
+        let rom_path = rom("crawler");
+        let child = std::process::Command::new(ww_tests::ww_bin())
+            .env_remove("WW_PEERS")
+            .args(["run", "--peer", &client, rom_path.to_str().unwrap()])
+            .args(["results", "--jsonl", "-", "--follow"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (done, exited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(child.wait_with_output());
+        });
+        exited
+    };
+
     let started = Instant::now();
     let out = crawler(
         &client,
@@ -242,6 +261,42 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         "{} records fetched over {span_ms} ms ({:.1} records/s, first to last fetch)",
         records.len(),
         records.len() as f64 * 1000.0 / span_ms.max(1) as f64
+    );
+    let followed = follow
+        .recv_timeout(CRAWL_TIMEOUT)
+        .expect("`results --follow` returned once the crawl was done")
+        .unwrap();
+    assert!(followed.status.success(), "{followed:?}");
+    // Compared by record id and URL: a failure then prints a short diff.
+    let ids = |text: &str| -> Vec<(u64, String)> {
+        text.lines()
+            .map(|line| {
+                let record: Value = serde_json::from_str(line).unwrap();
+                (
+                    record["id"].as_u64().unwrap(),
+                    record["url"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (followed_ids, exported_ids) = (
+        ids(&String::from_utf8_lossy(&followed.stdout)),
+        ids(&out.stdout),
+    );
+    let only_followed: Vec<_> = followed_ids
+        .iter()
+        .filter(|r| !exported_ids.contains(r))
+        .collect();
+    let only_exported: Vec<_> = exported_ids
+        .iter()
+        .filter(|r| !followed_ids.contains(r))
+        .collect();
+    assert!(
+        followed_ids == exported_ids,
+        "--follow printed {} records, the export after the crawl {}; only followed: {only_followed:?}; only exported: {only_exported:?}; follow's stderr: {}",
+        followed_ids.len(),
+        exported_ids.len(),
+        String::from_utf8_lossy(&followed.stderr)
     );
     let mut by_url: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for record in &records {

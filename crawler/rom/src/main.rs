@@ -24,8 +24,10 @@ const USAGE: &str = "usage: ww run crawler.wasm [--version V] [--crawl NAME] SUB
                          run N supervised workers spread over the cluster's hosts,
                          each granted only the crawl and its results; 0 stops them
   status [--json] [--watch]  frontier counts, counters, results and workers
-  results --jsonl -      every fetched URL once, as JSON Lines on stdout
-                         (repeatable: the results are read, not consumed)
+  results --jsonl - | --warc - [--after ID] [--follow]
+                         every fetched URL once, as JSON Lines or WARC on stdout
+                         (repeatable: the results are read, not consumed;
+                         --follow prints them as they come, until the crawl ends)
   pause | resume | stop  control the crawl
   worker-tokens [--json] the access tokens workers are granted (hex), for audits
 
