@@ -119,11 +119,14 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
     assert!(out.stderr.contains("--jsonl -"), "{out:#?}");
 
     let seed = site.url("/page/0");
+    // Slower than the workers' lease (3 s): kept only by extending it.
+    let slow = site.url("/slow-head/3500");
     let out = crawler(
         &client,
         &[
             "seed",
             &seed,
+            &slow,
             "--allow-private",
             "--max-depth",
             "1000",
@@ -162,7 +165,16 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
     let started = Instant::now();
     let out = crawler(
         &client,
-        &["workers", "3", "--fetch-timeout-ms", "2000", "--batch", "8"],
+        &[
+            "workers",
+            "3",
+            "--fetch-timeout-ms",
+            "4000",
+            "--lease-ms",
+            "3000",
+            "--batch",
+            "8",
+        ],
     );
     out.assert_ok();
     let hosts: BTreeSet<String> = out
@@ -228,6 +240,9 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         fetched as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(last["workers"].as_array().unwrap().len(), 3, "{last}");
+    // Fetches longer than the lease (the slow page, the hanging one) kept
+    // their URLs: workers extend their leases while they fetch.
+    assert_eq!(counters["expired"], 0, "a lease expired: {last}");
     let seen = counters["seen"].as_u64().unwrap();
     assert_eq!(
         seen,
@@ -322,6 +337,12 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
             .unwrap()
             .contains(&format!("Page {page}")));
     }
+    assert_eq!(by_url[&slow][0]["status"], 200, "{slow} missing");
+    assert_eq!(
+        site.requests_to("/slow-head/3500").len(),
+        1,
+        "the slow page was fetched twice: its lease expired mid-fetch"
+    );
     let redirect = by_url[&site.url("/redirect/2")][0];
     assert_eq!(redirect["final_url"], site.url("/page/0"), "{redirect}");
     assert_eq!(by_url[&site.url("/status/404")][0]["status"], 404);

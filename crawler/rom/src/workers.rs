@@ -20,9 +20,9 @@ pub const USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] workers N [OP
   --fetch-timeout-ms MS   a fetch's total timeout (default 10000, at most 30000)
   --user-agent UA         sent with every request and matched against robots.txt
   --batch N               URLs a worker leases at once (default 16)
-  --lease-ms MS           a worker's URL lease (default 60000); must exceed the fetch
-                          timeout plus the grant's 10 s slot wait. A dead worker's URLs
-                          are fetched again when it expires
+  --lease-ms MS           a worker's URL lease (default 20000, at least 1500). A worker
+                          extends its leases while it fetches; a dead worker's URLs
+                          are fetched again when their lease expires
   --host PEER             place workers only on these hosts (repeatable); default: all
   --rom -                 run a custom worker ROM (built on worker-sdk) read from stdin,
                           e.g. `... workers 2 --rom - < title-worker.wasm`; default: the
@@ -37,8 +37,8 @@ pub const TOKENS_USAGE: &str = "usage: ww run crawler.wasm [--crawl NAME] worker
 Mints and prints (hex) the two access tokens a worker of the crawl is granted:
 `crawl` (enqueue, consume, read on the crawl) and `results` (enqueue on the results topic).";
 
-/// The longest total fetch timeout a worker's grant gets: the worker's
-/// lease (60 s) must outlast it plus the grant's slot wait.
+/// The longest total fetch timeout a worker's grant gets. (A worker
+/// extends its leases while it fetches, so the lease need not outlast it.)
 const FETCH_TIMEOUT_MS_MAX: u32 = 30_000;
 const FETCH_TIMEOUT_MS_DEFAULT: u32 = 10_000;
 const CONNECT_TIMEOUT_MS: u32 = 5_000;
@@ -200,9 +200,11 @@ pub async fn workers(
     let batch: Option<u32> = args.parsed("--batch")?;
     let lease_ms: Option<u64> = args.parsed("--lease-ms")?;
     if let Some(lease_ms) = lease_ms {
-        let floor = u64::from(fetch_timeout_ms + RATE_WAIT_MAX_MS);
-        if lease_ms <= floor {
-            bail!("--lease-ms must exceed the fetch timeout plus the slot wait ({floor} ms)");
+        if lease_ms < worker_sdk::LEASE_MS_MIN {
+            bail!(
+                "--lease-ms must be at least {} (workers extend leases every third of it)",
+                worker_sdk::LEASE_MS_MIN
+            );
         }
     }
     let mut placement = Vec::new();

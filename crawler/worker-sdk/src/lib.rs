@@ -5,7 +5,7 @@
 //! [`Extracted`] (fields for the result record, links to follow) and hands
 //! it to [`run`]:
 //!
-//! ```ignore
+//! ```no_run
 //! fn main() {
 //!     worker_sdk::run(|page| worker_sdk::Extracted {
 //!         fields: Default::default(),
@@ -38,7 +38,7 @@ mod worker;
 
 pub use record::ResultRecord;
 pub use serde_json::{json, Map, Value};
-pub use worker::{run, Config};
+pub use worker::{run, Config, LEASE_MS_MIN};
 
 /// The grant through which a worker reaches the replicas (a `readPath`).
 pub const GRANT_REPLICAS: &str = raft_client::access::REPLICAS_GRANT;

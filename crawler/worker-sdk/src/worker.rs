@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use futures::future::join_all;
+use std::future::Future;
+
+use futures::future::{join_all, select, Either};
 use queue::crawl::{Completion, CrawlState, FetchOutcome, Link, UrlLease};
-use queue::{ClientError, NewMessage, QueueError};
+use queue::{ClientError, NewMessage, QueueError, Receipt};
 use raft_client::{Directory, Group, GuestRuntime};
 use ww_guest::ww_api::{ops, ww_capnp::http};
 
@@ -17,10 +19,13 @@ use crate::{Extracted, Page};
 
 /// URLs leased at once, by default.
 const BATCH_URLS_DEFAULT: u32 = 16;
-/// The lease, by default: longer than the grant's total fetch timeout plus
-/// its slot wait (`crawler.wasm workers` grants at most 30 s + 10 s), so a
-/// live worker's lease never expires mid-fetch and needs no extension.
-const LEASE_MS_DEFAULT: u64 = 60_000;
+/// The lease, by default. A live worker extends it while it fetches (every
+/// third of it), so it bounds only how long a dead worker's URLs wait
+/// before they are leased again, not how long a fetch may take.
+const LEASE_MS_DEFAULT: u64 = 20_000;
+/// The shortest lease: extensions go every third of it, and each is a Raft
+/// write that must land before the lease ends.
+pub const LEASE_MS_MIN: u64 = 1_500;
 /// The most links one offer carries (the frontier applies a batch whole).
 const OFFER_LINKS_MAX: usize = 1_000;
 /// The most record bytes one enqueue carries (the queue refuses batches
@@ -86,6 +91,9 @@ impl Config {
         })?;
         if config.batch_urls == 0 {
             bail!("--batch must be at least 1");
+        }
+        if config.lease_ms < LEASE_MS_MIN {
+            bail!("--lease-ms must be at least {LEASE_MS_MIN}");
         }
         config.crawl = crawl;
         config.results = results;
@@ -217,7 +225,9 @@ impl Worker {
             }
             idle_ms = 0;
             self.report.leased(leases.len());
-            let done = join_all(leases.into_iter().map(|lease| self.fetch_one(lease))).await;
+            let receipts: Vec<Receipt> = leases.iter().map(UrlLease::receipt).collect();
+            let fetches = join_all(leases.into_iter().map(|lease| self.fetch_one(lease)));
+            let done = self.keep_leased(&frontier, &receipts, fetches).await;
             let counts: Vec<(Option<u64>, Option<&'static str>)> = done
                 .iter()
                 .map(|item| (item.record.as_ref().map(|r| r.length), item.error))
@@ -238,6 +248,42 @@ impl Worker {
                 // fetched again.
                 Err(err) => eprintln!("commit failed, the batch will be fetched again: {err:#}"),
             }
+        }
+    }
+
+    /// Runs `work` while extending the leases of `receipts` every third of
+    /// the lease, so a fetch slower than the lease (a slow origin, a wait
+    /// for the origin's next slot) does not hand its URL to another worker.
+    async fn keep_leased<T: queue::Transport, F: Future>(
+        &self,
+        frontier: &queue::Client<T>,
+        receipts: &[Receipt],
+        work: F,
+    ) -> F::Output {
+        let every = Duration::from_millis(self.config.lease_ms / 3);
+        let extend = async {
+            loop {
+                ww_guest::sleep(every).await;
+                match frontier
+                    .extend_urls(&self.config.crawl, receipts, Some(self.config.lease_ms))
+                    .await
+                {
+                    Ok(outcomes) => {
+                        let refused = outcomes.iter().filter(|o| o.is_err()).count();
+                        if refused > 0 {
+                            // Expired already, or the crawl stopped: the
+                            // completion will say so too.
+                            eprintln!("{refused} of {} leases not extended", receipts.len());
+                        }
+                    }
+                    Err(err) => eprintln!("extending leases failed: {err}"),
+                }
+            }
+        };
+        futures::pin_mut!(work, extend);
+        match select(work, extend).await {
+            Either::Left((output, _)) => output,
+            Either::Right(((), work)) => work.await,
         }
     }
 
