@@ -6,12 +6,11 @@
 //! it to [`run`]:
 //!
 //! ```no_run
-//! fn main() {
-//!     worker_sdk::run(|page| worker_sdk::Extracted {
-//!         fields: Default::default(),
-//!         outlinks: page.links(),
-//!     })
-//! }
+//! // A worker ROM's whole `main`:
+//! worker_sdk::run(|page| worker_sdk::Extracted {
+//!     fields: Default::default(),
+//!     outlinks: page.links(),
+//! })
 //! ```
 //!
 //! [`run`] leases batches of URLs from the crawl frontier, fetches them
