@@ -3,8 +3,8 @@
 use super::{single, unexpected, Client, Transport};
 use crate::command::{Command, Query, Reply};
 use crate::crawl::{
-    Completed, Completion, CrawlConfig, CrawlControl, CrawlState, CrawlStatus, DeadUrl,
-    FetchOutcome, Link, Offered, UrlLease,
+    workers::WorkerStatus, Completed, Completion, CrawlConfig, CrawlControl, CrawlState,
+    CrawlStatus, DeadUrl, FetchOutcome, Link, Offered, UrlLease,
 };
 use crate::types::Receipt;
 use crate::{ClientError, QueueError};
@@ -212,6 +212,22 @@ impl<T: Transport> Client<T> {
         match self.submit(&command).await? {
             Reply::OriginDelaySet { origin } => Ok(origin),
             other => Err(unexpected("set_origin_delay", &other)),
+        }
+    }
+
+    /// What each worker of a crawl did (leases and how they ended) and how
+    /// many URLs it holds now, by worker name.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::NoSuchCrawl`].
+    pub async fn crawl_workers(&self, crawl: &str) -> Result<Vec<WorkerStatus>, ClientError> {
+        let query = Query::CrawlWorkers {
+            crawl: crawl.to_owned(),
+        };
+        match self.query(&query).await? {
+            Reply::CrawlWorkers(workers) => Ok(workers),
+            other => Err(unexpected("crawl_workers", &other)),
         }
     }
 

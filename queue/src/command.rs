@@ -9,8 +9,8 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::crawl::{
-    Completed, Completion, CrawlConfig, CrawlControl, CrawlState, CrawlStatus, DeadUrl, Link,
-    Offered, UrlLease,
+    workers::WorkerStatus, Completed, Completion, CrawlConfig, CrawlControl, CrawlState,
+    CrawlStatus, DeadUrl, Link, Offered, UrlLease,
 };
 use crate::limits::{COMMAND_BYTES_MAX, FORMAT_VERSION};
 use crate::types::{
@@ -247,6 +247,11 @@ pub enum Query {
         /// The most records to return.
         max_urls: u32,
     },
+    /// Verb: read. What each worker of a crawl did, and holds now.
+    CrawlWorkers {
+        /// The crawl name.
+        crawl: String,
+    },
 }
 
 /// What a successful command or query returns.
@@ -337,6 +342,8 @@ pub enum Reply {
     CrawlStatus(CrawlStatus),
     /// From [`Query::DeadUrls`].
     DeadUrls(Vec<DeadUrl>),
+    /// From [`Query::CrawlWorkers`], by worker name.
+    CrawlWorkers(Vec<WorkerStatus>),
 }
 
 /// The answer to a command or a query.

@@ -11,9 +11,10 @@
 /// at the end, which keeps every older encoding valid under this version.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// The snapshot format version. 2 added the crawl frontiers; a replica still
-/// reads version 1 snapshots (no crawls) and refuses any other.
-pub const SNAPSHOT_FORMAT_VERSION: u8 = 2;
+/// The snapshot format version. 2 added the crawl frontiers, 3 each crawl's
+/// per-worker counts (appended after the format 2 body); a replica still
+/// reads versions 1 and 2 and refuses any other.
+pub const SNAPSHOT_FORMAT_VERSION: u8 = 3;
 
 /// The suffix of a topic's dead-letter topic: `urls` dead-letters into `urls.dlq`.
 pub const DLQ_SUFFIX: &str = ".dlq";
@@ -191,6 +192,10 @@ pub const CRAWL_BACKOFF_MS_MAX: u64 = DELAY_MS_MAX;
 /// The most dead and permanently failed URL records a crawl keeps; past it
 /// the oldest is dropped and counted.
 pub const CRAWL_DEAD_RECORDS_MAX: usize = 10_000;
+
+/// The most worker names a crawl counts on their own rows; later names
+/// share one row (`crawl::workers`).
+pub const CRAWL_WORKERS_TRACKED_MAX: usize = 1_024;
 
 /// The longest free-text failure detail a worker may record, in bytes.
 pub const CRAWL_DETAIL_BYTES_MAX: usize = 256;

@@ -103,7 +103,9 @@ impl QueueMachine {
                 Ok(Reply::Peeked(topic.peek(*after, *max_messages)))
             }
             Query::Stats { topic } => Ok(Reply::Stats(self.stats(topic)?)),
-            Query::CrawlStatus { .. } | Query::DeadUrls { .. } => self.crawl_query(query),
+            Query::CrawlStatus { .. } | Query::DeadUrls { .. } | Query::CrawlWorkers { .. } => {
+                self.crawl_query(query)
+            }
             Query::Topics => Ok(Reply::Topics(
                 self.state
                     .topics
@@ -508,7 +510,21 @@ impl QueueMachine {
                     crawls: BTreeMap::new(),
                 }
             }
-            SNAPSHOT_FORMAT_VERSION => decode_snapshot(body)?,
+            2 => decode_snapshot(body)?,
+            SNAPSHOT_FORMAT_VERSION => {
+                let (mut state, rest): (Persisted, &[u8]) = postcard::take_from_bytes(body)
+                    .map_err(|error| format!("queue snapshot is corrupt: {error}"))?;
+                let workers: BTreeMap<String, crate::crawl::workers::Workers> =
+                    decode_snapshot(rest)?;
+                for (name, workers) in workers {
+                    workers.check()?;
+                    let Some(crawl) = state.crawls.get_mut(&name) else {
+                        return Err(format!("queue snapshot counts workers of no crawl {name:?}"));
+                    };
+                    crawl.workers = workers;
+                }
+                state
+            }
             _ => {
                 return Err(format!(
                     "queue snapshot format {version}, this replica reads 1 to {SNAPSHOT_FORMAT_VERSION}; upgrade it"
@@ -557,10 +573,8 @@ impl StateMachine for QueueMachine {
         // it again at every step (docs/raft-core.md, "Snapshots").
         let mut bytes = Vec::with_capacity(self.snapshot_bytes_estimate());
         bytes.push(SNAPSHOT_FORMAT_VERSION);
-        match postcard::to_extend(&self.state, bytes) {
-            Ok(bytes) => bytes,
-            Err(error) => unreachable!("postcard encoding of queue state failed: {error}"),
-        }
+        let bytes = encode_into(bytes, &self.state);
+        encode_into(bytes, &self.state.crawl_workers())
     }
 
     /// Serializes everything but the KV map now (topics and crawls are
@@ -575,6 +589,7 @@ impl StateMachine for QueueMachine {
         let head = (state.now_ms, state.last_token, &state.topics, entries);
         let prefix = encode_into(vec![SNAPSHOT_FORMAT_VERSION], &head);
         let suffix = encode_into(Vec::new(), &(state.kv.revision(), &state.crawls));
+        let suffix = encode_into(suffix, &state.crawl_workers());
         let frozen = self.state.kv.freeze();
         Box::new(QueueSnapshot {
             prefix: Some(prefix),
@@ -607,7 +622,8 @@ struct QueueSnapshot {
     /// The last key serialized.
     after: Option<kv_key::Key>,
     entries_left: u64,
-    /// The KV revision and the crawls; taken by the last chunk.
+    /// The KV revision, the crawls and their per-worker counts; taken by
+    /// the last chunk.
     suffix: Option<Vec<u8>>,
 }
 
@@ -655,6 +671,15 @@ fn encode_into<T: Serialize + ?Sized>(out: Vec<u8>, value: &T) -> Vec<u8> {
 }
 
 impl Persisted {
+    /// Each crawl's per-worker counts, which format 3 appends after the
+    /// format 2 body (see `Crawl::workers`).
+    fn crawl_workers(&self) -> BTreeMap<&str, &crate::crawl::workers::Workers> {
+        self.crawls
+            .iter()
+            .map(|(name, crawl)| (name.as_str(), &crawl.workers))
+            .collect()
+    }
+
     /// The earliest lease deadline or delay end in any topic or crawl.
     fn earliest_due_ms(&self) -> Option<u64> {
         let topics = self.topics.values().filter_map(Topic::next_due_ms);

@@ -144,6 +144,9 @@ impl QueueMachine {
                     self.crawl(crawl)?.dead_urls(*after, *max_urls as usize),
                 ))
             }
+            Query::CrawlWorkers { crawl } => {
+                Ok(Reply::CrawlWorkers(self.crawl(crawl)?.worker_status()))
+            }
             other => Err(QueueError::invalid(
                 "query",
                 format!("{other:?} is not a crawl query"),

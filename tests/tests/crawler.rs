@@ -240,6 +240,14 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         fetched as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(last["workers"].as_array().unwrap().len(), 3, "{last}");
+    // Per worker, from the frontier: their fetches add up to the crawl's.
+    let per_worker: u64 = last["worker_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["counts"]["fetched"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_worker, counters["fetched"].as_u64().unwrap(), "{last}");
     // Fetches longer than the lease (the slow page, the hanging one) kept
     // their URLs: workers extend their leases while they fetch.
     assert_eq!(counters["expired"], 0, "a lease expired: {last}");
@@ -343,7 +351,12 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         1,
         "the slow page was fetched twice: its lease expired mid-fetch"
     );
+    // Parents link records: page 0 (a seed) has none, and links to the
+    // redirect, whose record names page 0's.
+    let page0 = by_url[&site.url("/page/0")][0];
+    assert!(page0["parent"].is_null(), "{page0}");
     let redirect = by_url[&site.url("/redirect/2")][0];
+    assert_eq!(redirect["parent"], page0["id"], "{redirect}");
     assert_eq!(redirect["final_url"], site.url("/page/0"), "{redirect}");
     assert_eq!(by_url[&site.url("/status/404")][0]["status"], 404);
     assert_eq!(

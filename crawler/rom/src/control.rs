@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use queue::crawl::workers::WorkerStatus;
 use queue::crawl::{CrawlControl, CrawlState, CrawlStatus};
 use raft_client::{Group, GuestRuntime};
 use serde_json::json;
@@ -14,7 +15,8 @@ use ww_guest::progress::{self, Progress};
 pub const STATUS_USAGE: &str =
     "usage: ww run crawler.wasm [--crawl NAME] status [--json] [--watch [--interval-ms MS]]
 The crawl's state; URLs ready, leased, delayed and dead; its counters; the
-records in its results topic; its workers. `done` is true when no URL is ready,
+records in its results topic; its workers, each with what it leased and how
+those leases ended (in JSON, `worker_counts` also lists workers gone since). `done` is true when no URL is ready,
 leased or delayed (every accepted URL was fetched, failed or died).
 --watch samples every MS (default 1000) until the crawl is done or stopped:
 progress (URLs ended of accepted, pages/s, workers) on stderr, live on a
@@ -33,6 +35,8 @@ struct Sample {
     records: u64,
     /// Workers by name, with their hosts.
     workers: Vec<(String, String)>,
+    /// What every worker that ever leased did, by name (the frontier's).
+    counts: Vec<WorkerStatus>,
 }
 
 impl Sample {
@@ -47,7 +51,12 @@ impl Sample {
             status,
             records: records.ready + records.leased + records.delayed,
             workers: crate::workers::census(host, names).await?,
+            counts: client.crawl_workers(&names.crawl).await?,
         })
+    }
+
+    fn counts_of(&self, name: &str) -> Option<&WorkerStatus> {
+        self.counts.iter().find(|row| row.worker == name)
     }
 
     /// URLs that ended: fetched, failed or dead.
@@ -61,7 +70,14 @@ impl Sample {
         let workers: Vec<_> = self
             .workers
             .iter()
-            .map(|(name, peer)| json!({ "name": name, "host": peer }))
+            .map(|(name, peer)| {
+                let mut worker = json!({ "name": name, "host": peer });
+                if let Some(row) = self.counts_of(name) {
+                    worker["leased_now"] = json!(row.leased_now);
+                    worker["counts"] = json!(row.counts);
+                }
+                worker
+            })
             .collect();
         let mut value = json!({
             "crawl": status.crawl,
@@ -76,6 +92,7 @@ impl Sample {
             "config": status.config,
             "results": self.records,
             "workers": workers,
+            "worker_counts": self.counts,
         });
         if let Some(rate) = pages_per_s {
             value["pages_per_s"] = json!((rate * 10.0).round() / 10.0);
@@ -114,7 +131,17 @@ impl Sample {
         );
         println!("  workers: {}", self.workers.len());
         for (name, peer) in &self.workers {
-            println!("    {name} on {peer}");
+            match self.counts_of(name) {
+                Some(row) => println!(
+                    "    {name} on {peer}: fetched {}  failed {}  retried {}  expired {}  holding {}",
+                    row.counts.fetched,
+                    row.counts.failed,
+                    row.counts.retried,
+                    row.counts.expired,
+                    row.leased_now
+                ),
+                None => println!("    {name} on {peer}: no lease yet"),
+            }
         }
     }
 }

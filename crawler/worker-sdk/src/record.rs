@@ -34,8 +34,8 @@ pub struct ResultRecord {
     pub depth: u32,
     /// The frontier id of the URL.
     pub id: u64,
-    /// The frontier id of the page it was found on. Not known to a worker
-    /// yet: a lease does not carry it, so this is `null`.
+    /// The frontier id of the page it was found on: that page's record has
+    /// it as `id`. `null` for a seed.
     pub parent: Option<u64>,
     /// The worker that fetched it.
     pub worker: String,

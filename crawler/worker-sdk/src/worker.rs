@@ -320,7 +320,7 @@ impl Worker {
                     fetched_at: ww_guest::unix_time_ms(),
                     depth: lease.depth,
                     id: lease.id,
-                    parent: None,
+                    parent: lease.parent,
                     worker: self.config.name.clone(),
                     attempt: lease.failed + 1,
                     elapsed_ms,

@@ -24,6 +24,7 @@
 mod canon;
 mod ops;
 mod types;
+pub mod workers;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -107,6 +108,11 @@ pub(crate) struct Crawl {
     pub(crate) counters: CrawlCounters,
     #[serde(skip)]
     index: Index,
+    /// Per-worker counts. Replicated, but kept out of this struct's
+    /// encoding: snapshots carry them after the format 2 body (format 3),
+    /// so format 2 snapshots still decode.
+    #[serde(skip)]
+    pub(crate) workers: workers::Workers,
 }
 
 impl Crawl {
@@ -123,6 +129,7 @@ impl Crawl {
             cursor: String::new(),
             counters: CrawlCounters::default(),
             index: Index::default(),
+            workers: workers::Workers::default(),
         }
     }
 
@@ -191,6 +198,40 @@ impl Crawl {
             counters: self.counters.clone(),
             config: self.config.clone(),
         }
+    }
+
+    /// Every worker's counts, and how many URLs each holds now.
+    pub(crate) fn worker_status(&self) -> Vec<workers::WorkerStatus> {
+        let mut leased_now: BTreeMap<&str, u64> = BTreeMap::new();
+        for (_, id) in &self.index.leases {
+            if let Some(Entry {
+                state: UrlState::Leased { worker, .. },
+                ..
+            }) = self.urls.get(id)
+            {
+                *leased_now.entry(worker.as_str()).or_default() += 1;
+            }
+        }
+        let mut rows: Vec<workers::WorkerStatus> = self
+            .workers
+            .rows()
+            .map(|(worker, counts)| workers::WorkerStatus {
+                worker: worker.clone(),
+                leased_now: leased_now.remove(worker.as_str()).unwrap_or(0),
+                counts: counts.clone(),
+            })
+            .collect();
+        // Holders past the table's rows count under the shared row.
+        let others: u64 = leased_now.values().sum();
+        if others > 0 {
+            if let Some(row) = rows
+                .iter_mut()
+                .find(|row| row.worker == workers::OTHER_WORKERS)
+            {
+                row.leased_now += others;
+            }
+        }
+        rows
     }
 
     /// Can a new origin be tracked?

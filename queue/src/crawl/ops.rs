@@ -194,12 +194,14 @@ impl Crawl {
                 continue;
             };
             self.counters.leased += 1;
+            self.workers.of(worker).leased += 1;
             leases.push(UrlLease {
                 id,
                 token,
                 url: entry.url.clone(),
                 origin: entry.origin.clone(),
                 depth: entry.depth,
+                parent: entry.parent,
                 failed: entry.failed,
                 leased_at_ms: now_ms,
                 deadline_ms,
@@ -220,6 +222,15 @@ impl Crawl {
         now_ms: u64,
     ) -> Result<Completed, QueueError> {
         self.holds(receipt)?;
+        if let Some(worker) = self.holder(receipt.id) {
+            let counts = self.workers.of(&worker);
+            match &outcome {
+                FetchOutcome::Fetched => counts.fetched += 1,
+                FetchOutcome::Permanent(_) => counts.failed += 1,
+                FetchOutcome::Released => counts.released += 1,
+                FetchOutcome::Retryable(_) => counts.retried += 1,
+            }
+        }
         if !matches!(outcome, FetchOutcome::Released) {
             // The request is over by now: the origin's next lease waits
             // `delay` from here too, not only from this URL's lease. With
@@ -251,6 +262,17 @@ impl Crawl {
                 self.counters.retried += 1;
                 Ok(self.fail(receipt.id, reason, now_ms))
             }
+        }
+    }
+
+    /// The worker holding URL `id`'s lease, if it is leased.
+    fn holder(&self, id: u64) -> Option<String> {
+        match self.urls.get(&id) {
+            Some(Entry {
+                state: UrlState::Leased { worker, .. },
+                ..
+            }) => Some(worker.clone()),
+            _ => None,
         }
     }
 
@@ -359,6 +381,9 @@ impl Crawl {
                 break;
             }
             self.counters.expired += 1;
+            if let Some(worker) = self.holder(id) {
+                self.workers.of(&worker).expired += 1;
+            }
             let Some(entry) = self.urls.get_mut(&id) else {
                 self.index.leases.remove(&(deadline_ms, id));
                 continue;

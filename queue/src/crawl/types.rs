@@ -118,6 +118,8 @@ pub struct UrlLease {
     pub origin: String,
     /// Its depth.
     pub depth: u32,
+    /// The id of the URL whose page linked it (`None` for a seed).
+    pub parent: Option<u64>,
     /// Failed fetches so far.
     pub failed: u32,
     /// The log time of the lease, ms since the Unix epoch.

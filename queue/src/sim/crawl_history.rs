@@ -307,6 +307,7 @@ mod tests {
             url: url.to_owned(),
             origin: url.split("/p").next().unwrap_or_default().to_owned(),
             depth: 0,
+            parent: None,
             failed: 0,
             leased_at_ms: at,
             deadline_ms: at + 1_000,

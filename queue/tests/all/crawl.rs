@@ -7,8 +7,8 @@ use queue::crawl::{
     Link, Offered, PermanentFailure, RetryableFailure,
 };
 use queue::{
-    decode_response, encode_command, Client, ClientError, Command, MemoryTransport, QueueError,
-    QueueMachine,
+    decode_response, encode_command, Client, ClientError, Command, MemoryTransport, Query,
+    QueueError, QueueMachine, Reply,
 };
 use raft_core::{ApplyContext, StateMachine};
 
@@ -526,14 +526,19 @@ fn snapshots_round_trip_with_crawls_and_old_snapshots_still_load() {
             value: b"v".to_vec(),
         },
     );
-    let v2 = plain.snapshot();
-    assert_eq!(v2[0], queue::limits::SNAPSHOT_FORMAT_VERSION);
-    // A format 1 snapshot is the same bytes without the (empty) crawl map.
-    let mut v1 = v2[..v2.len() - 1].to_vec();
+    let v3 = plain.snapshot();
+    assert_eq!(v3[0], queue::limits::SNAPSHOT_FORMAT_VERSION);
+    // A format 2 snapshot is the same bytes without the (empty) per-worker
+    // counts, and a format 1 snapshot without the (empty) crawl map too.
+    let mut v2 = v3[..v3.len() - 1].to_vec();
+    v2[0] = 2;
+    let mut v1 = v3[..v3.len() - 2].to_vec();
     v1[0] = 1;
-    let mut old = QueueMachine::new();
-    old.restore(&v1).unwrap();
-    assert_eq!(old.snapshot(), v2);
+    for old_bytes in [&v1, &v2] {
+        let mut old = QueueMachine::new();
+        old.restore(old_bytes).unwrap();
+        assert_eq!(old.snapshot(), v3);
+    }
 
     let mut machine = QueueMachine::new();
     let commands = [
@@ -568,6 +573,20 @@ fn snapshots_round_trip_with_crawls_and_old_snapshots_still_load() {
     restored.restore(&snapshot).unwrap();
     assert_eq!(restored.snapshot(), snapshot);
     assert_eq!(restored, machine);
+    let workers = Query::CrawlWorkers { crawl: "c".into() };
+    let Ok(Reply::CrawlWorkers(rows)) = restored.run_query(&workers) else {
+        panic!("no worker rows");
+    };
+    // One URL leased: the origin delay (250 ms) spaces the rest.
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].worker.as_str(),
+            rows[0].counts.leased,
+            rows[0].leased_now
+        ),
+        ("w", 1, 1)
+    );
     // The same future: expiries, leases, politeness.
     for index in 5..40 {
         let command = Command::LeaseUrls {

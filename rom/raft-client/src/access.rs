@@ -407,9 +407,9 @@ fn query_needs(query: &queue::Query) -> (Verbs, Option<String>) {
             (Verbs::READ_TOPIC, Some(topic.clone()))
         }
         Query::Topics => (Verbs::READ_TOPIC, None),
-        Query::CrawlStatus { crawl } | Query::DeadUrls { crawl, .. } => {
-            (Verbs::READ_TOPIC, Some(crawl.clone()))
-        }
+        Query::CrawlStatus { crawl }
+        | Query::DeadUrls { crawl, .. }
+        | Query::CrawlWorkers { crawl } => (Verbs::READ_TOPIC, Some(crawl.clone())),
     }
 }
 
