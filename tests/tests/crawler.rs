@@ -560,6 +560,60 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
     }
     let out = crawler(&client, &["--crawl", "titles", "workers", "0"]);
     out.assert_ok();
+
+    // A hostile worker ROM (misbehave.wasm, which sees a worker's grants)
+    // is refused the executor, the root, the view, pubsub, dial and writes
+    // through the replicas' view; nothing changes on its host.
+    let host0 = &cluster.hosts[0];
+    let processes_before =
+        ww_tests::raft_rom::json_of(&ww_tests::ww(&["ps", "--json", "--peer", &client]))
+            ["processes"]
+            .as_array()
+            .unwrap()
+            .len();
+    let out = crawler_with_stdin(
+        &client,
+        &[
+            "--crawl",
+            "titles",
+            "workers",
+            "1",
+            "--rom",
+            "-",
+            "--host",
+            &host0.peer_id,
+        ],
+        &rom("misbehave"),
+    );
+    out.assert_ok();
+    wait_until("the hostile worker to try everything", TIMEOUT, || {
+        host0.log().contains("everything refused").then_some(())
+    });
+    let log = host0.log();
+    for refused in [
+        "refused executor.spawn:",
+        "refused executor.kill:",
+        "refused root:",
+        "refused dial:",
+        "refused replicas view set:",
+    ] {
+        assert!(
+            log.contains(refused),
+            "{refused} missing from the host's log"
+        );
+    }
+    let processes_after =
+        ww_tests::raft_rom::json_of(&ww_tests::ww(&["ps", "--json", "--peer", &client]))
+            ["processes"]
+            .as_array()
+            .unwrap()
+            .len();
+    assert_eq!(
+        processes_after,
+        processes_before + 1,
+        "only the worker itself was added"
+    );
+    crawler(&client, &["--crawl", "titles", "workers", "0"]).assert_ok();
 }
 
 /// Reads `warc` with `rust_warc` and checks it holds a `warcinfo` record,

@@ -47,6 +47,73 @@ fn refused<T>(failures: &mut Vec<String>, what: &str, result: Result<T, capnp::E
     }
 }
 
+/// Root, view, pubsub, the executor and dial, each of which a grant-only
+/// process must be refused; returns this host's peer id.
+async fn try_host_authority(
+    host: &host::Client,
+    failures: &mut Vec<String>,
+    victim: u64,
+    anchor_path: &str,
+) -> anyhow::Result<String> {
+    let root = host.root_request().send().pipeline.get_anchor();
+    refused(failures, "root", root.ls_request().send().promise.await);
+    let mut set = ops::walk(&root, anchor_path).set_request();
+    set.get().init_value().set_data(b"stolen");
+    refused(failures, "root.walk.set", set.send().promise.await);
+    refused(failures, "view", host.view_request().send().promise.await);
+    let pubsub = host.pubsub_request().send().pipeline.get_pubsub();
+    let mut join = pubsub.join_request();
+    join.get().set_topic("stolen");
+    refused(failures, "pubsub", join.send().promise.await);
+    let executor = host.executor_request().send().pipeline.get_executor();
+    refused(
+        failures,
+        "executor.ps",
+        executor.ps_request().send().promise.await,
+    );
+    let mut kill = executor.kill_request();
+    kill.get().set_id(victim);
+    refused(failures, "executor.kill", kill.send().promise.await);
+    let peer = ops::peer_id(host).await.context("peerId must work")?;
+    let mut dial = host.dial_request();
+    dial.get().set_peer_id(&peer);
+    refused(failures, "dial", dial.send().promise.await);
+    Ok(peer)
+}
+
+/// As a crawler worker (`crawler.wasm workers N --rom -` spawns this ROM
+/// with a worker's grants; its arguments are the worker's): tries what a
+/// hostile worker ROM would, then exits 0 so its supervisor leaves it be.
+/// The frontier and results tokens are tried by `raft_as_worker` in the
+/// tests; this is the host side: the executor, the root, the view, pubsub,
+/// dial, and writes through the replicas' read-only view.
+pub async fn try_as_crawler_worker(host: &host::Client) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    let peer = try_host_authority(host, &mut failures, 1, "raft").await?;
+    let mut spawn = host
+        .executor_request()
+        .send()
+        .pipeline
+        .get_executor()
+        .spawn_request();
+    spawn.get().init_spec().init_rom().set_bytes(b"\0asm");
+    refused(&mut failures, "executor.spawn", spawn.send().promise.await);
+    match ops::grant_anchor(host, "raft").await? {
+        Some(view) => {
+            let at_peer = ops::walk(&view, &peer);
+            let mut set = at_peer.set_request();
+            set.get().init_value().set_data(b"stolen");
+            refused(&mut failures, "replicas view set", set.send().promise.await);
+        }
+        None => failures.push("no `raft` grant: not spawned as a crawler worker".to_owned()),
+    }
+    if !failures.is_empty() {
+        bail!("not everything was refused: {failures:#?}");
+    }
+    eprintln!("everything refused");
+    Ok(())
+}
+
 /// `try-everything VICTIM_PID ANCHOR_PATH`.
 pub async fn try_everything(
     host: &host::Client,
@@ -54,37 +121,7 @@ pub async fn try_everything(
     anchor_path: &str,
 ) -> anyhow::Result<()> {
     let mut failures = Vec::new();
-    let root = host.root_request().send().pipeline.get_anchor();
-    refused(
-        &mut failures,
-        "root",
-        root.ls_request().send().promise.await,
-    );
-    let mut set = ops::walk(&root, anchor_path).set_request();
-    set.get().init_value().set_data(b"stolen");
-    refused(&mut failures, "root.walk.set", set.send().promise.await);
-    refused(
-        &mut failures,
-        "view",
-        host.view_request().send().promise.await,
-    );
-    let pubsub = host.pubsub_request().send().pipeline.get_pubsub();
-    let mut join = pubsub.join_request();
-    join.get().set_topic("stolen");
-    refused(&mut failures, "pubsub", join.send().promise.await);
-    let executor = host.executor_request().send().pipeline.get_executor();
-    refused(
-        &mut failures,
-        "executor.ps",
-        executor.ps_request().send().promise.await,
-    );
-    let mut kill = executor.kill_request();
-    kill.get().set_id(victim);
-    refused(&mut failures, "executor.kill", kill.send().promise.await);
-    let peer = ops::peer_id(host).await.context("peerId must work")?;
-    let mut dial = host.dial_request();
-    dial.get().set_peer_id(&peer);
-    refused(&mut failures, "dial", dial.send().promise.await);
+    let peer = try_host_authority(host, &mut failures, victim, anchor_path).await?;
 
     // What the grants do allow.
     let token = ops::grant_data(host, "token").await?;

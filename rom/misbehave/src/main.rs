@@ -16,6 +16,9 @@
 //!   MIB`: flood the host's channel and subscription budgets; see [`flood`].
 //! - grant commands (`try-everything`, `show-grants`, `write-file`,
 //!   `read-file`, `trap-once`, `hold-grant`): see [`grants`].
+//! - as a crawler worker (`crawler.wasm workers N --rom - < misbehave.wasm`,
+//!   which passes a worker's arguments and grants): tries the host's
+//!   authority it was not granted, see [`grants::try_as_crawler_worker`].
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod flood;
@@ -137,6 +140,15 @@ fn main() {
                 } else {
                     grants::hold_grant(&env.host, name).await
                 }
+            }
+            // Spawned by `crawler.wasm workers --rom -`: the arguments are
+            // a worker's (CRAWL RESULTS NAME ...), and it holds a worker's
+            // grants.
+            _ if ww_guest::ww_api::ops::grant_data(&env.host, "results-token")
+                .await?
+                .is_some() =>
+            {
+                grants::try_as_crawler_worker(&env.host).await
             }
             other => anyhow::bail!(
                 "unknown command {other:?}; use trap, spin, hog, exit N, peer-id, export-then-exit MS, anchor-flood, channel-flood, subscribe-hold, pubsub-flood, or a grant command (rom/misbehave/src/grants.rs)"
