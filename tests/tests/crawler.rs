@@ -240,6 +240,12 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         fetched as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(last["workers"].as_array().unwrap().len(), 3, "{last}");
+    // Failures by kind, from the frontier's records.
+    let once = status(&client);
+    let errors = &once["errors"];
+    for kind in ["robots", "timeout", "500 after retries", "404"] {
+        assert!(errors[kind].as_u64() >= Some(1), "{kind}: {errors}");
+    }
     // Per worker, from the frontier: their fetches add up to the crawl's.
     let per_worker: u64 = last["worker_counts"]
         .as_array()

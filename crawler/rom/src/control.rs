@@ -1,5 +1,6 @@
 //! `status`, and `pause`, `resume`, `stop`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use queue::crawl::workers::WorkerStatus;
@@ -15,8 +16,9 @@ use ww_guest::progress::{self, Progress};
 pub const STATUS_USAGE: &str =
     "usage: ww run crawler.wasm [--crawl NAME] status [--json] [--watch [--interval-ms MS]]
 The crawl's state; URLs ready, leased, delayed and dead; its counters; the
-records in its results topic; its workers, each with what it leased and how
-those leases ended (in JSON, `worker_counts` also lists workers gone since). `done` is true when no URL is ready,
+records in its results topic; the failed and dead URLs by kind of failure;
+its workers, each with what it leased and how those leases ended (in JSON,
+`worker_counts` also lists workers gone since). `done` is true when no URL is ready,
 leased or delayed (every accepted URL was fetched, failed or died).
 --watch samples every MS (default 1000) until the crawl is done or stopped:
 progress (URLs ended of accepted, pages/s, workers) on stderr, live on a
@@ -27,6 +29,8 @@ terminal; with --json, one JSON object per sample on stdout (with
 /// leader for nothing, slower would hide a stall.
 const WATCH_INTERVAL_MS_MIN: u64 = 100;
 const WATCH_INTERVAL_MS_MAX: u64 = 60_000;
+/// Dead URL records read per query when counting failures by kind.
+const DEAD_URLS_PER_READ: u32 = 500;
 
 /// One reading of a crawl.
 struct Sample {
@@ -37,6 +41,10 @@ struct Sample {
     workers: Vec<(String, String)>,
     /// What every worker that ever leased did, by name (the frontier's).
     counts: Vec<WorkerStatus>,
+    /// Dead and permanently failed URLs held by the frontier, by kind of
+    /// failure (`None` in `--watch`'s intermediate samples: it reads every
+    /// record).
+    errors: Option<BTreeMap<String, u64>>,
 }
 
 impl Sample {
@@ -52,7 +60,30 @@ impl Sample {
             records: records.ready + records.leased + records.delayed,
             workers: crate::workers::census(host, names).await?,
             counts: client.crawl_workers(&names.crawl).await?,
+            errors: None,
         })
+    }
+
+    /// Adds the counts of failures by kind.
+    async fn with_errors(
+        mut self,
+        client: &queue::Client<&raft_client::Session<GuestRuntime>>,
+        names: &Names,
+    ) -> anyhow::Result<Self> {
+        let mut errors = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = client
+                .dead_urls(&names.crawl, after, DEAD_URLS_PER_READ)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for dead in &page {
+                *errors.entry(dead.reason.kind()).or_default() += 1;
+            }
+        }
+        self.errors = Some(errors);
+        Ok(self)
     }
 
     fn counts_of(&self, name: &str) -> Option<&WorkerStatus> {
@@ -94,6 +125,9 @@ impl Sample {
             "workers": workers,
             "worker_counts": self.counts,
         });
+        if let Some(errors) = &self.errors {
+            value["errors"] = json!(errors);
+        }
         if let Some(rate) = pages_per_s {
             value["pages_per_s"] = json!((rate * 10.0).round() / 10.0);
         }
@@ -129,6 +163,13 @@ impl Sample {
             "  retries {}  expired leases {}  results {}",
             counters.retried, counters.expired, self.records
         );
+        if let Some(errors) = self.errors.as_ref().filter(|errors| !errors.is_empty()) {
+            let kinds: Vec<String> = errors
+                .iter()
+                .map(|(kind, count)| format!("{kind} {count}"))
+                .collect();
+            println!("  failed or dead by kind: {}", kinds.join("  "));
+        }
         println!("  workers: {}", self.workers.len());
         for (name, peer) in &self.workers {
             match self.counts_of(name) {
@@ -172,7 +213,10 @@ pub async fn status(
     let session = group.session();
     let client = queue::Client::new(&session);
     if !watch {
-        let sample = Sample::take(host, &client, names).await?;
+        let sample = Sample::take(host, &client, names)
+            .await?
+            .with_errors(&client, names)
+            .await?;
         if as_json {
             println!("{}", sample.json(None));
         } else {
@@ -207,6 +251,7 @@ pub async fn status(
         );
         let finished = is_done(&sample.status) || sample.status.state == CrawlState::Stopped;
         if finished {
+            let sample = sample.with_errors(&client, names).await?;
             progress.finish_with(&line);
             if !as_json {
                 sample.print_text();

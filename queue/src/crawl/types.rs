@@ -219,6 +219,25 @@ pub enum DeadUrlReason {
     LeaseExpired,
 }
 
+impl DeadUrlReason {
+    /// A short name of the kind of failure, for counts by kind: `404`,
+    /// `out of scope`, `robots`, `other`, `500 after retries`, `timeout`,
+    /// `429`, `network`, `lease expired`.
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Permanent(PermanentFailure::Status(code)) => code.to_string(),
+            Self::Permanent(PermanentFailure::OutOfScope) => "out of scope".to_owned(),
+            Self::Permanent(PermanentFailure::Robots) => "robots".to_owned(),
+            Self::Permanent(PermanentFailure::Other(_)) => "other".to_owned(),
+            Self::Attempts(RetryableFailure::Status(code)) => format!("{code} after retries"),
+            Self::Attempts(RetryableFailure::Timeout) => "timeout".to_owned(),
+            Self::Attempts(RetryableFailure::TooManyRequests { .. }) => "429".to_owned(),
+            Self::Attempts(RetryableFailure::Network) => "network".to_owned(),
+            Self::LeaseExpired => "lease expired".to_owned(),
+        }
+    }
+}
+
 /// A URL that failed permanently or ran out of attempts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadUrl {
