@@ -66,6 +66,7 @@ fn metrics_and_status_page_follow_a_raft_group() {
     assert_eq!(term.labels.get("anchor"), Some("/raft/v1"), "{term:?}");
     assert!(term.labels.get("pid").is_some(), "{term:?}");
     assert!(find("raft_fsyncs_total").is_some_and(|s| value(s) >= 1.0));
+    assert!(find("raft_process_seconds_total").is_some_and(|s| value(s) > 0.0));
     let members = samples.iter().filter(|s| s.metric == "raft_member").count();
     assert_eq!(members, 3);
 
