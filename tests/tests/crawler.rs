@@ -401,6 +401,23 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
         .collect();
     assert!(!errors.is_empty(), "no fetch error reported");
     eprintln!("fetch errors reported: {errors:?}");
+    // The status page of a worker's host shows the crawl's progress there.
+    let worker_host = reported
+        .iter()
+        .position(|samples| metrics::sum(samples, "crawl_pages_fetched_total", &[]) > 0.0)
+        .expect("a host whose workers fetched");
+    let browser = ww_tests::web::Browser::start();
+    browser.open(&format!(
+        "http://{}/",
+        cluster.hosts[worker_host].http.as_deref().unwrap()
+    ));
+    wait_until("the crawl's pages on the status page", TIMEOUT, || {
+        let pages = browser.eval(
+            "const e = document.querySelector('tr.crawl[data-crawl=\"crawl\"]'); return e ? Number(e.dataset.pages) : 0;",
+        );
+        (pages.as_f64() > Some(0.0)).then_some(())
+    });
+    drop(browser);
 
     for never in ["/private/secret", "/hang", "/status/500", "/loop/a"] {
         // Disallowed, or failed: no result record.

@@ -130,6 +130,13 @@ fn metrics_and_status_page_follow_a_raft_group() {
         leader_on_page(&browser)
     });
     assert_eq!(shown, leader_peer);
+    // The topic enqueued to above, with its depth, in the group's box.
+    wait_until("topic jobs with 2 ready on the page", TIMEOUT, || {
+        let ready = browser.eval(
+            "const e = document.querySelector('tr.topic[data-topic=\"jobs\"] td[data-count=\"ready\"]'); return e ? e.textContent : null;",
+        );
+        (ready.as_str() == Some("2")).then_some(())
+    });
 
     let leader_index = cluster
         .hosts
