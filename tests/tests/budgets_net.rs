@@ -16,10 +16,27 @@ use support::native;
 use ww::rpc::{INBOUND_CONNECTIONS_MAX, INBOUND_CONNECTIONS_PER_PEER_MAX};
 use ww_net::{Node, NodeConfig};
 use ww_tests::raft_rom;
-use ww_tests::{wait_until, ww, Cluster, Host, Spawned};
+use ww_tests::{cpu_ns, wait_until, ww, Cluster, Host, Spawned};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+        / 1024
+}
 
 /// The hosts `ww ls /` lists through the host at `addr`, if it answers.
 fn listed(addr: &str) -> Option<BTreeSet<String>> {
@@ -157,6 +174,10 @@ fn idle_rpc_streams_give_way_to_new_clients_and_the_raft_group_keeps_writing() {
         .iter()
         .map(|host| (host.addr.parse().unwrap(), host.peer_id.parse().unwrap()))
         .collect();
+    let rss_before: Vec<u64> = cluster.hosts[..2]
+        .iter()
+        .map(|h| rss_mib(h.pid()))
+        .collect();
     let (report, reported) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let flood = std::thread::spawn(move || flood_idle(targets, report, stopped));
@@ -164,7 +185,14 @@ fn idle_rpc_streams_give_way_to_new_clients_and_the_raft_group_keeps_writing() {
         .recv_timeout(CLIENT_TIMEOUT)
         .expect("the flood reports");
     let flooded = Instant::now();
-    eprintln!("idle flood: connections served before a refusal, per host: {served:?}");
+    let rss_flooded: Vec<u64> = cluster.hosts[..2]
+        .iter()
+        .map(|h| rss_mib(h.pid()))
+        .collect();
+    eprintln!(
+        "idle flood: connections served before a refusal, per host: {served:?}; \
+         RSS {rss_before:?} MiB before, {rss_flooded:?} MiB with the table full"
+    );
     for (index, count) in served.iter().enumerate() {
         // The table was full: the flood took (nearly) every slot, the few
         // others being the other hosts' and clients'.
@@ -225,6 +253,8 @@ fn a_fake_heartbeat_flood_leaves_the_view_to_real_hosts() {
         (listed(&addr0)? == real).then_some(())
     });
 
+    let (pid0, rss_before) = (cluster.hosts[0].pid(), rss_mib(cluster.hosts[0].pid()));
+    let (cpu_before, started) = (cpu_ns(pid0), Instant::now());
     let flooder = Spawned::start_program(
         Path::new(env!("CARGO_BIN_EXE_heartbeat-flood")),
         &[&addr0, &FAKES.to_string()],
@@ -279,6 +309,14 @@ fn a_fake_heartbeat_flood_leaves_the_view_to_real_hosts() {
         expected
     );
     assert_eq!(listed(&addr0), Some(expected.clone()));
+    let cpu_share = (cpu_ns(pid0) - cpu_before) as f64 / started.elapsed().as_nanos() as f64;
+    eprintln!(
+        "fake heartbeats: host 0 used {:.0}% of a core during {:?} of flood ({FAKES} a round); \
+         RSS {rss_before} MiB before, {} MiB after",
+        cpu_share * 100.0,
+        started.elapsed(),
+        rss_mib(pid0)
+    );
     // Host 0 names the budget that refused the fakes.
     let log = cluster.hosts[0].log();
     assert!(
