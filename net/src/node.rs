@@ -275,7 +275,9 @@ impl Node {
         timed(result).await?
     }
 
-    /// Dials `addr` and returns the peer id that answered.
+    /// Dials `addr` and returns the peer id that answered. When `addr`
+    /// ends in the `/p2p/` id of a peer already connected, that
+    /// connection is used instead.
     ///
     /// # Errors
     ///
@@ -619,6 +621,16 @@ impl SwarmTask {
                 self.pending_connects.entry(peer).or_default().push(reply);
             }
             Command::DialAddr { addr, reply } => {
+                // A connection to the peer the address names serves as
+                // well as a new one; dialing again anyway would pile up
+                // connections to a host a client reconnects to, up to
+                // CONNECTIONS_PER_PEER_MAX, where dials are denied.
+                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                    if self.swarm.is_connected(&peer) {
+                        let _ = reply.send(Ok(peer));
+                        return;
+                    }
+                }
                 let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {
