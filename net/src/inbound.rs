@@ -28,15 +28,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use tracing::warn;
 
-/// Most negotiated streams one connection holds before the swarm takes
-/// them. The swarm takes them as fast as it polls, and libp2p negotiates at
-/// most 128 inbound streams per connection at a time, so this is only a
-/// bound against a peer that floods one connection.
-pub const STREAMS_PER_CONNECTION_QUEUED_MAX: usize = 1024;
-
-/// Most negotiated streams the behaviour holds before the swarm's owner
-/// takes them (the owner takes one per swarm event, so this stays small).
-pub const STREAMS_QUEUED_MAX: usize = 4096;
+pub use crate::limits::{STREAMS_PER_CONNECTION_QUEUED_MAX, STREAMS_QUEUED_MAX};
 
 /// An inbound stream, negotiated on the behaviour's protocol.
 #[derive(Debug)]

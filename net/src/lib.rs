@@ -13,6 +13,7 @@
 pub mod dial;
 pub mod identity;
 pub mod inbound;
+pub mod limits;
 pub mod node;
 pub mod private;
 pub mod pubsub;

@@ -22,13 +22,19 @@ use libp2p::multiaddr::Protocol;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm, Transport as _};
+use libp2p::{
+    connection_limits, identify, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm, Transport as _,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::inbound::{self, InboundStream};
+use super::limits::{
+    CONNECTIONS_MAX, CONNECTIONS_PENDING_INCOMING_MAX, CONNECTIONS_PENDING_OUTGOING_MAX,
+    CONNECTIONS_PER_PEER_MAX,
+};
 use super::pubsub::{Hub, Membership};
-use super::view::{Heartbeat, View};
+use super::view::{Admission, Heartbeat, View};
 
 /// The protocol on which every host serves capnp-rpc (bootstrap: `Host`).
 pub const RPC_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/ww/0.1.0/rpc");
@@ -36,8 +42,7 @@ pub const RPC_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/w
 /// The gossipsub topic carrying heartbeats.
 pub const HEARTBEAT_TOPIC: &str = "/ww/0.1.0/heartbeat";
 
-/// Largest gossipsub message, in bytes.
-pub const PUBSUB_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+pub use crate::limits::{INBOUND_STREAMS_QUEUED_MAX, PUBSUB_MESSAGE_BYTES_MAX};
 
 /// How long a publish may wait for a first subscriber before it fails.
 /// Gossipsub drops a publication made before any peer's subscription has
@@ -49,11 +54,6 @@ pub const DIAL_TIMEOUT_MS: u64 = 5_000;
 
 /// How long an unused connection stays open.
 const IDLE_CONNECTION_MS: u64 = 60_000;
-
-/// Most inbound RPC streams waiting for the accept loop. The loop runs on
-/// the swarm's thread and only spawns a handler per stream, so it empties
-/// this as fast as the swarm fills it; the bound only matters if it stops.
-pub const INBOUND_STREAMS_QUEUED_MAX: usize = 1024;
 
 /// Inbound RPC streams, in the order they were negotiated. Poll it
 /// continuously.
@@ -97,6 +97,9 @@ pub struct NodeConfig {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// First, so a connection past a limit is denied before any other
+    /// behaviour sets up state for it.
+    limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
@@ -208,6 +211,7 @@ impl Node {
             pending_connects: HashMap::new(),
             pending_dials: HashMap::new(),
             dialing: HashSet::new(),
+            heartbeats_refused: 0,
         };
         tokio::task::spawn_local(task.run());
         Ok(Node {
@@ -271,7 +275,9 @@ impl Node {
         timed(result).await?
     }
 
-    /// Dials `addr` and returns the peer id that answered.
+    /// Dials `addr` and returns the peer id that answered. When `addr`
+    /// ends in the `/p2p/` id of a peer already connected, that
+    /// connection is used instead.
     ///
     /// # Errors
     ///
@@ -406,7 +412,13 @@ fn new_behaviour(key: &Keypair) -> Result<Behaviour, Box<dyn std::error::Error +
         gossipsub_config,
     )
     .map_err(|err| format!("gossipsub: {err}"))?;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(CONNECTIONS_MAX))
+        .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
+        .with_max_pending_incoming(Some(CONNECTIONS_PENDING_INCOMING_MAX))
+        .with_max_pending_outgoing(Some(CONNECTIONS_PENDING_OUTGOING_MAX));
     Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
         identify: identify::Behaviour::new(identify::Config::new(
             "/ww/0.1.0".to_owned(),
             key.public(),
@@ -441,6 +453,8 @@ struct SwarmTask {
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId>>)>,
     /// Peers being dialed because of a heartbeat, so they are dialed once.
     dialing: HashSet<PeerId>,
+    /// Heartbeats whose host the view did not admit, since the start.
+    heartbeats_refused: u64,
 }
 
 impl SwarmTask {
@@ -508,6 +522,8 @@ impl SwarmTask {
             self.listen_addrs.clone(),
             Duration::from_millis(u64::from(config.ttl_ms)),
             Instant::now(),
+            true,
+            self.peer_id,
         );
         if let Ok(bytes) = serde_json::to_vec(&heartbeat) {
             match self
@@ -605,6 +621,16 @@ impl SwarmTask {
                 self.pending_connects.entry(peer).or_default().push(reply);
             }
             Command::DialAddr { addr, reply } => {
+                // A connection to the peer the address names serves as
+                // well as a new one; dialing again anyway would pile up
+                // connections to a host a client reconnects to, up to
+                // CONNECTIONS_PER_PEER_MAX, where dials are denied.
+                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                    if self.swarm.is_connected(&peer) {
+                        let _ = reply.send(Ok(peer));
+                        return;
+                    }
+                }
                 let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {
@@ -676,6 +702,9 @@ impl SwarmTask {
             } => {
                 debug!(%peer_id, "connected");
                 self.dialing.remove(&peer_id);
+                if self.view.borrow_mut().connected(&peer_id) {
+                    info!(peer = %peer_id, "host joined the view");
+                }
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -703,6 +732,7 @@ impl SwarmTask {
                 if let Some(peer) = peer_id {
                     self.dialing.remove(&peer);
                     if !self.swarm.is_connected(&peer) {
+                        self.view.borrow_mut().forget_candidate(&peer);
                         if let Some(replies) = self.pending_connects.remove(&peer) {
                             for reply in replies {
                                 let _ = reply
@@ -738,13 +768,17 @@ impl SwarmTask {
 
     fn on_gossipsub(&mut self, event: gossipsub::Event) {
         match event {
-            gossipsub::Event::Message { message, .. } => {
+            gossipsub::Event::Message {
+                message,
+                propagation_source,
+                ..
+            } => {
                 let Some(source) = message.source else {
                     return;
                 };
                 let topic = message.topic.as_str();
                 if topic == HEARTBEAT_TOPIC {
-                    self.on_heartbeat(&message.data, source);
+                    self.on_heartbeat(&message.data, source, propagation_source);
                 } else {
                     self.hub.deliver(topic, &message.data, &source.to_base58());
                 }
@@ -773,37 +807,67 @@ impl SwarmTask {
         }
     }
 
-    fn on_heartbeat(&mut self, data: &[u8], source: PeerId) {
+    fn on_heartbeat(&mut self, data: &[u8], source: PeerId, relay: PeerId) {
         let (peer, addrs, ttl_ms) = match Heartbeat::decode(data, &source) {
             Ok(decoded) => decoded,
             Err(reason) => {
-                warn!(%source, "dropping heartbeat: {reason}");
+                warn!(%source, %relay, "dropping heartbeat: {reason}");
                 return;
             }
         };
+        if peer == self.peer_id {
+            return;
+        }
         let addrs: Vec<Multiaddr> = addrs.into_iter().filter(is_dialable).collect();
         let ttl = Duration::from_millis(u64::from(ttl_ms.clamp(1_000, 600_000)));
-        if self
-            .view
-            .borrow_mut()
-            .observe(peer, addrs.clone(), ttl, Instant::now())
-        {
-            info!(%peer, "host joined the view");
+        let connected = self.swarm.is_connected(&peer);
+        let admission = self.view.borrow_mut().observe(
+            peer,
+            addrs.clone(),
+            ttl,
+            Instant::now(),
+            connected,
+            relay,
+        );
+        match admission {
+            Admission::Joined => info!(%peer, "host joined the view"),
+            Admission::Refused(limit) => {
+                self.heartbeats_refused += 1;
+                // Logged at 1, 2, 4, 8... refusals: a flood is named
+                // without the log becoming one.
+                if self.heartbeats_refused.is_power_of_two() {
+                    warn!(%peer, %relay, refused = self.heartbeats_refused, "not admitting a host to the view: {limit} reached");
+                }
+                return;
+            }
+            Admission::Refreshed | Admission::Candidate | Admission::CandidateRefreshed => {}
         }
         // Connect every pair of hosts directly: gossipsub only forwards
-        // through peers subscribed to a topic, and anchors dial hosts by id.
-        if peer != self.peer_id
-            && !self.swarm.is_connected(&peer)
-            && !self.dialing.contains(&peer)
-            && !addrs.is_empty()
-        {
+        // through peers subscribed to a topic, anchors dial hosts by id,
+        // and a candidate joins the view only once connected.
+        if connected || self.dialing.contains(&peer) {
+            return;
+        }
+        let dialed = !addrs.is_empty() && {
             let opts = DialOpts::peer_id(peer)
                 .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
-            if self.swarm.dial(opts).is_ok() {
-                self.dialing.insert(peer);
+            match self.swarm.dial(opts) {
+                Ok(()) => true,
+                Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => true,
+                Err(err) => {
+                    debug!(%peer, "not dialing a host heard of: {err}");
+                    false
+                }
             }
+        };
+        if dialed {
+            self.dialing.insert(peer);
+        } else {
+            // Nothing to dial, or no room to: it cannot join, so it does
+            // not keep its relay's slot.
+            self.view.borrow_mut().forget_candidate(&peer);
         }
     }
 }

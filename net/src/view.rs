@@ -11,15 +11,8 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-/// Largest heartbeat accepted, in bytes. A heartbeat names a peer and a
-/// handful of addresses; anything bigger is garbage or an attack.
-pub const HEARTBEAT_BYTES_MAX: usize = 4096;
-
-/// Most addresses kept per host.
-pub const ADDRS_PER_HOST_MAX: usize = 16;
-
-/// Most hosts kept in the view.
-pub const HOSTS_MAX: usize = 4096;
+pub use crate::limits::{ADDRS_PER_HOST_MAX, HEARTBEAT_BYTES_MAX, HOSTS_MAX};
+use crate::limits::{VIEW_CANDIDATES_MAX, VIEW_CANDIDATES_PER_RELAY_MAX};
 
 /// What a host announces about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,46 +66,151 @@ pub struct Entry {
     pub last_seen: Instant,
 }
 
-/// The TTL table.
+impl Entry {
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_seen) > self.ttl
+    }
+}
+
+/// A host heard of through a relay and not connected to yet.
+#[derive(Debug)]
+struct Candidate {
+    entry: Entry,
+    /// The peer that passed its heartbeat on, charged for the slot.
+    relay: PeerId,
+}
+
+/// What [`View::observe`] did with a heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// The host entered the view.
+    Joined,
+    /// The host was in the view; its entry is refreshed.
+    Refreshed,
+    /// The host is kept as a candidate: dial it; it joins once connected.
+    Candidate,
+    /// The host was already a candidate; its entry is refreshed.
+    CandidateRefreshed,
+    /// Not kept: the limit named is reached.
+    Refused(&'static str),
+}
+
+/// The TTL table, and the candidates waiting to join it.
+///
+/// A host joins only while it is directly connected: the connection's
+/// Noise handshake proved it holds the key its heartbeats are signed with,
+/// and [`crate::limits::CONNECTIONS_MAX`] bounds how many such hosts there
+/// can be. A heartbeat can also arrive relayed by another peer for a host
+/// this one never connected to; anyone can sign those with keys of their
+/// own making, so such a host is only a candidate, charged to the relaying
+/// peer (at most [`VIEW_CANDIDATES_PER_RELAY_MAX`] each), until a dial
+/// reaches it. Candidates are never listed and never displace a host.
 #[derive(Debug, Default)]
 pub struct View {
     hosts: HashMap<PeerId, Entry>,
+    candidates: HashMap<PeerId, Candidate>,
+    candidates_per_relay: HashMap<PeerId, usize>,
 }
 
 impl View {
-    /// Records a heartbeat from `peer`. Returns true if the peer is new.
+    /// Records a heartbeat from `peer`, passed on by `relay` (`peer`
+    /// itself when it came directly). `connected` says whether `peer` is
+    /// directly connected to this host now.
     pub fn observe(
         &mut self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         ttl: Duration,
         now: Instant,
-    ) -> bool {
-        if !self.hosts.contains_key(&peer) && self.hosts.len() >= HOSTS_MAX {
-            return false;
+        connected: bool,
+        relay: PeerId,
+    ) -> Admission {
+        let entry = Entry {
+            addrs,
+            ttl,
+            last_seen: now,
+        };
+        // A host admitted once proved its key; a later heartbeat (signed
+        // by that key) may refresh it by any path.
+        if let Some(known) = self.hosts.get_mut(&peer) {
+            *known = entry;
+            return Admission::Refreshed;
         }
-        self.hosts
-            .insert(
-                peer,
-                Entry {
-                    addrs,
-                    ttl,
-                    last_seen: now,
-                },
-            )
-            .is_none()
+        if connected {
+            return self.admit(peer, entry);
+        }
+        if let Some(candidate) = self.candidates.get_mut(&peer) {
+            candidate.entry = entry;
+            return Admission::CandidateRefreshed;
+        }
+        if self.candidates.len() >= VIEW_CANDIDATES_MAX {
+            return Admission::Refused("VIEW_CANDIDATES_MAX");
+        }
+        let from_relay = self.candidates_per_relay.entry(relay).or_default();
+        if *from_relay >= VIEW_CANDIDATES_PER_RELAY_MAX {
+            return Admission::Refused("VIEW_CANDIDATES_PER_RELAY_MAX");
+        }
+        *from_relay += 1;
+        self.candidates.insert(peer, Candidate { entry, relay });
+        Admission::Candidate
     }
 
-    /// Drops the hosts whose TTL has passed; returns them.
+    fn admit(&mut self, peer: PeerId, entry: Entry) -> Admission {
+        self.forget_candidate(&peer);
+        if self.hosts.len() >= HOSTS_MAX {
+            return Admission::Refused("HOSTS_MAX");
+        }
+        self.hosts.insert(peer, entry);
+        Admission::Joined
+    }
+
+    /// `peer` is now directly connected: a candidate joins the view.
+    /// Returns whether it did.
+    pub fn connected(&mut self, peer: &PeerId) -> bool {
+        match self.candidates.get(peer) {
+            Some(candidate) => {
+                let entry = candidate.entry.clone();
+                self.admit(*peer, entry) == Admission::Joined
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the candidate `peer` (a dial to it failed, or cannot be
+    /// made); returns whether there was one.
+    pub fn forget_candidate(&mut self, peer: &PeerId) -> bool {
+        let Some(candidate) = self.candidates.remove(peer) else {
+            return false;
+        };
+        if let Some(count) = self.candidates_per_relay.get_mut(&candidate.relay) {
+            *count -= 1;
+            if *count == 0 {
+                self.candidates_per_relay.remove(&candidate.relay);
+            }
+        }
+        true
+    }
+
+    /// Drops the hosts (and candidates) whose TTL has passed; returns the
+    /// hosts.
     pub fn prune(&mut self, now: Instant) -> Vec<PeerId> {
         let expired: Vec<PeerId> = self
             .hosts
             .iter()
-            .filter(|(_, entry)| now.saturating_duration_since(entry.last_seen) > entry.ttl)
+            .filter(|(_, entry)| entry.expired(now))
             .map(|(peer, _)| *peer)
             .collect();
         for peer in &expired {
             self.hosts.remove(peer);
+        }
+        let stale: Vec<PeerId> = self
+            .candidates
+            .iter()
+            .filter(|(_, candidate)| candidate.entry.expired(now))
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in &stale {
+            self.forget_candidate(peer);
         }
         expired
     }
@@ -120,6 +218,11 @@ impl View {
     /// The host `peer`, if it is in the view.
     pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
         self.hosts.get(peer)
+    }
+
+    /// How many candidates wait to join.
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
     }
 
     /// Every host, sorted by peer id so listings are stable.
@@ -143,7 +246,10 @@ mod tests {
         let mut view = View::default();
         let peer = PeerId::random();
         let start = Instant::now();
-        assert!(view.observe(peer, vec![], Duration::from_millis(100), start));
+        assert_eq!(
+            view.observe(peer, vec![], Duration::from_millis(100), start, true, peer),
+            Admission::Joined
+        );
         assert!(view.prune(start + Duration::from_millis(100)).is_empty());
         assert_eq!(view.prune(start + Duration::from_millis(101)), vec![peer]);
         assert!(view.get(&peer).is_none());
@@ -163,5 +269,98 @@ mod tests {
         assert!(err.contains("signed by"), "{err}");
         assert!(Heartbeat::decode(&bytes, &claimed).is_ok());
         assert!(Heartbeat::decode(b"\xff garbage", &claimed).is_err());
+    }
+
+    #[test]
+    fn one_relay_introduces_a_bounded_number_of_candidates_and_never_displaces_hosts() {
+        let mut view = View::default();
+        let now = Instant::now();
+        let ttl = Duration::from_secs(600);
+        let real = PeerId::random();
+        assert_eq!(
+            view.observe(real, vec![], ttl, now, true, real),
+            Admission::Joined
+        );
+        let relay = PeerId::random();
+        let mut fakes = Vec::new();
+        for _ in 0..VIEW_CANDIDATES_PER_RELAY_MAX * 4 {
+            let fake = PeerId::random();
+            fakes.push(fake);
+            view.observe(fake, vec![], ttl, now, false, relay);
+        }
+        assert_eq!(view.candidates(), VIEW_CANDIDATES_PER_RELAY_MAX);
+        assert_eq!(
+            view.observe(PeerId::random(), vec![], ttl, now, false, relay),
+            Admission::Refused("VIEW_CANDIDATES_PER_RELAY_MAX")
+        );
+        assert_eq!(view.hosts().len(), 1, "candidates are not listed");
+        assert!(view.get(&fakes[0]).is_none(), "nor resolved");
+        // Another relay still has its own slots, and a connected host
+        // joins whatever the relays did.
+        let other = PeerId::random();
+        assert_eq!(
+            view.observe(PeerId::random(), vec![], ttl, now, false, other),
+            Admission::Candidate
+        );
+        let second = PeerId::random();
+        assert_eq!(
+            view.observe(second, vec![], ttl, now, true, relay),
+            Admission::Joined
+        );
+        // A candidate that turns out reachable joins and frees its slot.
+        assert!(view.connected(&fakes[0]));
+        assert!(view.get(&fakes[0]).is_some());
+        assert_eq!(
+            view.observe(PeerId::random(), vec![], ttl, now, false, relay),
+            Admission::Candidate
+        );
+        // One whose dial failed frees its slot too.
+        assert!(view.forget_candidate(&fakes[1]));
+        assert!(!view.connected(&fakes[1]));
+        assert_eq!(
+            view.observe(PeerId::random(), vec![], ttl, now, false, relay),
+            Admission::Candidate
+        );
+    }
+
+    #[test]
+    fn candidates_expire_and_give_their_relay_its_slots_back() {
+        let mut view = View::default();
+        let now = Instant::now();
+        let relay = PeerId::random();
+        for _ in 0..VIEW_CANDIDATES_PER_RELAY_MAX {
+            view.observe(
+                PeerId::random(),
+                vec![],
+                Duration::from_secs(1),
+                now,
+                false,
+                relay,
+            );
+        }
+        assert!(matches!(
+            view.observe(
+                PeerId::random(),
+                vec![],
+                Duration::from_secs(1),
+                now,
+                false,
+                relay
+            ),
+            Admission::Refused(_)
+        ));
+        view.prune(now + Duration::from_secs(2));
+        assert_eq!(view.candidates(), 0);
+        assert_eq!(
+            view.observe(
+                PeerId::random(),
+                vec![],
+                Duration::from_secs(1),
+                now,
+                false,
+                relay
+            ),
+            Admission::Candidate
+        );
     }
 }

@@ -49,6 +49,8 @@ pub struct RpcConnections {
     pub accepted: Cell<u64>,
     /// Refused at a connection limit.
     pub refused: Cell<u64>,
+    /// Closed, idle, to admit a newer one at a connection limit.
+    pub evicted: Cell<u64>,
     /// Ended by an error other than a disconnect (a malformed or
     /// oversized message, for example).
     pub failed: Cell<u64>,

@@ -17,7 +17,8 @@ interface Host {
 
   view @1 () -> (hosts :List(HostInfo));
   # The hosts this host has heard heartbeats from within their TTL, itself
-  # included. A point-in-time snapshot with no consistency guarantee: a host
+  # included; a host joins only once directly connected (it proved its key),
+  # so hosts heard of only through another peer are not listed. A point-in-time snapshot with no consistency guarantee: a host
   # that stops leaves it within its TTL.
 
   root @2 () -> (anchor :Anchor);

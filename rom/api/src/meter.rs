@@ -9,13 +9,16 @@
 //! server, and a method added later would be missed.
 //!
 //! A [`Meter`] is shared (`Rc`) by every connection it should sum, for
-//! example all the inbound connections of a host.
+//! example all the inbound connections of a host. An [`Activity`] belongs
+//! to one connection: when it last moved a byte, and whether calls are
+//! waiting on it, so a host can tell an idle connection from a busy one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use capnp::capability::Promise;
 use capnp::message::{Builder, HeapAllocator};
@@ -73,6 +76,49 @@ impl Meter {
     }
 }
 
+/// One connection's activity: when a byte last crossed it either way, and
+/// the calls waiting on it (received and not answered, or sent and not
+/// returned). A connection with a call waiting is busy however long it
+/// has been quiet: a `wait` on a process, for one, is answered only when
+/// the process ends.
+#[derive(Debug)]
+pub struct Activity {
+    last_byte: Cell<Instant>,
+    calls_waiting: Cell<u64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            last_byte: Cell::new(Instant::now()),
+            calls_waiting: Cell::new(0),
+        }
+    }
+}
+
+impl Activity {
+    /// How long the connection has been idle at `now`: no call waiting
+    /// and no byte either way. `None` while a call waits.
+    #[must_use]
+    pub fn idle_for(&self, now: Instant) -> Option<Duration> {
+        (self.calls_waiting.get() == 0).then(|| now.saturating_duration_since(self.last_byte.get()))
+    }
+
+    fn moved(&self) {
+        self.last_byte.set(Instant::now());
+    }
+
+    fn calls_waiting_add(&self, count: u64) {
+        self.calls_waiting
+            .set(self.calls_waiting.get().saturating_add(count));
+    }
+
+    fn calls_waiting_sub(&self, count: u64) {
+        self.calls_waiting
+            .set(self.calls_waiting.get().saturating_sub(count));
+    }
+}
+
 /// One connection's share of a [`Meter`]: the question ids of the calls
 /// it received and has not answered. A return also answers bootstrap
 /// requests, which are not calls, so it counts only when its id is here;
@@ -81,6 +127,9 @@ impl Meter {
 struct Share {
     meter: Rc<Meter>,
     unanswered: RefCell<HashSet<u32>>,
+    /// The question ids of the calls it sent and has no return for.
+    awaited: RefCell<HashSet<u32>>,
+    activity: Option<Rc<Activity>>,
 }
 
 impl Share {
@@ -89,11 +138,26 @@ impl Share {
         let Ok(message) = body.get_as::<message::Reader<'_>>() else {
             return;
         };
-        if let Ok(message::Call(Ok(call))) = message.which() {
-            add(&self.meter.calls_received, 1);
-            if self.unanswered.borrow_mut().insert(call.get_question_id()) {
-                add(&self.meter.calls_in_flight, 1);
+        match message.which() {
+            Ok(message::Call(Ok(call))) => {
+                add(&self.meter.calls_received, 1);
+                if self.unanswered.borrow_mut().insert(call.get_question_id()) {
+                    add(&self.meter.calls_in_flight, 1);
+                    self.activity(|activity| activity.calls_waiting_add(1));
+                }
             }
+            Ok(message::Return(Ok(answer)))
+                if self.awaited.borrow_mut().remove(&answer.get_answer_id()) =>
+            {
+                self.activity(|activity| activity.calls_waiting_sub(1));
+            }
+            _ => {}
+        }
+    }
+
+    fn activity(&self, f: impl FnOnce(&Activity)) {
+        if let Some(activity) = &self.activity {
+            f(activity);
         }
     }
 
@@ -105,13 +169,23 @@ impl Share {
             return;
         };
         match message.which() {
-            Ok(message::Call(_)) => add(&self.meter.calls_sent, 1),
+            Ok(message::Call(call)) => {
+                add(&self.meter.calls_sent, 1);
+                if self.activity.is_some() {
+                    if let Ok(call) = call {
+                        if self.awaited.borrow_mut().insert(call.get_question_id()) {
+                            self.activity(|activity| activity.calls_waiting_add(1));
+                        }
+                    }
+                }
+            }
             Ok(message::Return(Ok(answer))) => {
                 if !self.unanswered.borrow_mut().remove(&answer.get_answer_id()) {
                     return;
                 }
                 let in_flight = &self.meter.calls_in_flight;
                 in_flight.set(in_flight.get().saturating_sub(1));
+                self.activity(|activity| activity.calls_waiting_sub(1));
                 if let Ok(return_::Exception(_)) = answer.which() {
                     add(&self.meter.exceptions_sent, 1);
                 }
@@ -126,6 +200,8 @@ impl Drop for Share {
         let left = self.unanswered.get_mut().len() as u64;
         let in_flight = &self.meter.calls_in_flight;
         in_flight.set(in_flight.get().saturating_sub(left));
+        let awaited = self.awaited.get_mut().len() as u64;
+        self.activity(|activity| activity.calls_waiting_sub(left + awaited));
     }
 }
 
@@ -133,28 +209,35 @@ impl Drop for Share {
 pub(crate) struct MeteredNetwork<N> {
     inner: N,
     meter: Rc<Meter>,
+    activity: Option<Rc<Activity>>,
 }
 
 impl<N> MeteredNetwork<N> {
-    pub(crate) fn new(inner: N, meter: Rc<Meter>) -> Self {
-        Self { inner, meter }
+    pub(crate) fn new(inner: N, meter: Rc<Meter>, activity: Option<Rc<Activity>>) -> Self {
+        Self {
+            inner,
+            meter,
+            activity,
+        }
     }
 }
 
 impl<V: 'static, N: VatNetwork<V>> VatNetwork<V> for MeteredNetwork<N> {
     fn connect(&mut self, host_id: V) -> Option<Box<dyn Connection<V>>> {
         let meter = self.meter.clone();
+        let activity = self.activity.clone();
         self.inner
             .connect(host_id)
-            .map(|inner| MeteredConnection::boxed(inner, meter))
+            .map(|inner| MeteredConnection::boxed(inner, meter, activity))
     }
 
     fn accept(&mut self) -> Promise<Box<dyn Connection<V>>, Error> {
         let meter = self.meter.clone();
+        let activity = self.activity.clone();
         Promise::from_future(
             self.inner
                 .accept()
-                .map_ok(move |inner| MeteredConnection::boxed(inner, meter)),
+                .map_ok(move |inner| MeteredConnection::boxed(inner, meter, activity)),
         )
     }
 
@@ -169,10 +252,16 @@ struct MeteredConnection<V> {
 }
 
 impl<V: 'static> MeteredConnection<V> {
-    fn boxed(inner: Box<dyn Connection<V>>, meter: Rc<Meter>) -> Box<dyn Connection<V>> {
+    fn boxed(
+        inner: Box<dyn Connection<V>>,
+        meter: Rc<Meter>,
+        activity: Option<Rc<Activity>>,
+    ) -> Box<dyn Connection<V>> {
         let share = Rc::new(Share {
             meter,
             unanswered: RefCell::default(),
+            awaited: RefCell::default(),
+            activity,
         });
         Box::new(Self { inner, share })
     }
@@ -246,11 +335,24 @@ impl OutgoingMessage for MeteredOutgoing {
 pub(crate) struct Counted<S> {
     inner: S,
     meter: Rc<Meter>,
+    activity: Option<Rc<Activity>>,
 }
 
 impl<S> Counted<S> {
-    pub(crate) fn new(inner: S, meter: Rc<Meter>) -> Self {
-        Self { inner, meter }
+    pub(crate) fn new(inner: S, meter: Rc<Meter>, activity: Option<Rc<Activity>>) -> Self {
+        Self {
+            inner,
+            meter,
+            activity,
+        }
+    }
+
+    fn moved(&self, bytes: usize) {
+        if bytes > 0 {
+            if let Some(activity) = &self.activity {
+                activity.moved();
+            }
+        }
     }
 }
 
@@ -263,6 +365,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(read)) = &polled {
             add(&self.meter.bytes_received, *read as u64);
+            self.moved(*read);
         }
         polled
     }
@@ -277,6 +380,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(written)) = &polled {
             add(&self.meter.bytes_sent, *written as u64);
+            self.moved(*written);
         }
         polled
     }

@@ -24,7 +24,7 @@ use capnp_rpc::{twoparty, Disconnector, RpcSystem, VatNetwork};
 use futures::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 
 use crate::limits::{NESTING_DEPTH_MAX, TRAVERSAL_WORDS_MAX};
-use crate::meter::{Counted, Meter, MeteredNetwork};
+use crate::meter::{Activity, Counted, Meter, MeteredNetwork};
 
 /// The future that drives an `RpcSystem` until the connection ends.
 ///
@@ -97,9 +97,47 @@ where
     W: AsyncWrite + Unpin + 'static,
     S: FnOnce(Driver),
 {
-    let reader = Counted::new(reader, meter.clone());
-    let writer = Counted::new(writer, meter.clone());
-    let network = MeteredNetwork::new(network(reader, writer, side), meter);
+    start_metered(reader, writer, side, local, meter, None, spawn)
+}
+
+/// [`connect_metered`], also keeping this connection's [`Activity`] in
+/// `activity`, so its owner can tell whether it is idle.
+pub fn connect_watched<C, R, W, S>(
+    reader: R,
+    writer: W,
+    side: Side,
+    local: Option<capnp::capability::Client>,
+    meter: Rc<Meter>,
+    activity: Rc<Activity>,
+    spawn: S,
+) -> Connection<C>
+where
+    C: FromClientHook,
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+    S: FnOnce(Driver),
+{
+    start_metered(reader, writer, side, local, meter, Some(activity), spawn)
+}
+
+fn start_metered<C, R, W, S>(
+    reader: R,
+    writer: W,
+    side: Side,
+    local: Option<capnp::capability::Client>,
+    meter: Rc<Meter>,
+    activity: Option<Rc<Activity>>,
+    spawn: S,
+) -> Connection<C>
+where
+    C: FromClientHook,
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+    S: FnOnce(Driver),
+{
+    let reader = Counted::new(reader, meter.clone(), activity.clone());
+    let writer = Counted::new(writer, meter.clone(), activity.clone());
+    let network = MeteredNetwork::new(network(reader, writer, side), meter, activity);
     start(network, side, local, spawn)
 }
 

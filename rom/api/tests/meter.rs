@@ -1,6 +1,8 @@
 //! A metered connection counts the calls it received, the ones it answered
 //! with an exception, the ones still unanswered, and its bytes; and a
-//! connection that ends with calls unanswered gives them back.
+//! connection that ends with calls unanswered gives them back. A watched
+//! connection's activity says whether it is idle: no byte either way and
+//! no call waiting on either side.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,9 +11,9 @@ use std::rc::Rc;
 use capnp::capability::{Promise, Rc as CapRc};
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
-use ww_api::meter::Meter;
+use ww_api::meter::{Activity, Meter};
 use ww_api::metrics;
-use ww_api::vat::{connect, connect_metered, Driver};
+use ww_api::vat::{connect, connect_metered, connect_watched, Driver};
 
 /// Refuses a report with a sample named "bad"; never answers one named
 /// "hang"; takes the others.
@@ -113,6 +115,62 @@ fn counts_calls_exceptions_in_flight_and_bytes() {
                 meter.reading()
             );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+}
+
+#[test]
+fn a_connection_with_a_call_waiting_is_not_idle_on_either_side() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+        let (server_read, server_write) = tokio::io::split(server_end);
+        let (client_read, client_write) = tokio::io::split(client_end);
+        let server: metrics::Client = capnp_rpc::new_client(Server);
+        let served = Rc::new(Activity::default());
+        let _served = connect_watched::<capnp::capability::Client, _, _, _>(
+            server_read.compat(),
+            server_write.compat_write(),
+            Side::Server,
+            Some(server.client),
+            Rc::new(Meter::default()),
+            served.clone(),
+            spawn,
+        );
+        let calling = Rc::new(Activity::default());
+        let connection = connect_watched::<metrics::Client, _, _, _>(
+            client_read.compat(),
+            client_write.compat_write(),
+            Side::Client,
+            None,
+            Rc::new(Meter::default()),
+            calling.clone(),
+            spawn,
+        );
+        let client = connection.client;
+        report(&client, "good").await.unwrap();
+        // Idle once answered: an hour from now, it has been idle an hour.
+        let hour = std::time::Duration::from_secs(3600);
+        let later = std::time::Instant::now() + hour;
+        for activity in [&served, &calling] {
+            assert!(activity.idle_for(later).unwrap() >= hour);
+        }
+
+        let _hanging = tokio::task::spawn_local({
+            let client = client.clone();
+            async move { report(&client, "hang").await }
+        });
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while served.idle_for(later).is_some() || calling.idle_for(later).is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the call never waited"
+            );
+            tokio::task::yield_now().await;
         }
     });
 }

@@ -1,0 +1,184 @@
+//! A peer that floods a host with signed fake heartbeats, for the
+//! end-to-end tests of the cluster view's budget.
+//!
+//! Usage: `heartbeat-flood ADDR COUNT`. Connects to the host at `ADDR` and,
+//! once a second until killed, publishes on the heartbeat topic `COUNT`
+//! heartbeats of hosts that do not exist, each correctly signed by a key of
+//! its own (made up here: anyone can), naming a closed loopback port, and
+//! then this peer's own heartbeat, which names the round in an address
+//! (`/dns4/round-N.invalid/tcp/9`). Prints `peer ID` (its own), then
+//! `round N` after each round.
+//!
+//! gossipsub's own behaviour signs only with its node's key, so this peer
+//! speaks gossipsub by hand: one `/meshsub/1.1.0` stream, length-prefixed
+//! protobuf RPC frames (the wire format of `libp2p-gossipsub`'s
+//! `rpc.proto`). It also accepts the host's gossipsub streams and drains
+//! them: a peer that refused them would have its gossipsub disabled by
+//! the host, which would then ignore what it sends.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+
+const GOSSIPSUB: StreamProtocol = StreamProtocol::new("/meshsub/1.1.0");
+const HEARTBEAT_TOPIC: &str = "/ww/0.1.0/heartbeat";
+/// The longest TTL a host accepts, so that fakes would stay as long as
+/// possible.
+const FAKE_TTL_MS: u32 = 600_000;
+/// Publications per frame, well under gossipsub's 5,000 per RPC.
+const MESSAGES_PER_FRAME: usize = 64;
+const ROUND_PAUSE_MS: u64 = 1_000;
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A length-delimited protobuf field.
+fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
+    varint(out, (number << 3) | 2);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A gossipsub `Message` signed by `key`: fields `from` (1), `data` (2),
+/// `seqno` (3), `topic` (4), and `signature` (5) over
+/// `"libp2p-pubsub:"` followed by the first four, encoded in field order
+/// as prost does.
+fn signed_message(key: &Keypair, data: &[u8], seqno: u64) -> Result<Vec<u8>> {
+    let mut message = Vec::new();
+    field(&mut message, 1, &key.public().to_peer_id().to_bytes());
+    field(&mut message, 2, data);
+    field(&mut message, 3, &seqno.to_be_bytes());
+    field(&mut message, 4, HEARTBEAT_TOPIC.as_bytes());
+    let mut signed = b"libp2p-pubsub:".to_vec();
+    signed.extend_from_slice(&message);
+    let signature = key.sign(&signed).map_err(|err| anyhow!("signing: {err}"))?;
+    field(&mut message, 5, &signature);
+    Ok(message)
+}
+
+fn heartbeat(peer: &PeerId, addrs: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "peer_id": peer.to_base58(),
+        "addrs": addrs,
+        "ttl_ms": FAKE_TTL_MS,
+    }))
+    .unwrap_or_default()
+}
+
+/// A frame: the RPC's length, then the RPC (`subscriptions` 1, `publish` 2).
+fn frame(subscribe: bool, messages: &[Vec<u8>]) -> Vec<u8> {
+    let mut rpc = Vec::new();
+    if subscribe {
+        let mut sub = vec![0x08, 0x01];
+        field(&mut sub, 2, HEARTBEAT_TOPIC.as_bytes());
+        field(&mut rpc, 1, &sub);
+    }
+    for message in messages {
+        field(&mut rpc, 2, message);
+    }
+    let mut out = Vec::new();
+    varint(&mut out, rpc.len() as u64);
+    out.extend_from_slice(&rpc);
+    out
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [addr, count] = args.as_slice() else {
+        anyhow::bail!("usage: heartbeat-flood ADDR COUNT");
+    };
+    let addr: Multiaddr = addr.parse().context("ADDR")?;
+    let count: usize = count.parse().context("COUNT")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    tokio::task::LocalSet::new().block_on(&runtime, flood(addr, count))
+}
+
+async fn flood(addr: Multiaddr, count: usize) -> Result<()> {
+    let key = Keypair::generate_ed25519();
+    let me = key.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .map_err(|err| anyhow!("behaviour: {err}"))?
+        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    let mut control = swarm.behaviour().new_control();
+    let mut incoming = control
+        .accept(GOSSIPSUB)
+        .map_err(|err| anyhow!("accepting gossipsub: {err}"))?;
+    swarm.dial(addr.clone())?;
+    let host = loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => break peer_id,
+            SwarmEvent::OutgoingConnectionError { error, .. } => {
+                anyhow::bail!("dialing {addr}: {error}")
+            }
+            _ => {}
+        }
+    };
+    tokio::task::spawn_local(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    tokio::task::spawn_local(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            tokio::task::spawn_local(async move {
+                let mut sink = [0u8; 16 * 1024];
+                while matches!(stream.read(&mut sink).await, Ok(read) if read > 0) {}
+            });
+        }
+    });
+    let mut stream = control
+        .open_stream(host, GOSSIPSUB)
+        .await
+        .map_err(|err| anyhow!("opening gossipsub to {host}: {err}"))?;
+    stream.write_all(&frame(true, &[])).await?;
+
+    // A port nothing listens on, so a host that dials a fake fails at once.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let fake_addrs = vec![format!("/ip4/127.0.0.1/tcp/{closed_port}")];
+    let fakes: Vec<Keypair> = (0..count).map(|_| Keypair::generate_ed25519()).collect();
+    let mut out = std::io::stdout();
+    writeln!(out, "peer {me}")?;
+    for round in 1u64.. {
+        let mut messages = Vec::with_capacity(count + 1);
+        for fake in &fakes {
+            let data = heartbeat(&fake.public().to_peer_id(), &fake_addrs);
+            messages.push(signed_message(fake, &data, round)?);
+        }
+        // Last, on the same stream: once the host lists this peer, it has
+        // processed every fake before it.
+        // It names the round in an address the host keeps (never dials:
+        // it is connected, and has no DNS transport).
+        let mine = heartbeat(&me, &[format!("/dns4/round-{round}.invalid/tcp/9")]);
+        messages.push(signed_message(&key, &mine, round)?);
+        for chunk in messages.chunks(MESSAGES_PER_FRAME) {
+            stream.write_all(&frame(false, chunk)).await?;
+        }
+        stream.flush().await?;
+        writeln!(out, "round {round}")?;
+        out.flush()?;
+        tokio::time::sleep(Duration::from_millis(ROUND_PAUSE_MS)).await;
+    }
+    Ok(())
+}
