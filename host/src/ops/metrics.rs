@@ -152,6 +152,7 @@ fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
     for (outcome, count) in [
         ("accepted", connections.accepted.get()),
         ("refused", connections.refused.get()),
+        ("evicted", connections.evicted.get()),
         ("failed", connections.failed.get()),
     ] {
         outcomes
@@ -160,7 +161,7 @@ fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
     }
     registry.register(
         "ww_rpc_connections_opened",
-        "Inbound RPC connections by outcome: accepted, refused at a connection limit, or ended by an error other than a disconnect",
+        "Inbound RPC connections by outcome: accepted, refused at a connection limit, evicted (idle, to make room), or ended by an error other than a disconnect",
         outcomes,
     );
     let calls = Family::<Labels, CounterF>::default();
