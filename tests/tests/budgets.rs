@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use ww_tests::{rom, wait_until, ww, Cluster};
 
+const TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The `field` (in KiB) of process `pid`'s `/proc` status.
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -273,4 +275,90 @@ fn a_subscriber_that_never_reads_holds_its_share_and_the_host_keeps_serving() {
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+}
+
+#[test]
+fn a_pipelined_call_flood_stops_at_the_calls_in_flight_cap_and_the_host_keeps_serving() {
+    use ww_api::limits::CALLS_IN_FLIGHT_PER_CONNECTION_MAX as CAP;
+    use ww_tests::metrics::{find, scrape};
+    const MIB: u64 = 1024;
+    let cluster = Cluster::start_with(1, &["--http", "127.0.0.1:0"]);
+    let host = &cluster.hosts[0];
+    let http = host.http.clone().expect("--http address");
+    let misbehave = rom("misbehave");
+    let misbehave = misbehave.to_str().unwrap();
+    let before_kib = rss_kib(host.pid());
+
+    // 20,000 `recv` calls that never return, pipelined by a process of the
+    // host (spawned by the probe ROM with the host's authority, so it can
+    // make a channel).
+    let probe = rom("probe");
+    let spawned = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        probe.to_str().unwrap(),
+        "child",
+        "--host",
+        "--detach",
+        "--name",
+        "flooder",
+        "--",
+        "call-flood",
+        "20000",
+        "600",
+    ]);
+    spawned.assert_ok();
+    let pid = spawned
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("child pid "))
+        .expect("child pid")
+        .to_owned();
+    let in_flight = wait_until("the flood refused past the cap", TIMEOUT, || {
+        let samples = scrape(&http);
+        let in_flight = find(&samples, "ww_rpc_calls_in_flight", &[("from", "process")])?;
+        let refused = find(
+            &samples,
+            "ww_rpc_calls_refused_total",
+            &[("from", "process")],
+        )?;
+        (in_flight >= CAP as f64 && refused >= (20_000 - CAP) as f64).then_some(in_flight)
+    });
+    assert_eq!(in_flight, CAP as f64, "calls in flight");
+
+    // The host keeps serving others meanwhile, and holds little for it.
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    ww(&["ls", "--peer", &host.addr, "/"]).assert_ok();
+    let grown_kib = rss_kib(host.pid()).saturating_sub(before_kib);
+    eprintln!("host RSS grew {grown_kib} KiB holding {in_flight} calls");
+    // The flooder's linear memory (its 20,000 promises and queued calls)
+    // lives in the host's RSS too, bounded by its own 512 MiB limit; the
+    // host's part, with 4,096 calls held, is what the 64 MiB allows.
+    assert!(
+        grown_kib < (512 + 64) * MIB,
+        "the host grew by {grown_kib} KiB"
+    );
+    let samples = scrape(&http);
+    let still = find(&samples, "ww_rpc_calls_in_flight", &[("from", "process")]).unwrap();
+    assert_eq!(still, CAP as f64, "calls in flight");
+
+    // The flooder killed, its calls are given back.
+    ww(&[
+        "kill",
+        "--peer",
+        &host.addr,
+        &format!("{}/{pid}", host.peer_id),
+    ])
+    .assert_ok();
+    wait_until("the flooder's calls released", TIMEOUT, || {
+        let in_flight = find(
+            &scrape(&http),
+            "ww_rpc_calls_in_flight",
+            &[("from", "process")],
+        )?;
+        (in_flight == 0.0).then_some(())
+    });
 }

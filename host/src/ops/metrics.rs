@@ -167,6 +167,7 @@ fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
     let calls = Family::<Labels, CounterF>::default();
     let errors = Family::<Labels, CounterF>::default();
     let in_flight = Family::<Labels, GaugeF>::default();
+    let refused = Family::<Labels, CounterF>::default();
     let bytes = Family::<Labels, CounterF>::default();
     let runtime = ctx.processes.runtime();
     for (from, meter) in [("peer", &ctx.rpc_meter), ("process", &runtime.rpc_meter)] {
@@ -181,6 +182,9 @@ fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
         in_flight
             .get_or_create(&from_label)
             .set(reading.calls_in_flight as f64);
+        refused
+            .get_or_create(&from_label)
+            .inc_by(reading.calls_refused as f64);
         for (direction, count) in [("in", reading.bytes_received), ("out", reading.bytes_sent)] {
             bytes
                 .get_or_create(&labelled(&[("from", from), ("direction", direction)]))
@@ -201,6 +205,11 @@ fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
         "ww_rpc_calls_in_flight",
         "Received calls not answered yet",
         in_flight,
+    );
+    registry.register(
+        "ww_rpc_calls_refused",
+        "Calls refused as overloaded: their connection had CALLS_IN_FLIGHT_PER_CONNECTION_MAX unanswered",
+        refused,
     );
     registry.register(
         "ww_rpc_bytes",

@@ -11,6 +11,14 @@ pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// refuses a message whose segments add up to more words than this.
 pub const TRAVERSAL_WORDS_MAX: usize = MESSAGE_BYTES_MAX / 8;
 
+/// Most calls one connection may have unanswered on the side that serves
+/// them (a host's inbound and process connections: see `meter`). Past it
+/// a new call is answered at once with an "overloaded" error that names
+/// this limit, before anything is allocated for it, so a peer that
+/// pipelines calls that never return (a `recv` on an empty channel, say)
+/// holds at most this many. Generous: a replica's connection to its host
+/// has a few hundred in flight at most.
+pub const CALLS_IN_FLIGHT_PER_CONNECTION_MAX: usize = 4096;
 /// The deepest struct/list nesting a reader accepts.
 pub const NESTING_DEPTH_MAX: i32 = 64;
 

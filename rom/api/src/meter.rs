@@ -28,6 +28,8 @@ use capnp_rpc::{Connection, FlowController, IncomingMessage, OutgoingMessage, Va
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::TryFutureExt;
 
+use crate::limits::CALLS_IN_FLIGHT_PER_CONNECTION_MAX;
+
 /// Sums of what crossed the metered connections, since the meter was made.
 #[derive(Debug, Default)]
 pub struct Meter {
@@ -37,6 +39,7 @@ pub struct Meter {
     exceptions_sent: Cell<u64>,
     bytes_received: Cell<u64>,
     bytes_sent: Cell<u64>,
+    calls_refused: Cell<u64>,
 }
 
 /// A reading of a [`Meter`].
@@ -55,6 +58,9 @@ pub struct MeterReading {
     pub bytes_received: u64,
     /// Bytes written to the connections' streams.
     pub bytes_sent: u64,
+    /// Calls refused ("overloaded") because their connection had
+    /// [`CALLS_IN_FLIGHT_PER_CONNECTION_MAX`] calls unanswered.
+    pub calls_refused: u64,
 }
 
 fn add(cell: &Cell<u64>, count: u64) {
@@ -72,6 +78,7 @@ impl Meter {
             calls_in_flight: self.calls_in_flight.get(),
             bytes_received: self.bytes_received.get(),
             bytes_sent: self.bytes_sent.get(),
+            calls_refused: self.calls_refused.get(),
         }
     }
 }
@@ -195,6 +202,61 @@ impl Share {
     }
 }
 
+/// What to do with a received message.
+enum Admit {
+    /// Hand it to the RpcSystem.
+    Pass,
+    /// Answer call `question_id` with "overloaded" here, and drop it.
+    Refuse(u32),
+}
+
+impl Share {
+    /// Past [`CALLS_IN_FLIGHT_PER_CONNECTION_MAX`] unanswered calls, a new
+    /// call is refused here, before the RpcSystem allocates anything for
+    /// it. The connection goes on reading, so its end is still noticed
+    /// (a connection that stopped reading would never see its peer leave).
+    fn admit(&self, message: &dyn IncomingMessage) -> Admit {
+        let Ok(body) = message.get_body() else {
+            return Admit::Pass;
+        };
+        let Ok(message) = body.get_as::<message::Reader<'_>>() else {
+            return Admit::Pass;
+        };
+        // A call pipelined on a refused call's answer reaches the RpcSystem,
+        // which answers it with an error of its own: it never saw the
+        // question.
+        if let Ok(message::Call(Ok(call))) = message.which() {
+            if self.unanswered.borrow().len() >= CALLS_IN_FLIGHT_PER_CONNECTION_MAX {
+                add(&self.meter.calls_received, 1);
+                add(&self.meter.calls_refused, 1);
+                add(&self.meter.exceptions_sent, 1);
+                return Admit::Refuse(call.get_question_id());
+            }
+        }
+        Admit::Pass
+    }
+}
+
+/// Answers call `question_id` with an "overloaded" exception, releasing
+/// its parameters' capabilities (they were never imported).
+fn refuse<V>(connection: &mut dyn Connection<V>, question_id: u32) {
+    let mut outgoing = connection.new_outgoing_message(32);
+    let built = outgoing.get_body().map(|body| {
+        let mut answer = body.init_as::<message::Builder<'_>>().init_return();
+        answer.set_answer_id(question_id);
+        answer.set_release_param_caps(true);
+        let mut exception = answer.init_exception();
+        exception.set_type(capnp_rpc::rpc_capnp::exception::Type::Overloaded);
+        exception.set_reason(format!(
+            "overloaded: this connection has {CALLS_IN_FLIGHT_PER_CONNECTION_MAX} calls unanswered (CALLS_IN_FLIGHT_PER_CONNECTION_MAX); wait for some"
+        ));
+    });
+    if built.is_ok() {
+        // Dropping the promise does not cancel the send.
+        let _ = outgoing.send();
+    }
+}
+
 impl Drop for Share {
     fn drop(&mut self) {
         let left = self.unanswered.get_mut().len() as u64;
@@ -247,7 +309,9 @@ impl<V: 'static, N: VatNetwork<V>> VatNetwork<V> for MeteredNetwork<N> {
 }
 
 struct MeteredConnection<V> {
-    inner: Box<dyn Connection<V>>,
+    /// Shared with the read in progress, which may answer a refused call
+    /// itself; borrowed only between awaits.
+    inner: Rc<RefCell<Box<dyn Connection<V>>>>,
     share: Rc<Share>,
 }
 
@@ -263,42 +327,54 @@ impl<V: 'static> MeteredConnection<V> {
             awaited: RefCell::default(),
             activity,
         });
-        Box::new(Self { inner, share })
+        Box::new(Self {
+            inner: Rc::new(RefCell::new(inner)),
+            share,
+        })
     }
 }
 
-impl<V> Connection<V> for MeteredConnection<V> {
+impl<V: 'static> Connection<V> for MeteredConnection<V> {
     fn get_peer_vat_id(&self) -> V {
-        self.inner.get_peer_vat_id()
+        self.inner.borrow().get_peer_vat_id()
     }
 
     fn new_outgoing_message(&mut self, first_segment_word_size: u32) -> Box<dyn OutgoingMessage> {
         Box::new(MeteredOutgoing {
-            inner: self.inner.new_outgoing_message(first_segment_word_size),
+            inner: self
+                .inner
+                .borrow_mut()
+                .new_outgoing_message(first_segment_word_size),
             share: self.share.clone(),
         })
     }
 
     fn receive_incoming_message(&mut self) -> Promise<Option<Box<dyn IncomingMessage>>, Error> {
         let share = self.share.clone();
-        Promise::from_future(
-            self.inner
-                .receive_incoming_message()
-                .map_ok(move |message| {
-                    if let Some(message) = &message {
+        let inner = self.inner.clone();
+        Promise::from_future(async move {
+            loop {
+                let next = inner.borrow_mut().receive_incoming_message();
+                let Some(message) = next.await? else {
+                    return Ok(None);
+                };
+                match share.admit(message.as_ref()) {
+                    Admit::Pass => {
                         share.incoming(message.as_ref());
+                        return Ok(Some(message));
                     }
-                    message
-                }),
-        )
+                    Admit::Refuse(question_id) => refuse(&mut **inner.borrow_mut(), question_id),
+                }
+            }
+        })
     }
 
     fn new_stream(&mut self) -> (Box<dyn FlowController>, Promise<(), Error>) {
-        self.inner.new_stream()
+        self.inner.borrow_mut().new_stream()
     }
 
     fn shutdown(&mut self, result: capnp::Result<()>) -> Promise<(), Error> {
-        self.inner.shutdown(result)
+        self.inner.borrow_mut().shutdown(result)
     }
 }
 

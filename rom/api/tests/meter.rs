@@ -174,3 +174,113 @@ fn a_connection_with_a_call_waiting_is_not_idle_on_either_side() {
         }
     });
 }
+
+/// Holds every report named "wait" until `release` fires.
+struct Gate {
+    release: futures::future::Shared<futures::channel::oneshot::Receiver<()>>,
+}
+
+impl metrics::Server for Gate {
+    async fn set(
+        self: CapRc<Self>,
+        params: metrics::SetParams,
+        _: metrics::SetResults,
+    ) -> Result<(), capnp::Error> {
+        let samples = params.get()?.get_samples()?;
+        if samples.get(0).get_name()?.to_str()? == "wait" {
+            let _ = self.release.clone().await;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn past_the_cap_of_calls_in_flight_new_calls_are_refused_as_overloaded() {
+    use futures::FutureExt;
+    use ww_api::limits::CALLS_IN_FLIGHT_PER_CONNECTION_MAX as CAP;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let meter = Rc::new(Meter::default());
+        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+        let (server_read, server_write) = tokio::io::split(server_end);
+        let (client_read, client_write) = tokio::io::split(client_end);
+        let (release, released) = futures::channel::oneshot::channel();
+        let gate: metrics::Client = capnp_rpc::new_client(Gate {
+            release: released.shared(),
+        });
+        let _served = connect_metered::<capnp::capability::Client, _, _, _>(
+            server_read.compat(),
+            server_write.compat_write(),
+            Side::Server,
+            Some(gate.client),
+            meter.clone(),
+            spawn,
+        );
+        let client = connect::<metrics::Client, _, _, _>(
+            client_read.compat(),
+            client_write.compat_write(),
+            Side::Client,
+            None,
+            spawn,
+        )
+        .client;
+
+        let waiting: Vec<_> = (0..CAP + 100)
+            .map(|_| {
+                let client = client.clone();
+                tokio::task::spawn_local(async move { report(&client, "wait").await })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while meter.reading().calls_in_flight < CAP as u64 || meter.reading().calls_refused < 100 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                meter.reading()
+            );
+            tokio::task::yield_now().await;
+        }
+        // The 100 past the cap were refused at once, with the limit's name.
+        let reading = meter.reading();
+        assert_eq!(reading.calls_in_flight, CAP as u64, "{reading:?}");
+        assert_eq!(reading.calls_refused, 100, "{reading:?}");
+        assert_eq!(reading.calls_received, CAP as u64 + 100, "{reading:?}");
+        // Their errors reach the callers.
+        while waiting.iter().filter(|call| call.is_finished()).count() < 100 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "refusals never arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut refused = 0;
+        let mut held = Vec::new();
+        for call in waiting {
+            if call.is_finished() {
+                let err = call.await.unwrap().unwrap_err();
+                assert!(
+                    err.to_string()
+                        .contains("CALLS_IN_FLIGHT_PER_CONNECTION_MAX"),
+                    "{err}"
+                );
+                refused += 1;
+            } else {
+                held.push(call);
+            }
+        }
+        assert_eq!((refused, held.len()), (100, CAP));
+
+        // Answers make room: the held calls complete and new ones pass.
+        release.send(()).unwrap();
+        for call in held {
+            call.await.unwrap().unwrap();
+        }
+        report(&client, "good").await.unwrap();
+        let reading = meter.reading();
+        assert_eq!(reading.calls_in_flight, 0, "{reading:?}");
+    });
+}

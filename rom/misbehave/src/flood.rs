@@ -14,6 +14,9 @@
 //!   full host.
 //! - `pubsub-flood TOPIC MIB`: publishes MIB messages of 1 MiB, numbered in
 //!   their first 8 bytes, on TOPIC; prints `published MIB MiB`.
+//! - `call-flood N SECONDS`: pipelines N `recv` calls on an empty channel
+//!   of its host (none returns: nothing is ever sent), prints `sent N
+//!   calls`, holds them SECONDS, then exits 0.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -153,5 +156,24 @@ pub async fn pubsub_flood(host: &host::Client, name: &str, mib: u64) -> anyhow::
         publish.send().promise.await?;
     }
     println!("published {mib} MiB");
+    Ok(())
+}
+
+/// `call-flood N SECONDS`.
+pub async fn call_flood(host: &host::Client, calls: usize, hold: Duration) -> anyhow::Result<()> {
+    let mut request = host.new_channel_request();
+    request.get().set_capacity(1);
+    let channel = request.send().promise.await?;
+    // Held, so the channel stays open and every `recv` keeps waiting.
+    let _sender: sender::Client = channel.get()?.get_sender()?;
+    let receiver: receiver::Client = channel.get()?.get_receiver()?;
+    // Sent, never awaited: each stays in flight on the host until it
+    // answers, which it never does.
+    let pending: Vec<_> = (0..calls)
+        .map(|_| receiver.recv_request().send().promise)
+        .collect();
+    println!("sent {calls} calls");
+    ww_guest::sleep(hold).await;
+    drop(pending);
     Ok(())
 }

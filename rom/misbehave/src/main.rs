@@ -13,7 +13,8 @@
 //!   (default `flood`) until
 //!   the host refuses one, then prints how many it set and why.
 //! - `channel-flood [hold]`, `subscribe-hold TOPIC`, `pubsub-flood TOPIC
-//!   MIB`: flood the host's channel and subscription budgets; see [`flood`].
+//!   MIB`, `call-flood N SECONDS`: flood the host's channel and
+//!   subscription budgets and its calls in flight; see [`flood`].
 //! - grant commands (`try-everything`, `show-grants`, `write-file`,
 //!   `read-file`, `trap-once`, `hold-grant`): see [`grants`].
 //! - as a crawler worker (`crawler.wasm workers N --rom - < misbehave.wasm`,
@@ -92,6 +93,11 @@ fn main() {
                     }
                 }
                 anyhow::bail!("anchored 1024 MiB and was never refused")
+            }
+            "call-flood" => {
+                let calls = env.args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
+                let secs = env.args.get(2).and_then(|s| s.parse().ok()).unwrap_or(30);
+                flood::call_flood(&env.host, calls, std::time::Duration::from_secs(secs)).await
             }
             "channel-flood" => {
                 let hold = env.args.get(1).is_some_and(|arg| arg == "hold");
