@@ -33,6 +33,7 @@
 
 pub mod args;
 mod executor;
+pub mod metrics;
 pub mod progress;
 mod reactor;
 mod stream;
