@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use support::native;
 use ww::rpc::{INBOUND_CONNECTIONS_MAX, INBOUND_CONNECTIONS_PER_PEER_MAX};
-use ww_net::{Node, NodeConfig};
+use ww_net::Node;
 use ww_tests::raft_rom;
 use ww_tests::{cpu_ns, wait_until, ww, Cluster, Host, Spawned};
 
@@ -123,16 +123,7 @@ fn flood_idle(
             let mut index = 0;
             while !full {
                 if index == nodes.len() {
-                    let node = Node::start(NodeConfig {
-                        keypair: libp2p::identity::Keypair::generate_ed25519(),
-                        listen: vec![],
-                        bootstrap: vec![],
-                        heartbeat: None,
-                        psk: None,
-                    })
-                    .await
-                    .unwrap();
-                    nodes.push(node);
+                    nodes.push(support::client_node().await);
                 }
                 let node = &nodes[index];
                 node.dial(addr.clone()).await.unwrap();

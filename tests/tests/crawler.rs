@@ -588,12 +588,14 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
     // is refused the executor, the root, the view, pubsub, dial and writes
     // through the replicas' view; nothing changes on its host.
     let host0 = &cluster.hosts[0];
-    let processes_before =
+    let process_count = || {
         ww_tests::raft_rom::json_of(&ww_tests::ww(&["ps", "--json", "--peer", &client]))
             ["processes"]
             .as_array()
             .unwrap()
-            .len();
+            .len()
+    };
+    let processes_before = process_count();
     let out = crawler_with_stdin(
         &client,
         &[
@@ -625,12 +627,7 @@ fn crawls_the_local_site_once_politely_and_within_its_grants() {
             "{refused} missing from the host's log"
         );
     }
-    let processes_after =
-        ww_tests::raft_rom::json_of(&ww_tests::ww(&["ps", "--json", "--peer", &client]))
-            ["processes"]
-            .as_array()
-            .unwrap()
-            .len();
+    let processes_after = process_count();
     assert_eq!(
         processes_after,
         processes_before + 1,

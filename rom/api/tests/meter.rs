@@ -10,7 +10,8 @@ use std::rc::Rc;
 
 use capnp::capability::{Promise, Rc as CapRc};
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use ww_api::meter::{Activity, Meter};
 use ww_api::metrics;
 use ww_api::vat::{connect, connect_metered, connect_watched, Driver};
@@ -41,6 +42,31 @@ async fn report(client: &metrics::Client, name: &str) -> Result<(), capnp::Error
     request.send().promise.await.map(|_| ())
 }
 
+type Reader = Compat<ReadHalf<DuplexStream>>;
+type Writer = Compat<WriteHalf<DuplexStream>>;
+
+/// The two ends of an in-memory connection: the server's reader and
+/// writer, then the client's.
+fn pipe() -> ((Reader, Writer), (Reader, Writer)) {
+    let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+    let (server_read, server_write) = tokio::io::split(server_end);
+    let (client_read, client_write) = tokio::io::split(client_end);
+    (
+        (server_read.compat(), server_write.compat_write()),
+        (client_read.compat(), client_write.compat_write()),
+    )
+}
+
+/// Runs `future` on a current-thread runtime, where capnp's `!Send`
+/// objects live.
+fn run_local<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&runtime, future)
+}
+
 fn spawn(driver: Driver) {
     tokio::task::spawn_local(async move {
         let _ = driver.await;
@@ -49,28 +75,21 @@ fn spawn(driver: Driver) {
 
 #[test]
 fn counts_calls_exceptions_in_flight_and_bytes() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
+    run_local(async {
         let meter = Rc::new(Meter::default());
-        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
-        let (server_read, server_write) = tokio::io::split(server_end);
-        let (client_read, client_write) = tokio::io::split(client_end);
+        let ((server_read, server_write), (client_read, client_write)) = pipe();
         let server: metrics::Client = capnp_rpc::new_client(Server);
         let _served = connect_metered::<capnp::capability::Client, _, _, _>(
-            server_read.compat(),
-            server_write.compat_write(),
+            server_read,
+            server_write,
             Side::Server,
             Some(server.client),
             meter.clone(),
             spawn,
         );
         let connection = connect::<metrics::Client, _, _, _>(
-            client_read.compat(),
-            client_write.compat_write(),
+            client_read,
+            client_write,
             Side::Client,
             None,
             spawn,
@@ -121,20 +140,13 @@ fn counts_calls_exceptions_in_flight_and_bytes() {
 
 #[test]
 fn a_connection_with_a_call_waiting_is_not_idle_on_either_side() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
-        let (server_read, server_write) = tokio::io::split(server_end);
-        let (client_read, client_write) = tokio::io::split(client_end);
+    run_local(async {
+        let ((server_read, server_write), (client_read, client_write)) = pipe();
         let server: metrics::Client = capnp_rpc::new_client(Server);
         let served = Rc::new(Activity::default());
         let _served = connect_watched::<capnp::capability::Client, _, _, _>(
-            server_read.compat(),
-            server_write.compat_write(),
+            server_read,
+            server_write,
             Side::Server,
             Some(server.client),
             Rc::new(Meter::default()),
@@ -143,8 +155,8 @@ fn a_connection_with_a_call_waiting_is_not_idle_on_either_side() {
         );
         let calling = Rc::new(Activity::default());
         let connection = connect_watched::<metrics::Client, _, _, _>(
-            client_read.compat(),
-            client_write.compat_write(),
+            client_read,
+            client_write,
             Side::Client,
             None,
             Rc::new(Meter::default()),
@@ -198,31 +210,24 @@ impl metrics::Server for Gate {
 fn past_the_cap_of_calls_in_flight_new_calls_are_refused_as_overloaded() {
     use futures::FutureExt;
     use ww_api::limits::CALLS_IN_FLIGHT_PER_CONNECTION_MAX as CAP;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
+    run_local(async {
         let meter = Rc::new(Meter::default());
-        let (server_end, client_end) = tokio::io::duplex(64 * 1024);
-        let (server_read, server_write) = tokio::io::split(server_end);
-        let (client_read, client_write) = tokio::io::split(client_end);
+        let ((server_read, server_write), (client_read, client_write)) = pipe();
         let (release, released) = futures::channel::oneshot::channel();
         let gate: metrics::Client = capnp_rpc::new_client(Gate {
             release: released.shared(),
         });
         let _served = connect_metered::<capnp::capability::Client, _, _, _>(
-            server_read.compat(),
-            server_write.compat_write(),
+            server_read,
+            server_write,
             Side::Server,
             Some(gate.client),
             meter.clone(),
             spawn,
         );
         let client = connect::<metrics::Client, _, _, _>(
-            client_read.compat(),
-            client_write.compat_write(),
+            client_read,
+            client_write,
             Side::Client,
             None,
             spawn,

@@ -19,15 +19,7 @@ pub fn native<T>(future: impl std::future::Future<Output = T>) -> T {
 /// The `Host` of the host at `addr` (the full authority of a CLI client),
 /// and the node the connection lives on (keep it alive).
 pub async fn connect_host(addr: &libp2p::Multiaddr) -> (ww_net::Node, ww_api::host::Client) {
-    let node = ww_net::Node::start(ww_net::NodeConfig {
-        keypair: libp2p::identity::Keypair::generate_ed25519(),
-        listen: vec![],
-        bootstrap: vec![],
-        heartbeat: None,
-        psk: None,
-    })
-    .await
-    .unwrap();
+    let node = client_node().await;
     let (_, host) = ww_net::dial::connect_addr(&node, addr.clone())
         .await
         .unwrap();
@@ -120,4 +112,17 @@ pub fn raft_as_worker(
         }
         codes
     })
+}
+
+/// A libp2p node with a fresh identity that listens nowhere: a client.
+pub async fn client_node() -> ww_net::Node {
+    ww_net::Node::start(ww_net::NodeConfig {
+        keypair: libp2p::identity::Keypair::generate_ed25519(),
+        listen: vec![],
+        bootstrap: vec![],
+        heartbeat: None,
+        psk: None,
+    })
+    .await
+    .unwrap()
 }
