@@ -171,13 +171,13 @@ pub fn serve(ctx: Rc<HostContext>) -> Result<()> {
             let table = table.clone();
             let host = HostServer::client(ctx.clone(), peer);
             let (reader, writer) = stream.split();
-            ww_api::vat::connect_watched::<capnp::capability::Client, _, _, _>(
+            ww_api::vat::connect_metered::<capnp::capability::Client, _, _, _>(
                 reader,
                 writer,
                 Side::Server,
                 Some(host.client),
                 ctx.rpc_meter.clone(),
-                activity,
+                Some(activity),
                 move |driver| {
                     tokio::task::spawn_local(async move {
                         let connections = &ctx_for_driver.rpc_connections;

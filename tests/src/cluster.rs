@@ -478,3 +478,18 @@ impl Cluster {
         }
     }
 }
+
+/// Sends signal `name` (`STOP`, `CONT`, `KILL`) to process `pid`, as a
+/// shell's `kill -NAME` does.
+///
+/// # Panics
+///
+/// When `kill` fails (no such process, say).
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}

@@ -16,5 +16,5 @@ pub mod raft_rom;
 pub mod web;
 
 pub use cluster::{
-    cpu_ns, rom, wait_until, ww, ww_bin, ww_with_timeout, Cluster, Host, Output, Spawned,
+    cpu_ns, rom, signal, wait_until, ww, ww_bin, ww_with_timeout, Cluster, Host, Output, Spawned,
 };

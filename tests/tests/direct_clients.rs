@@ -8,24 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ww_tests::cluster::Spawned;
-use ww_tests::{raft_rom, wait_until};
+use ww_tests::{raft_rom, signal, wait_until};
 
 const WRITERS: usize = 6;
 const PUTS_PER_WRITER: usize = 150;
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill -{name} {pid} failed");
-}
 
 /// `key -> acked` from a writer's stdout lines.
 fn outcomes(lines: &[String]) -> BTreeMap<String, bool> {

@@ -8,6 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/native.rs"]
+mod support;
+
 use std::time::Duration;
 
 use ww_tests::{rom, wait_until, ww, Cluster, Host, Spawned};
@@ -270,22 +273,9 @@ fn an_oversized_publish_is_refused() {
 /// did: the number of bytes it answered with before closing the stream.
 fn send_raw(addr: &str, bytes: Vec<u8>) -> usize {
     use futures::{AsyncReadExt, AsyncWriteExt};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = tokio::task::LocalSet::new();
     let addr: libp2p::Multiaddr = addr.parse().unwrap();
-    local.block_on(&runtime, async move {
-        let node = ww_net::Node::start(ww_net::NodeConfig {
-            keypair: libp2p::identity::Keypair::generate_ed25519(),
-            listen: vec![],
-            bootstrap: vec![],
-            heartbeat: None,
-            psk: None,
-        })
-        .await
-        .unwrap();
+    support::native(async move {
+        let node = support::client_node().await;
         let peer = node.dial(addr).await.unwrap();
         let mut stream = node.open_stream(peer, ww_net::RPC_PROTOCOL).await.unwrap();
         // The host may close the stream before we finish writing.

@@ -275,6 +275,7 @@ pub fn start(
         Side::Server,
         Some(bootstrap),
         runtime.rpc_meter.clone(),
+        None,
         |driver| {
             tokio::task::spawn_local(async move {
                 // Calls on a supervised process's connection are its own:

@@ -194,7 +194,6 @@ impl Crawl {
                 continue;
             };
             self.counters.leased += 1;
-            self.workers.of(worker).leased += 1;
             leases.push(UrlLease {
                 id,
                 token,
@@ -206,6 +205,9 @@ impl Crawl {
                 leased_at_ms: now_ms,
                 deadline_ms,
             });
+        }
+        if !leases.is_empty() {
+            self.workers.of(worker).leased += leases.len() as u64;
         }
         leases
     }
@@ -222,8 +224,8 @@ impl Crawl {
         now_ms: u64,
     ) -> Result<Completed, QueueError> {
         self.holds(receipt)?;
-        if let Some(worker) = self.holder(receipt.id) {
-            let counts = self.workers.of(&worker);
+        if let Some(worker) = holder(&self.urls, receipt.id) {
+            let counts = self.workers.of(worker);
             match &outcome {
                 FetchOutcome::Fetched => counts.fetched += 1,
                 FetchOutcome::Permanent(_) => counts.failed += 1,
@@ -262,17 +264,6 @@ impl Crawl {
                 self.counters.retried += 1;
                 Ok(self.fail(receipt.id, reason, now_ms))
             }
-        }
-    }
-
-    /// The worker holding URL `id`'s lease, if it is leased.
-    fn holder(&self, id: u64) -> Option<String> {
-        match self.urls.get(&id) {
-            Some(Entry {
-                state: UrlState::Leased { worker, .. },
-                ..
-            }) => Some(worker.clone()),
-            _ => None,
         }
     }
 
@@ -381,8 +372,8 @@ impl Crawl {
                 break;
             }
             self.counters.expired += 1;
-            if let Some(worker) = self.holder(id) {
-                self.workers.of(&worker).expired += 1;
+            if let Some(worker) = holder(&self.urls, id) {
+                self.workers.of(worker).expired += 1;
             }
             let Some(entry) = self.urls.get_mut(&id) else {
                 self.index.leases.remove(&(deadline_ms, id));
@@ -587,4 +578,16 @@ pub(crate) fn check_config(config: &CrawlConfig) -> Result<(), QueueError> {
         LEASE_MS_MAX,
     )?;
     Ok(())
+}
+
+/// The worker holding URL `id`'s lease in `urls`, if it is leased. A free
+/// function, so the caller may update `workers` while it holds the name.
+fn holder(urls: &std::collections::BTreeMap<u64, Entry>, id: u64) -> Option<&str> {
+    match urls.get(&id) {
+        Some(Entry {
+            state: UrlState::Leased { worker, .. },
+            ..
+        }) => Some(worker.as_str()),
+        _ => None,
+    }
 }

@@ -60,7 +60,15 @@ impl Workers {
         } else {
             OTHER_WORKERS
         };
-        self.0.entry(key.to_owned()).or_default()
+        // A name is copied only when its row is made: this runs for every
+        // lease batch and completion.
+        if !self.0.contains_key(key) {
+            self.0.insert(key.to_owned(), WorkerCounts::default());
+        }
+        match self.0.get_mut(key) {
+            Some(counts) => counts,
+            None => unreachable!("the row of {key:?} was inserted above"),
+        }
     }
 
     /// Every row, by name.

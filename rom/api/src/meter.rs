@@ -84,21 +84,26 @@ impl Meter {
 }
 
 /// One connection's activity: when a byte last crossed it either way, and
-/// the calls waiting on it (received and not answered, or sent and not
-/// returned). A connection with a call waiting is busy however long it
-/// has been quiet: a `wait` on a process, for one, is answered only when
-/// the process ends.
+/// the calls waiting on it: received and not answered, or sent and not
+/// returned (their question ids). A connection with a call waiting is busy
+/// however long it has been quiet: a `wait` on a process, for one, is
+/// answered only when the process ends.
 #[derive(Debug)]
 pub struct Activity {
     last_byte: Cell<Instant>,
-    calls_waiting: Cell<u64>,
+    /// Calls received and not answered. A return also answers bootstrap
+    /// requests, which are not calls, so it counts only when its id is here.
+    unanswered: RefCell<HashSet<u32>>,
+    /// Calls sent with no return yet.
+    awaited: RefCell<HashSet<u32>>,
 }
 
 impl Default for Activity {
     fn default() -> Self {
         Self {
             last_byte: Cell::new(Instant::now()),
-            calls_waiting: Cell::new(0),
+            unanswered: RefCell::default(),
+            awaited: RefCell::default(),
         }
     }
 }
@@ -108,97 +113,12 @@ impl Activity {
     /// and no byte either way. `None` while a call waits.
     #[must_use]
     pub fn idle_for(&self, now: Instant) -> Option<Duration> {
-        (self.calls_waiting.get() == 0).then(|| now.saturating_duration_since(self.last_byte.get()))
+        (self.unanswered.borrow().is_empty() && self.awaited.borrow().is_empty())
+            .then(|| now.saturating_duration_since(self.last_byte.get()))
     }
 
     fn moved(&self) {
         self.last_byte.set(Instant::now());
-    }
-
-    fn calls_waiting_add(&self, count: u64) {
-        self.calls_waiting
-            .set(self.calls_waiting.get().saturating_add(count));
-    }
-
-    fn calls_waiting_sub(&self, count: u64) {
-        self.calls_waiting
-            .set(self.calls_waiting.get().saturating_sub(count));
-    }
-}
-
-/// One connection's share of a [`Meter`]: the question ids of the calls
-/// it received and has not answered. A return also answers bootstrap
-/// requests, which are not calls, so it counts only when its id is here;
-/// and the calls a connection never answered (it ended first) leave the
-/// meter's in-flight count when it is dropped.
-struct Share {
-    meter: Rc<Meter>,
-    unanswered: RefCell<HashSet<u32>>,
-    /// The question ids of the calls it sent and has no return for.
-    awaited: RefCell<HashSet<u32>>,
-    activity: Option<Rc<Activity>>,
-}
-
-impl Share {
-    fn incoming(&self, message: &dyn IncomingMessage) {
-        let Ok(body) = message.get_body() else { return };
-        let Ok(message) = body.get_as::<message::Reader<'_>>() else {
-            return;
-        };
-        match message.which() {
-            Ok(message::Call(Ok(call))) => {
-                add(&self.meter.calls_received, 1);
-                if self.unanswered.borrow_mut().insert(call.get_question_id()) {
-                    add(&self.meter.calls_in_flight, 1);
-                    self.activity(|activity| activity.calls_waiting_add(1));
-                }
-            }
-            Ok(message::Return(Ok(answer)))
-                if self.awaited.borrow_mut().remove(&answer.get_answer_id()) =>
-            {
-                self.activity(|activity| activity.calls_waiting_sub(1));
-            }
-            _ => {}
-        }
-    }
-
-    fn activity(&self, f: impl FnOnce(&Activity)) {
-        if let Some(activity) = &self.activity {
-            f(activity);
-        }
-    }
-
-    fn outgoing(&self, message: &dyn OutgoingMessage) {
-        let Ok(body) = message.get_body_as_reader() else {
-            return;
-        };
-        let Ok(message) = body.get_as::<message::Reader<'_>>() else {
-            return;
-        };
-        match message.which() {
-            Ok(message::Call(call)) => {
-                add(&self.meter.calls_sent, 1);
-                if self.activity.is_some() {
-                    if let Ok(call) = call {
-                        if self.awaited.borrow_mut().insert(call.get_question_id()) {
-                            self.activity(|activity| activity.calls_waiting_add(1));
-                        }
-                    }
-                }
-            }
-            Ok(message::Return(Ok(answer))) => {
-                if !self.unanswered.borrow_mut().remove(&answer.get_answer_id()) {
-                    return;
-                }
-                let in_flight = &self.meter.calls_in_flight;
-                in_flight.set(in_flight.get().saturating_sub(1));
-                self.activity(|activity| activity.calls_waiting_sub(1));
-                if let Ok(return_::Exception(_)) = answer.which() {
-                    add(&self.meter.exceptions_sent, 1);
-                }
-            }
-            _ => {}
-        }
     }
 }
 
@@ -210,30 +130,87 @@ enum Admit {
     Refuse(u32),
 }
 
+/// One connection's part of a [`Meter`]. When the connection ends, the
+/// calls it never answered leave the meter's in-flight count.
+struct Share {
+    meter: Rc<Meter>,
+    activity: Rc<Activity>,
+}
+
 impl Share {
-    /// Past [`CALLS_IN_FLIGHT_PER_CONNECTION_MAX`] unanswered calls, a new
-    /// call is refused here, before the RpcSystem allocates anything for
-    /// it. The connection goes on reading, so its end is still noticed
+    /// Counts a received message, and decides whether the RpcSystem gets
+    /// it. Past [`CALLS_IN_FLIGHT_PER_CONNECTION_MAX`] unanswered calls, a
+    /// new call is refused here, before the RpcSystem allocates anything
+    /// for it. The connection goes on reading, so its end is still noticed
     /// (a connection that stopped reading would never see its peer leave).
-    fn admit(&self, message: &dyn IncomingMessage) -> Admit {
+    /// A call pipelined on a refused call's answer reaches the RpcSystem,
+    /// which answers it with an error of its own: it never saw the question.
+    fn received(&self, message: &dyn IncomingMessage) -> Admit {
         let Ok(body) = message.get_body() else {
             return Admit::Pass;
         };
         let Ok(message) = body.get_as::<message::Reader<'_>>() else {
             return Admit::Pass;
         };
-        // A call pipelined on a refused call's answer reaches the RpcSystem,
-        // which answers it with an error of its own: it never saw the
-        // question.
-        if let Ok(message::Call(Ok(call))) = message.which() {
-            if self.unanswered.borrow().len() >= CALLS_IN_FLIGHT_PER_CONNECTION_MAX {
+        match message.which() {
+            Ok(message::Call(Ok(call))) => {
                 add(&self.meter.calls_received, 1);
-                add(&self.meter.calls_refused, 1);
-                add(&self.meter.exceptions_sent, 1);
-                return Admit::Refuse(call.get_question_id());
+                let question_id = call.get_question_id();
+                let mut unanswered = self.activity.unanswered.borrow_mut();
+                if unanswered.len() >= CALLS_IN_FLIGHT_PER_CONNECTION_MAX {
+                    add(&self.meter.calls_refused, 1);
+                    add(&self.meter.exceptions_sent, 1);
+                    return Admit::Refuse(question_id);
+                }
+                if unanswered.insert(question_id) {
+                    add(&self.meter.calls_in_flight, 1);
+                }
             }
+            Ok(message::Return(Ok(answer))) => {
+                self.activity
+                    .awaited
+                    .borrow_mut()
+                    .remove(&answer.get_answer_id());
+            }
+            _ => {}
         }
         Admit::Pass
+    }
+
+    fn sending(&self, message: &dyn OutgoingMessage) {
+        let Ok(body) = message.get_body_as_reader() else {
+            return;
+        };
+        let Ok(message) = body.get_as::<message::Reader<'_>>() else {
+            return;
+        };
+        match message.which() {
+            Ok(message::Call(call)) => {
+                add(&self.meter.calls_sent, 1);
+                if let Ok(call) = call {
+                    self.activity
+                        .awaited
+                        .borrow_mut()
+                        .insert(call.get_question_id());
+                }
+            }
+            Ok(message::Return(Ok(answer))) => {
+                if !self
+                    .activity
+                    .unanswered
+                    .borrow_mut()
+                    .remove(&answer.get_answer_id())
+                {
+                    return;
+                }
+                let in_flight = &self.meter.calls_in_flight;
+                in_flight.set(in_flight.get().saturating_sub(1));
+                if let Ok(return_::Exception(_)) = answer.which() {
+                    add(&self.meter.exceptions_sent, 1);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -259,11 +236,11 @@ fn refuse<V>(connection: &mut dyn Connection<V>, question_id: u32) {
 
 impl Drop for Share {
     fn drop(&mut self) {
-        let left = self.unanswered.get_mut().len() as u64;
+        let mut unanswered = self.activity.unanswered.borrow_mut();
         let in_flight = &self.meter.calls_in_flight;
-        in_flight.set(in_flight.get().saturating_sub(left));
-        let awaited = self.awaited.get_mut().len() as u64;
-        self.activity(|activity| activity.calls_waiting_sub(left + awaited));
+        in_flight.set(in_flight.get().saturating_sub(unanswered.len() as u64));
+        unanswered.clear();
+        self.activity.awaited.borrow_mut().clear();
     }
 }
 
@@ -271,11 +248,11 @@ impl Drop for Share {
 pub(crate) struct MeteredNetwork<N> {
     inner: N,
     meter: Rc<Meter>,
-    activity: Option<Rc<Activity>>,
+    activity: Rc<Activity>,
 }
 
 impl<N> MeteredNetwork<N> {
-    pub(crate) fn new(inner: N, meter: Rc<Meter>, activity: Option<Rc<Activity>>) -> Self {
+    pub(crate) fn new(inner: N, meter: Rc<Meter>, activity: Rc<Activity>) -> Self {
         Self {
             inner,
             meter,
@@ -319,14 +296,9 @@ impl<V: 'static> MeteredConnection<V> {
     fn boxed(
         inner: Box<dyn Connection<V>>,
         meter: Rc<Meter>,
-        activity: Option<Rc<Activity>>,
+        activity: Rc<Activity>,
     ) -> Box<dyn Connection<V>> {
-        let share = Rc::new(Share {
-            meter,
-            unanswered: RefCell::default(),
-            awaited: RefCell::default(),
-            activity,
-        });
+        let share = Rc::new(Share { meter, activity });
         Box::new(Self {
             inner: Rc::new(RefCell::new(inner)),
             share,
@@ -358,11 +330,8 @@ impl<V: 'static> Connection<V> for MeteredConnection<V> {
                 let Some(message) = next.await? else {
                     return Ok(None);
                 };
-                match share.admit(message.as_ref()) {
-                    Admit::Pass => {
-                        share.incoming(message.as_ref());
-                        return Ok(Some(message));
-                    }
+                match share.received(message.as_ref()) {
+                    Admit::Pass => return Ok(Some(message)),
                     Admit::Refuse(question_id) => refuse(&mut **inner.borrow_mut(), question_id),
                 }
             }
@@ -394,7 +363,7 @@ impl OutgoingMessage for MeteredOutgoing {
 
     fn send(self: Box<Self>) -> (Promise<(), Error>, Rc<Builder<HeapAllocator>>) {
         // The body is complete by now: the RpcSystem fills it, then sends.
-        self.share.outgoing(self.inner.as_ref());
+        self.share.sending(self.inner.as_ref());
         self.inner.send()
     }
 

@@ -82,45 +82,10 @@ where
 }
 
 /// [`connect`], counting the connection's calls and bytes into `meter`
-/// (see [`crate::meter`]).
+/// and capping its calls in flight (see [`crate::meter`]). With
+/// `activity`, it also stamps when a byte last crossed it, so its owner can
+/// tell whether it is idle.
 pub fn connect_metered<C, R, W, S>(
-    reader: R,
-    writer: W,
-    side: Side,
-    local: Option<capnp::capability::Client>,
-    meter: Rc<Meter>,
-    spawn: S,
-) -> Connection<C>
-where
-    C: FromClientHook,
-    R: AsyncRead + Unpin + 'static,
-    W: AsyncWrite + Unpin + 'static,
-    S: FnOnce(Driver),
-{
-    start_metered(reader, writer, side, local, meter, None, spawn)
-}
-
-/// [`connect_metered`], also keeping this connection's [`Activity`] in
-/// `activity`, so its owner can tell whether it is idle.
-pub fn connect_watched<C, R, W, S>(
-    reader: R,
-    writer: W,
-    side: Side,
-    local: Option<capnp::capability::Client>,
-    meter: Rc<Meter>,
-    activity: Rc<Activity>,
-    spawn: S,
-) -> Connection<C>
-where
-    C: FromClientHook,
-    R: AsyncRead + Unpin + 'static,
-    W: AsyncWrite + Unpin + 'static,
-    S: FnOnce(Driver),
-{
-    start_metered(reader, writer, side, local, meter, Some(activity), spawn)
-}
-
-fn start_metered<C, R, W, S>(
     reader: R,
     writer: W,
     side: Side,
@@ -135,9 +100,15 @@ where
     W: AsyncWrite + Unpin + 'static,
     S: FnOnce(Driver),
 {
+    // Byte times are stamped only for a connection someone watches; the
+    // calls waiting are kept for every metered one (the cap needs them).
     let reader = Counted::new(reader, meter.clone(), activity.clone());
     let writer = Counted::new(writer, meter.clone(), activity.clone());
-    let network = MeteredNetwork::new(network(reader, writer, side), meter, activity);
+    let network = MeteredNetwork::new(
+        network(reader, writer, side),
+        meter,
+        activity.unwrap_or_default(),
+    );
     start(network, side, local, spawn)
 }
 

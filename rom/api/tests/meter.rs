@@ -14,7 +14,7 @@ use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use ww_api::meter::{Activity, Meter};
 use ww_api::metrics;
-use ww_api::vat::{connect, connect_metered, connect_watched, Driver};
+use ww_api::vat::{connect, connect_metered, Driver};
 
 /// Refuses a report with a sample named "bad"; never answers one named
 /// "hang"; takes the others.
@@ -85,6 +85,7 @@ fn counts_calls_exceptions_in_flight_and_bytes() {
             Side::Server,
             Some(server.client),
             meter.clone(),
+            None,
             spawn,
         );
         let connection = connect::<metrics::Client, _, _, _>(
@@ -144,23 +145,23 @@ fn a_connection_with_a_call_waiting_is_not_idle_on_either_side() {
         let ((server_read, server_write), (client_read, client_write)) = pipe();
         let server: metrics::Client = capnp_rpc::new_client(Server);
         let served = Rc::new(Activity::default());
-        let _served = connect_watched::<capnp::capability::Client, _, _, _>(
+        let _served = connect_metered::<capnp::capability::Client, _, _, _>(
             server_read,
             server_write,
             Side::Server,
             Some(server.client),
             Rc::new(Meter::default()),
-            served.clone(),
+            Some(served.clone()),
             spawn,
         );
         let calling = Rc::new(Activity::default());
-        let connection = connect_watched::<metrics::Client, _, _, _>(
+        let connection = connect_metered::<metrics::Client, _, _, _>(
             client_read,
             client_write,
             Side::Client,
             None,
             Rc::new(Meter::default()),
-            calling.clone(),
+            Some(calling.clone()),
             spawn,
         );
         let client = connection.client;
@@ -223,6 +224,7 @@ fn past_the_cap_of_calls_in_flight_new_calls_are_refused_as_overloaded() {
             Side::Server,
             Some(gate.client),
             meter.clone(),
+            None,
             spawn,
         );
         let client = connect::<metrics::Client, _, _, _>(

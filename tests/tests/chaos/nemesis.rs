@@ -2,11 +2,10 @@
 //! kill -9 is `Child::kill` (SIGKILL by pid) and a restart with the same
 //! data dir and port; a pause is SIGSTOP then SIGCONT, by pid.
 
-use std::process::Command;
 use std::time::Duration;
 
 use ww_tests::chaos::{FaultKind, Schedule, Target};
-use ww_tests::Cluster;
+use ww_tests::{signal, Cluster};
 
 use crate::cli::{raft, Exit};
 use crate::driver::{last_json, Shared, HOST_COUNT};
@@ -14,15 +13,6 @@ use crate::driver::{last_json, Shared, HOST_COUNT};
 /// How long finding the leader may take before a fault aimed at it goes
 /// to a follower instead (an election may be under way).
 const LEADER_LOOKUP_ATTEMPTS: usize = 3;
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill -{name} {pid} failed");
-}
 
 /// The index of the leader's host, asked through host 0.
 fn leader(shared: &Shared, cluster: &Cluster) -> Option<usize> {
