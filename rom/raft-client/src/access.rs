@@ -448,6 +448,37 @@ mod tests {
     }
 
     #[test]
+    fn a_crawls_counts_need_read_on_the_crawl() {
+        // The results token of a crawler worker: enqueue on its topic only.
+        let results_only = Scope {
+            verbs: Verbs::ENQUEUE,
+            topics: Some(vec!["crawl-results".to_owned()]),
+        };
+        let reader = Scope {
+            verbs: Verbs::READ_TOPIC,
+            topics: Some(vec!["crawl".to_owned()]),
+        };
+        for query in [
+            queue::Query::CrawlWorkers {
+                crawl: "crawl".to_owned(),
+            },
+            queue::Query::CrawlStatus {
+                crawl: "crawl".to_owned(),
+            },
+        ] {
+            let request = Request::Query {
+                query: queue::encode_query(&query),
+            };
+            let (verbs, topic) = needs(&request).unwrap();
+            assert!(
+                results_only.allow(verbs, topic.as_deref()).is_err(),
+                "{query:?}"
+            );
+            assert!(reader.allow(verbs, topic.as_deref()).is_ok(), "{query:?}");
+        }
+    }
+
+    #[test]
     fn scopes_refuse_other_verbs_and_topics() {
         let scope = consume_urls();
         assert!(scope.allow(Verbs::CONSUME, Some("urls")).is_ok());
