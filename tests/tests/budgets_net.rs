@@ -191,12 +191,17 @@ fn idle_rpc_streams_give_way_to_new_clients_and_the_raft_group_keeps_writing() {
             *count + 16 >= INBOUND_CONNECTIONS_MAX,
             "host {index} refused the flood after {count} connections"
         );
-        assert!(
-            cluster.hosts[index]
-                .log()
-                .contains("(INBOUND_CONNECTIONS_MAX) and none idle"),
-            "host {index} did not name the limit; its log:\n{}",
-            cluster.hosts[index].log()
+        // The refusal is logged by the host as it happens; its log file
+        // may show it a moment later.
+        wait_until(
+            &format!("host {index}'s log to name the limit"),
+            TIMEOUT,
+            || {
+                cluster.hosts[index]
+                    .log()
+                    .contains("(INBOUND_CONNECTIONS_MAX) and none idle")
+                    .then_some(())
+            },
         );
     }
 
