@@ -362,3 +362,91 @@ fn a_pipelined_call_flood_stops_at_the_calls_in_flight_cap_and_the_host_keeps_se
         (in_flight == 0.0).then_some(())
     });
 }
+
+/// Descriptors process `pid` holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// The process `id` in `ww ps --json` on `addr`.
+fn process(addr: &str, id: &str) -> Option<serde_json::Value> {
+    let out = ww(&["ps", "--json", "--peer", addr]);
+    out.assert_ok();
+    let ps: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    ps["processes"]
+        .as_array()?
+        .iter()
+        .find(|process| process["id"].to_string() == id)
+        .cloned()
+}
+
+#[test]
+fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
+    // The host's `RESOURCES_MAX`: a process's WASI resources, its open
+    // files among them.
+    const RESOURCES_MAX: usize = 1_024;
+    let cluster = Cluster::start(1);
+    let host = &cluster.hosts[0];
+    let misbehave = rom("misbehave");
+    let misbehave = misbehave.to_str().unwrap();
+    let probe = rom("probe");
+    let before = open_fds(host.pid());
+
+    // A process of the host opens one file of its volume again and again,
+    // keeping every descriptor.
+    let spawned = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        probe.to_str().unwrap(),
+        "child",
+        "--volume",
+        "flood",
+        "--detach",
+        "--name",
+        "opener",
+        "--",
+        "open-flood",
+    ]);
+    spawned.assert_ok();
+    let pid = spawned
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("child pid "))
+        .expect("child pid")
+        .to_owned();
+    let ended = wait_until("the flooder ends", TIMEOUT, || {
+        process(&host.addr, &pid).filter(|p| p["state"] != "running" && p["state"] != "starting")
+    });
+    assert_eq!(ended["state"], "trapped", "{ended}");
+    let message = ended["exit"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("killed by the descriptor limit") && message.contains("resources_max"),
+        "{ended}"
+    );
+
+    // It got as far as the cap and no further: it said how many it held
+    // every 256, and the last count is below the cap.
+    let log = host.log();
+    let held: Vec<usize> = log
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("holding ")?;
+            let (count, rest) = rest.split_once(' ')?;
+            rest.starts_with("open files").then(|| count.parse().ok())?
+        })
+        .collect();
+    let most = held.iter().copied().max().unwrap_or(0);
+    assert!(
+        most >= RESOURCES_MAX - 256 && most < RESOURCES_MAX,
+        "held at most {most} files: {held:?}"
+    );
+
+    // Its descriptors went with it, and the host serves others.
+    wait_until("the flooder's descriptors closed", TIMEOUT, || {
+        (open_fds(host.pid()) < before + 64).then_some(())
+    });
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+}

@@ -29,6 +29,14 @@ pub(crate) const TABLES_MAX: usize = 64;
 pub(crate) const MEMORIES_MAX: usize = 16;
 pub(crate) const TABLE_ELEMENTS_MAX: usize = 1_000_000;
 
+/// WASI resources one process may hold at once: open files and directory
+/// handles, streams, pollables, clocks' subscriptions. Each open file is a
+/// host descriptor too, so this also caps the descriptors a process takes
+/// from its host. A Rust ROM holds tens (its stdio, its capnp streams, the
+/// pollables of one poll); past the cap, the WASI call that asked for one
+/// more traps the process, which ends "killed by the descriptor limit".
+pub(crate) const RESOURCES_MAX: usize = 1_024;
+
 /// The resource limiter of one process's store.
 ///
 /// wasmtime's `StoreLimits` checks each linear memory on its own, so a

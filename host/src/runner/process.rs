@@ -14,14 +14,14 @@ use capnp_rpc::rpc_twoparty_capnp::Side;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{CallHook, Store, UpdateDeadline};
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-use super::limits::ProcessLimiter;
+use super::limits::{ProcessLimiter, RESOURCES_MAX};
 use super::transport::Transport;
 use super::{Limits, Rom, Runtime, EPOCH_TICK_MS};
 
@@ -228,9 +228,11 @@ pub fn start(
             .map_err(anyhow::Error::from)
             .with_context(|| format!("opening volume {}", volume.display()))?;
     }
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(RESOURCES_MAX);
     let state = ProcState {
         ctx: builder.build(),
-        table: ResourceTable::new(),
+        table,
         transport,
         limits: ProcessLimiter::new(spec.limits.memory_bytes_max),
         busy: Busy {
@@ -383,6 +385,17 @@ fn classify(err: wasmtime::Error, memory_limit: usize) -> ExitStatus {
         return ExitStatus::trapped(busy.to_string());
     }
     let text = format!("{err:#}");
+    let table_full = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        return ExitStatus::trapped(format!(
+            "killed by the descriptor limit: the ROM asked for more than {RESOURCES_MAX} WASI resources at once (open files, streams, pollables; resources_max) ({text})"
+        ));
+    }
     if text.contains("forcing trap when growing memory") || text.contains("memory.grow") {
         return ExitStatus::trapped(format!(
             "killed by the memory limit: the ROM tried to grow its memory past {} MiB ({text})",

@@ -4,6 +4,8 @@
 //! - `trap`: executes `unreachable`.
 //! - `spin`: loops forever without calling its host.
 //! - `hog`: allocates memory until something stops it.
+//! - `open-flood`: opens `/data/flood` (its volume) again and again,
+//!   holding every descriptor, until something stops it.
 //! - `exit N`: exits with code N (0-255): even codes by returning
 //!   `ww_guest::ExitCode`, odd ones by calling `ww_guest::exit`.
 //! - `peer-id`: prints its host's peer id to stdout (proves RPC works).
@@ -28,7 +30,7 @@ mod grants;
 use std::hint::black_box;
 
 const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
-  trap | spin | hog | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
+  trap | spin | hog | open-flood | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
   channel-flood [hold] | subscribe-hold TOPIC | pubsub-flood TOPIC MIB
   (see rom/misbehave/src/main.rs)";
 
@@ -58,6 +60,16 @@ fn main() {
                     // Touch every page so the memory is really used.
                     chunks.push(black_box(vec![1u8; 16 * 1024 * 1024]));
                     eprintln!("holding {} MiB", chunks.len() * 16);
+                }
+            }
+            "open-flood" => {
+                std::fs::write("/data/flood", b"1")?;
+                let mut files = Vec::new();
+                loop {
+                    files.push(std::fs::File::open("/data/flood")?);
+                    if files.len().is_multiple_of(256) {
+                        eprintln!("holding {} open files", files.len());
+                    }
                 }
             }
             "exit" => {
