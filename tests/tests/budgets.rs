@@ -365,7 +365,9 @@ fn a_pipelined_call_flood_stops_at_the_calls_in_flight_cap_and_the_host_keeps_se
 
 /// Descriptors process `pid` holds open.
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// The process `id` in `ww ps --json` on `addr`.

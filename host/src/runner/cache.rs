@@ -6,6 +6,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
+#[cfg(test)]
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -17,6 +20,20 @@ pub const ROM_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Most ROMs kept compiled in memory.
 const ROMS_IN_MEMORY_MAX: usize = 64;
+
+/// Most ROMs compiled at once. Cranelift already spreads one compile over
+/// every core, so more at once only adds memory (hundreds of MiB for a
+/// large ROM) and steals the cores the event loop needs.
+pub const COMPILES_AT_ONCE_MAX: usize = 2;
+
+/// Most loads waiting for a compile slot. Past it a load is refused at
+/// once: each waiter holds its ROM's bytes, up to [`ROM_BYTES_MAX`].
+pub const COMPILES_WAITING_MAX: usize = 64;
+
+/// Bytes of compiled ROMs kept in the disk cache. Past it, the artifacts
+/// used longest ago are removed: it is only a cache, so a removed ROM costs
+/// one compile the next time it starts, whoever uses it.
+pub const COMPILED_CACHE_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
 
 /// A compiled ROM.
 #[derive(Clone)]
@@ -35,6 +52,12 @@ pub struct RomCache {
     compiled: RefCell<HashMap<blake3::Hash, Rom>>,
     compiles: std::cell::Cell<u64>,
     hits: std::cell::Cell<u64>,
+    /// Compile slots; see [`COMPILES_AT_ONCE_MAX`].
+    slots: Arc<tokio::sync::Semaphore>,
+    waiting: std::cell::Cell<usize>,
+    /// Compiles running now, and the most that ever ran at once.
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    running_peak: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RomCache {
@@ -45,7 +68,16 @@ impl RomCache {
             compiled: RefCell::new(HashMap::new()),
             compiles: std::cell::Cell::new(0),
             hits: std::cell::Cell::new(0),
+            slots: Arc::new(tokio::sync::Semaphore::new(COMPILES_AT_ONCE_MAX)),
+            waiting: std::cell::Cell::new(0),
+            running: Arc::default(),
+            running_peak: Arc::default(),
         }
+    }
+
+    /// The most compiles that ran at once since the host started.
+    pub fn compiles_at_once_peak(&self) -> usize {
+        self.running_peak.load(Ordering::Relaxed)
     }
 
     /// A ROM already compiled in memory, by hash.
@@ -68,11 +100,13 @@ impl RomCache {
     }
 
     /// Compiles `bytes` (or finds them compiled), on a blocking thread so the
-    /// host's event loop keeps running.
+    /// host's event loop keeps running, at most [`COMPILES_AT_ONCE_MAX`] at
+    /// once.
     ///
     /// # Errors
     ///
-    /// When the bytes are too big or not a valid WebAssembly component.
+    /// When the bytes are too big or not a valid WebAssembly component, or
+    /// [`COMPILES_WAITING_MAX`] loads already wait for a compile slot.
     pub async fn load(&self, bytes: Arc<[u8]>) -> Result<Rom> {
         if bytes.len() > ROM_BYTES_MAX {
             bail!(
@@ -84,12 +118,38 @@ impl RomCache {
         if let Some(rom) = self.get(&hash) {
             return Ok(rom);
         }
+        if self.waiting.get() >= COMPILES_WAITING_MAX {
+            bail!(
+                "the host is compiling {COMPILES_AT_ONCE_MAX} ROMs with {COMPILES_WAITING_MAX} more waiting (COMPILES_WAITING_MAX); try again later"
+            );
+        }
+        self.waiting.set(self.waiting.get() + 1);
+        let slot = self.slots.clone().acquire_owned().await;
+        self.waiting.set(self.waiting.get() - 1);
+        let slot = slot.map_err(|err| anyhow!("the compile slots are closed: {err}"))?;
+        if let Some(rom) = self.get(&hash) {
+            // Compiled by a load that held the slot before this one.
+            return Ok(rom);
+        }
         let engine = self.engine.clone();
         let dir = self.dir.clone();
         let source = bytes.clone();
-        let component = tokio::task::spawn_blocking(move || compile(&engine, dir, &hash, &source))
-            .await
-            .map_err(|err| anyhow!("the compiler thread failed: {err}"))??;
+        let (running, peak) = (self.running.clone(), self.running_peak.clone());
+        let component = tokio::task::spawn_blocking(move || {
+            let now = running.fetch_add(1, Ordering::Relaxed) + 1;
+            assert!(now <= COMPILES_AT_ONCE_MAX, "{now} compiles at once");
+            peak.fetch_max(now, Ordering::Relaxed);
+            // Tests compile empty components, which take microseconds: this
+            // makes them take as long as a real ROM's so loads overlap.
+            #[cfg(test)]
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let compiled = compile(&engine, dir, &hash, &source);
+            running.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+            compiled
+        })
+        .await
+        .map_err(|err| anyhow!("the compiler thread failed: {err}"))??;
         self.compiles.set(self.compiles.get() + 1);
         let rom = Rom {
             hash,
@@ -128,6 +188,11 @@ fn compile(
     let artifact = dir.join(format!("{}.cwasm", hash.to_hex()));
     let checksum = dir.join(format!("{}.cwasm.blake3", hash.to_hex()));
     if let Some(component) = load_artifact(engine, &artifact, &checksum) {
+        // Marks it used, for eviction; a failure only makes it look older.
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&artifact)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()));
         return Ok(component);
     }
     let component = Component::new(engine, bytes)
@@ -136,7 +201,51 @@ fn compile(
     if let Err(err) = store_artifact(&component, &dir, &artifact, &checksum) {
         tracing::warn!("not caching the compiled ROM in {}: {err:#}", dir.display());
     }
+    match evict(&dir, COMPILED_CACHE_BYTES_MAX, &artifact) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(
+            "removed {removed} compiled ROMs used longest ago from {}: it held more than {COMPILED_CACHE_BYTES_MAX} bytes (COMPILED_CACHE_BYTES_MAX)",
+            dir.display()
+        ),
+        Err(err) => tracing::warn!("cannot evict from {}: {err:#}", dir.display()),
+    }
     Ok(component)
+}
+
+/// Removes the artifacts in `dir` used longest ago (by modification time,
+/// which a load refreshes) until they hold at most `bytes_max`, never
+/// `keep`; returns how many it removed. Several hosts may share a cache
+/// dir, so a file that vanished meanwhile is not an error.
+fn evict(dir: &std::path::Path, bytes_max: u64, keep: &std::path::Path) -> Result<usize> {
+    let mut artifacts = Vec::new();
+    let mut total: u64 = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "cwasm") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        total = total.saturating_add(meta.len());
+        artifacts.push((used, meta.len(), path));
+    }
+    artifacts.sort();
+    let mut removed = 0;
+    for (_, bytes, path) in artifacts {
+        if total <= bytes_max {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+        let _ = std::fs::remove_file(path.with_extension("cwasm.blake3"));
+        total = total.saturating_sub(bytes);
+    }
+    Ok(removed)
 }
 
 /// The component-model preamble: magic, then layer 1 (version 0x0d).
@@ -192,4 +301,96 @@ fn store_artifact(
     std::fs::write(checksum, blake3::hash(&bytes).to_hex().as_str())?;
     std::fs::rename(&tmp, artifact)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// An empty component, made distinct by a custom section named `tag`.
+    fn component(tag: u8) -> Arc<[u8]> {
+        let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+        bytes.extend_from_slice(&[0x00, 0x02, 0x01, tag]);
+        Arc::from(bytes)
+    }
+
+    #[test]
+    fn compiles_wait_for_a_slot_and_no_more_than_the_slots_run() {
+        let cache = Rc::new(RomCache::new(Engine::default(), None));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let loads = COMPILES_AT_ONCE_MAX * 4;
+        let mut roms = local.block_on(&runtime, async {
+            let tasks: Vec<_> = (0..loads)
+                .map(|tag| {
+                    let cache = cache.clone();
+                    tokio::task::spawn_local(async move {
+                        cache
+                            .load(component(tag as u8))
+                            .await
+                            .map(|rom| *rom.hash.as_bytes())
+                    })
+                })
+                .collect();
+            let mut roms = Vec::new();
+            for task in tasks {
+                roms.push(task.await.unwrap().unwrap());
+            }
+            roms
+        });
+        roms.sort();
+        roms.dedup();
+        assert_eq!(roms.len(), loads, "each distinct ROM compiled");
+        assert_eq!(cache.compiles(), loads as u64);
+        let peak = cache.compiles_at_once_peak();
+        assert_eq!(peak, COMPILES_AT_ONCE_MAX, "compiles at once");
+    }
+
+    #[test]
+    fn a_load_past_the_waiting_bound_is_refused_naming_it() {
+        let cache = RomCache::new(Engine::default(), None);
+        cache.waiting.set(COMPILES_WAITING_MAX);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let Err(err) = runtime.block_on(cache.load(component(1))) else {
+            panic!("a load past the waiting bound was taken");
+        };
+        assert!(err.to_string().contains("COMPILES_WAITING_MAX"), "{err}");
+        assert_eq!(cache.compiles(), 0);
+    }
+
+    #[test]
+    fn eviction_removes_the_artifacts_used_longest_ago_and_keeps_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |seconds: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+        let mut paths = Vec::new();
+        for (index, used) in [(0, 30), (1, 10), (2, 20), (3, 5)] {
+            let path = dir.path().join(format!("{index}.cwasm"));
+            std::fs::write(&path, [0u8; 100]).unwrap();
+            std::fs::write(path.with_extension("cwasm.blake3"), "x").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at(used))
+                .unwrap();
+            paths.push(path);
+        }
+        // 400 bytes held, 250 allowed: the two used longest ago go, except
+        // the one just stored (3), so 1 and 2 go.
+        let removed = evict(dir.path(), 250, &paths[3]).unwrap();
+        assert_eq!(removed, 2);
+        let left: Vec<bool> = paths.iter().map(|path| path.exists()).collect();
+        assert_eq!(left, [true, false, false, true]);
+        assert!(!paths[1].with_extension("cwasm.blake3").exists());
+        assert!(paths[0].with_extension("cwasm.blake3").exists());
+        // Within the bound, nothing goes.
+        assert_eq!(evict(dir.path(), 250, &paths[3]).unwrap(), 0);
+    }
 }

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::table::{
-    off_loop, store_rom, Proc, ProcessSpec, Restart, State, PROCESSES_MAX, RESTART_BACKOFF_MAX_MS,
-    RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
+    off_loop, prune_roms, store_rom, Proc, ProcessSpec, Restart, State, PROCESSES_MAX,
+    RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
 };
 use crate::cap::context::HostContext;
 use crate::cap::grants::{self, GrantValue};
@@ -73,9 +73,10 @@ pub async fn spawn(
             let stem = format!("{:016x}", rand::random::<u64>());
             let record_bytes = serde_json::to_vec_pretty(&spec)?;
             let record_path = processes.records_dir().join(format!("{stem}.json"));
-            let (roms_dir, hash, rom_bytes) = (processes.roms_dir(), rom.hash, rom.bytes.clone());
+            let (roms_dir, records_dir) = (processes.roms_dir(), processes.records_dir());
+            let (hash, rom_bytes) = (rom.hash, rom.bytes.clone());
             off_loop(move || {
-                store_rom(&roms_dir, hash, &rom_bytes)?;
+                store_rom(&roms_dir, &records_dir, hash, &rom_bytes)?;
                 Ok(crate::private::write_atomic(&record_path, &record_bytes)?)
             })
             .await?;
@@ -201,11 +202,20 @@ async fn supervise(ctx: Rc<HostContext>, proc: Rc<Proc>, rom: Rom) {
     }
     proc.state.set(State::Ended);
     if let Some(record) = &proc.record {
+        // Under the spawning lock: a spawn stores its ROM before writing
+        // its record, and the pruning must not fall between the two.
+        let _spawning = ctx.processes.spawning.lock().await;
         let path = ctx.processes.records_dir().join(format!("{record}.json"));
-        if let Err(err) = off_loop(move || Ok(std::fs::remove_file(path)?)).await {
+        let (roms_dir, records_dir) = (ctx.processes.roms_dir(), ctx.processes.records_dir());
+        let removed = off_loop(move || {
+            std::fs::remove_file(path)?;
+            // The ROM goes with the last record that names it.
+            prune_roms(&roms_dir, &records_dir)
+        });
+        if let Err(err) = removed.await {
             warn!(
                 pid = proc.id,
-                "cannot remove the supervision record: {err:#}"
+                "cannot remove the supervision record or its ROM: {err:#}"
             );
         }
     }

@@ -22,6 +22,11 @@ use crate::runner::{self, ExitStatus, Rom};
 /// Most processes (live or ended, not yet reaped) per host.
 pub const PROCESSES_MAX: usize = 256;
 
+/// Bytes of ROMs the host stores for its supervised processes (it needs
+/// them to respawn them after a restart). A ROM no record names is removed
+/// before each store; past the bound a supervised spawn is refused.
+pub const ROM_STORE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+
 /// First restart delay; doubles up to [`RESTART_BACKOFF_MAX_MS`].
 pub(super) const RESTART_BACKOFF_MIN_MS: u64 = 250;
 pub(super) const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
@@ -253,13 +258,87 @@ pub(crate) async fn off_loop<T: Send + 'static>(
         .map_err(|err| anyhow::anyhow!("a file task failed: {err}"))?
 }
 
-/// Stores `bytes`, the ROM with `hash`, in `roms_dir` unless it is there.
-pub(super) fn store_rom(roms_dir: &Path, hash: blake3::Hash, bytes: &[u8]) -> Result<()> {
+/// Stores `bytes`, the ROM with `hash`, in `roms_dir` unless it is there,
+/// first removing the ROMs that no record in `records_dir` names. Callers
+/// hold the executor's spawning lock, so no record is being written
+/// meanwhile.
+///
+/// # Errors
+///
+/// When the ROMs still named and this one would hold more than
+/// [`ROM_STORE_BYTES_MAX`], or on a file error.
+pub(super) fn store_rom(
+    roms_dir: &Path,
+    records_dir: &Path,
+    hash: blake3::Hash,
+    bytes: &[u8],
+) -> Result<()> {
+    store_rom_within(roms_dir, records_dir, hash, bytes, ROM_STORE_BYTES_MAX)
+}
+
+fn store_rom_within(
+    roms_dir: &Path,
+    records_dir: &Path,
+    hash: blake3::Hash,
+    bytes: &[u8],
+    bytes_max: u64,
+) -> Result<()> {
     let path = roms_dir.join(format!("{}.wasm", hash.to_hex()));
     if path.exists() {
         return Ok(());
     }
+    let held = prune_roms(roms_dir, records_dir)?;
+    let wanted = held.saturating_add(bytes.len() as u64);
+    if wanted > bytes_max {
+        bail!(
+            "the host's store of supervised ROMs holds {held} bytes; this ROM's {} would pass its {bytes_max} (ROM_STORE_BYTES_MAX)",
+            bytes.len()
+        );
+    }
     Ok(crate::private::write_atomic(&path, bytes)?)
+}
+
+/// Removes the ROMs in `roms_dir` that no supervision record in
+/// `records_dir` names; returns the bytes of those left. A record it cannot
+/// read keeps every ROM: better a ROM too many than a process that cannot
+/// respawn.
+pub(super) fn prune_roms(roms_dir: &Path, records_dir: &Path) -> Result<u64> {
+    let mut named = std::collections::HashSet::new();
+    let mut readable = true;
+    if let Ok(records) = std::fs::read_dir(records_dir) {
+        for record in records.flatten() {
+            let path = record.path();
+            if path.extension().is_none_or(|ext| ext != "json") {
+                continue;
+            }
+            let hash = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .and_then(|spec| spec.get("rom_hash")?.as_str().map(str::to_owned));
+            match hash {
+                Some(hash) => {
+                    named.insert(hash);
+                }
+                None => readable = false,
+            }
+        }
+    }
+    let Ok(roms) = std::fs::read_dir(roms_dir) else {
+        return Ok(0);
+    };
+    let mut held: u64 = 0;
+    for rom in roms.flatten() {
+        let path = rom.path();
+        let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) else {
+            continue;
+        };
+        if readable && path.extension().is_some_and(|ext| ext == "wasm") && !named.contains(stem) {
+            std::fs::remove_file(&path)?;
+            continue;
+        }
+        held = held.saturating_add(rom.metadata().map_or(0, |meta| meta.len()));
+    }
+    Ok(held)
 }
 
 pub(super) fn validate_volume(name: &str) -> Result<(), String> {
@@ -275,4 +354,53 @@ pub(super) fn validate_volume(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn record(records: &Path, stem: &str, hash: &blake3::Hash) {
+        let json = serde_json::json!({ "name": stem, "rom_hash": hash.to_hex().as_str() });
+        std::fs::write(records.join(format!("{stem}.json")), json.to_string()).unwrap();
+    }
+
+    #[test]
+    fn the_rom_store_keeps_what_records_name_and_refuses_past_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (roms, records) = (dir.path().join("roms"), dir.path().join("supervised"));
+        std::fs::create_dir_all(&roms).unwrap();
+        std::fs::create_dir_all(&records).unwrap();
+        let rom = |byte: u8| (vec![byte; 100], blake3::hash(&[byte; 100]));
+        let stored = |hash: &blake3::Hash| roms.join(format!("{}.wasm", hash.to_hex())).exists();
+        let (a, a_hash) = rom(1);
+        let (b, b_hash) = rom(2);
+        let (c, c_hash) = rom(3);
+
+        // A, then its record; B, whose record is gone by the time C comes.
+        store_rom_within(&roms, &records, a_hash, &a, 250).unwrap();
+        record(&records, "a", &a_hash);
+        store_rom_within(&roms, &records, b_hash, &b, 250).unwrap();
+        record(&records, "b", &b_hash);
+        // A third ROM would pass 250 bytes: refused, naming the bound, and
+        // nothing named is lost.
+        let err = store_rom_within(&roms, &records, c_hash, &c, 250).unwrap_err();
+        assert!(err.to_string().contains("ROM_STORE_BYTES_MAX"), "{err}");
+        assert!(stored(&a_hash) && stored(&b_hash) && !stored(&c_hash));
+
+        // B's process ended: its ROM goes at the next store, making room.
+        std::fs::remove_file(records.join("b.json")).unwrap();
+        store_rom_within(&roms, &records, c_hash, &c, 250).unwrap();
+        assert!(stored(&a_hash) && !stored(&b_hash) && stored(&c_hash));
+
+        // A record that cannot be read keeps every ROM.
+        std::fs::write(records.join("garbled.json"), "{").unwrap();
+        assert_eq!(prune_roms(&roms, &records).unwrap(), 200);
+        assert!(stored(&a_hash) && stored(&c_hash));
+        std::fs::remove_file(records.join("garbled.json")).unwrap();
+        assert_eq!(prune_roms(&roms, &records).unwrap(), 100);
+        assert!(stored(&a_hash) && !stored(&c_hash));
+    }
 }
