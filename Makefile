@@ -51,6 +51,7 @@ test: roms
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test
 	$(CARGO) test -p ww-guest --lib
+	$(CARGO) test -p raft-replica
 	$(MAKE) --no-print-directory sim START=1 SEEDS=1000 NODES=3 WORKLOAD=kv
 	$(MAKE) --no-print-directory sim START=1 SEEDS=300 NODES=5 WORKLOAD=kv
 	$(MAKE) --no-print-directory sim START=1 SEEDS=500 NODES=3 WORKLOAD=queue

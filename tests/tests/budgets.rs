@@ -378,7 +378,11 @@ fn process(addr: &str, id: &str) -> Option<serde_json::Value> {
     ps["processes"]
         .as_array()?
         .iter()
-        .find(|process| process["id"].to_string() == id)
+        .find(|process| {
+            process["id"]
+                .as_u64()
+                .is_some_and(|pid| pid.to_string() == id)
+        })
         .cloned()
 }
 
@@ -440,7 +444,7 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
         .collect();
     let most = held.iter().copied().max().unwrap_or(0);
     assert!(
-        most >= RESOURCES_MAX - 256 && most < RESOURCES_MAX,
+        (RESOURCES_MAX - 256..RESOURCES_MAX).contains(&most),
         "held at most {most} files: {held:?}"
     );
 

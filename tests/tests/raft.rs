@@ -402,7 +402,7 @@ fn a_dead_consumers_lease_expires_and_the_message_is_redelivered() {
 }
 
 #[test]
-fn a_forged_raft_message_is_dropped_and_a_garbage_request_gets_a_clear_error() {
+fn a_forged_raft_message_is_dropped_and_garbage_and_empty_batch_floods_get_clear_errors() {
     let cluster = deployed(4);
     let client = cluster.hosts[0].addr.clone();
     let replicas = status(&client);
@@ -417,6 +417,9 @@ fn a_forged_raft_message_is_dropped_and_a_garbage_request_gets_a_clear_error() {
         .unwrap()
         .clone();
     let follower_peer = follower["peer_id"].as_str().unwrap().to_owned();
+    let leader_peer = leader["peer_id"].as_str().unwrap().to_owned();
+    // More than the replica's 4,096 reply slots (`BATCHES_MAX`).
+    const EMPTY_BATCHES: usize = 5_000;
     let group_id = u128::from_str_radix(follower["group_id"].as_str().unwrap(), 16).unwrap();
     let term_before = leader["term"].as_u64().unwrap();
 
@@ -484,8 +487,73 @@ fn a_forged_raft_message_is_dropped_and_a_garbage_request_gets_a_clear_error() {
             .get_data()
             .unwrap()
             .to_vec();
-        proto::decode::<proto::ResponseBatch>(&data).unwrap()
+        let garbage = proto::decode::<proto::ResponseBatch>(&data).unwrap();
+
+        // The empty-batch flood: more empty request batches than the
+        // leader has reply slots, pipelined. Each must be refused (an empty
+        // batch no answer would ever close held its slot, until the
+        // replica answered "overloaded" to everybody, forever).
+        let leader_request: ww_api::sender::Client =
+            cap_at(&root, &format!("/{leader_peer}/raft/v1/request")).await;
+        let mut channel = host.new_channel_request();
+        channel.get().set_capacity(EMPTY_BATCHES as u32);
+        let channel = channel.send().promise.await.unwrap();
+        let (reply, replies) = (
+            channel.get().unwrap().get_sender().unwrap(),
+            channel.get().unwrap().get_receiver().unwrap(),
+        );
+        let empty = proto::encode(&proto::RequestBatch {
+            token: Vec::new(),
+            requests: Vec::new(),
+        });
+        // Pipelined 1,000 at a time: the host's connection admits 4,096
+        // calls in flight. A leaked slot was never given back, so 5,000 in
+        // all is past the slots whatever the answers overlap.
+        for _ in 0..EMPTY_BATCHES / 1_000 {
+            let sends: Vec<_> = (0..1_000)
+                .map(|_| {
+                    let mut send = leader_request.send_request();
+                    let mut message = send.get().init_message();
+                    message.set_data(&empty);
+                    message
+                        .init_caps(1)
+                        .get(0)
+                        .init_cap()
+                        .set_as_capability(reply.client.hook.add_ref());
+                    send.send().promise
+                })
+                .collect();
+            for send in sends {
+                send.await.unwrap();
+            }
+        }
+        let mut refusals = 0;
+        while refusals < EMPTY_BATCHES {
+            let mut recv = replies.recv_batch_request();
+            recv.get().set_max(4096);
+            let batch = tokio::time::timeout(TIMEOUT, recv.send().promise)
+                .await
+                .expect("the empty batches' answers")
+                .unwrap();
+            for item in batch.get().unwrap().get_messages().unwrap().iter() {
+                let data = item.get_message().unwrap().get_data().unwrap();
+                let answer = proto::decode::<proto::ResponseBatch>(data).unwrap();
+                match &answer.responses[..] {
+                    [(
+                        0,
+                        Response::Error {
+                            retryable: false,
+                            message,
+                        },
+                    )] if message.contains("a batch carries 1 to") => refusals += 1,
+                    other => panic!("an empty batch answered {other:?}"),
+                }
+            }
+        }
+        (garbage, refusals)
     });
+    let (garbage_answer, refusals) = garbage_answer;
+    assert_eq!(refusals, EMPTY_BATCHES, "every empty batch refused");
     match &garbage_answer.responses[..] {
         [(
             _,

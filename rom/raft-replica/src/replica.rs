@@ -65,8 +65,8 @@ const SESSIONS_MAX: u64 = 100_000;
 const SESSION_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
 
 enum Input {
-    /// Request messages: data, reply capability, origin.
-    Requests(Vec<(Vec<u8>, Option<capnp::capability::Client>)>),
+    /// Request messages: data, reply capability, origin peer id.
+    Requests(Vec<(Vec<u8>, Option<capnp::capability::Client>, String)>),
     /// Inbox messages: data, origin peer id.
     Envelopes(Vec<(Vec<u8>, String)>),
 }
@@ -335,7 +335,12 @@ async fn pump_requests(receiver: receiver::Client, inputs: mpsc::UnboundedSender
                     .then(|| caps.get(0).get_cap().get_as_capability().ok())
                     .flatten()
             });
-            batch.push((data, reply));
+            let origin = item
+                .get_origin()
+                .ok()
+                .and_then(|origin| origin.to_string().ok())
+                .unwrap_or_default();
+            batch.push((data, reply, origin));
         }
         inputs.unbounded_send(Input::Requests(batch)).is_ok()
     })
@@ -563,8 +568,11 @@ impl Replica {
         }
     }
 
-    fn handle_requests(&mut self, requests: Vec<(Vec<u8>, Option<capnp::capability::Client>)>) {
-        for (data, reply) in requests {
+    fn handle_requests(
+        &mut self,
+        requests: Vec<(Vec<u8>, Option<capnp::capability::Client>, String)>,
+    ) {
+        for (data, reply, origin) in requests {
             self.activity.request_messages += 1;
             let Some(reply) = reply else { continue };
             let reply = ww_guest::ww_api::sender::Client { client: reply };
@@ -575,7 +583,7 @@ impl Replica {
                 Ok(batch) => {
                     // An empty batch would hold a reply slot that no answer
                     // ever closes.
-                    let id = self.replies.open(reply, 1);
+                    let id = self.replies.open(reply, 1, &origin);
                     self.replies.answer(
                         Replies::slot(id, 0),
                         refused(format!(
@@ -589,7 +597,7 @@ impl Replica {
                 Err(err) => {
                     // Unreadable: answer on request id 0 so the sender
                     // learns why, then move on.
-                    let id = self.replies.open(reply, 1);
+                    let id = self.replies.open(reply, 1, &origin);
                     self.replies.answer(
                         Replies::slot(id, 0),
                         refused(format!("garbage request: {err}")),
@@ -597,21 +605,21 @@ impl Replica {
                     continue;
                 }
             };
-            if !self.replies.has_room() {
-                let id = self.replies.open(reply, batch.requests.len());
+            if let Err(message) = self.replies.admit(&origin) {
+                let id = self.replies.open(reply, batch.requests.len(), &origin);
                 for (request_id, _) in batch.requests {
                     self.replies.answer(
                         Replies::slot(id, request_id),
                         Response::Error {
                             retryable: true,
-                            message: "replica overloaded".to_owned(),
+                            message: message.clone(),
                         },
                     );
                 }
                 continue;
             }
             self.activity.requests += batch.requests.len() as u64;
-            let id = self.replies.open(reply, batch.requests.len());
+            let id = self.replies.open(reply, batch.requests.len(), &origin);
             let scope = self.key.verify(&batch.token);
             for (request_id, request) in batch.requests {
                 let slot = Replies::slot(id, request_id);
