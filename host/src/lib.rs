@@ -15,8 +15,9 @@
 //! `Store`. capnp objects are `!Send`, and every cross-thread hop on the
 //! call path costs a wakeup (measured: a swarm on its own thread doubles the
 //! CPU of a host-to-host call; a multi-thread runtime triples a guest call).
-//! Guests cannot starve the thread: each yields at every epoch tick
-//! ([`runner::EPOCH_TICK_MS`]). Compilation runs on blocking threads. To use
+//! Guests cannot starve the thread: a computing guest yields at the epoch
+//! tick ([`runner::EPOCH_TICK_MS`]), and computing guests together get a
+//! quarter of the loop (`runner/cpu.rs`). Compilation runs on blocking threads. To use
 //! more cores, run more hosts; see docs/architecture.md.
 
 pub mod cap;

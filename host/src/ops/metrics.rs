@@ -91,9 +91,28 @@ pub fn render(ctx: &HostContext) -> String {
         "Time each process's guest ran on the host's thread, host calls included, summed over its incarnations",
         cpu,
     );
+    let runtime = ctx.processes.runtime();
+    let cpu_wait = Family::<Labels, CounterF>::default();
+    for (pid, usage) in runtime.cpu_usage() {
+        let name = processes
+            .iter()
+            .find(|proc| proc.id == pid)
+            .map_or_else(String::new, |proc| proc.name.clone());
+        let labels = vec![
+            ("pid".to_owned(), pid.to_string()),
+            ("name".to_owned(), name),
+        ];
+        cpu_wait
+            .get_or_create(&labels)
+            .inc_by(usage.wait_ns as f64 / 1e9);
+    }
+    registry.register(
+        "ww_process_cpu_wait_seconds",
+        "Time each running process's current incarnation waited for its CPU share",
+        cpu_wait,
+    );
     register_rpc(&mut registry, ctx);
     register_budgets(&mut registry, ctx);
-    let runtime = ctx.processes.runtime();
     counter(
         &mut registry,
         "ww_rom_compiles",

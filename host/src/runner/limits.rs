@@ -37,6 +37,20 @@ pub(crate) const TABLE_ELEMENTS_MAX: usize = 1_000_000;
 /// more traps the process, which ends "killed by the descriptor limit".
 pub(crate) const RESOURCES_MAX: usize = 1_024;
 
+/// The part of a host's event loop that computing guests (those the epoch
+/// tick preempts) get together, in equal parts; the rest stays for the
+/// swarm, the RPC and the guests that only answer. See `cpu.rs`.
+pub(crate) const GUESTS_CPU_PERCENT: u32 = 25;
+/// Slices cut short by the tick, one after the other, that make a process
+/// count as computing (see `cpu.rs`).
+pub(crate) const PREEMPTED_SLICES_MIN: u32 = 4;
+/// How long a process counts as computing after the tick last preempted
+/// it, in ms.
+pub(crate) const CPU_WINDOW_MS: u64 = 1_000;
+/// The CPU time a computing process may use at once before it waits for
+/// its part, in ms.
+pub(crate) const CPU_BURST_MS: u64 = 20;
+
 /// The resource limiter of one process's store.
 ///
 /// wasmtime's `StoreLimits` checks each linear memory on its own, so a

@@ -10,6 +10,7 @@
 
 mod cache;
 mod caller;
+mod cpu;
 mod limits;
 mod process;
 mod transport;
@@ -18,6 +19,7 @@ pub use cache::{Rom, RomCache};
 #[cfg(test)]
 pub(crate) use caller::as_process;
 pub use caller::calling_process;
+pub use cpu::CpuUsage;
 pub use limits::Limits;
 pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};
 
@@ -33,9 +35,10 @@ use wasmtime::{Config, Engine};
 use process::ProcState;
 
 /// How often the epoch advances. A running guest yields to the host's
-/// event loop at least this often, so a busy guest delays the host's RPC
-/// by at most one tick.
-pub const EPOCH_TICK_MS: u64 = 10;
+/// event loop at the first tick after it has computed for half a tick, so
+/// a busy guest delays the host's RPC by at most 1.5 ticks; a host's
+/// computing guests then wait for their CPU shares (`cpu.rs`).
+pub const EPOCH_TICK_MS: u64 = 1;
 
 /// Ticks since the engine started; the busy limit compares against it.
 /// Kept beside the engine's own epoch because wasmtime does not expose that.
@@ -49,6 +52,7 @@ pub struct Runtime {
     linker: Linker<ProcState>,
     ticks: Arc<Ticks>,
     cache: RomCache,
+    cpu: Rc<cpu::CpuShares>,
     /// Calls and bytes on the connections of this runtime's processes.
     pub rpc_meter: Rc<ww_api::meter::Meter>,
 }
@@ -94,6 +98,7 @@ impl Runtime {
             engine,
             linker,
             ticks,
+            cpu: Rc::default(),
             rpc_meter: Rc::default(),
         }))
     }
@@ -101,6 +106,13 @@ impl Runtime {
     /// The ROM cache.
     pub fn roms(&self) -> &RomCache {
         &self.cache
+    }
+
+    /// The CPU each live process of the host has used and waited for, by
+    /// pid (the one process of `ww run` has the loop to itself and is not
+    /// held to a share).
+    pub fn cpu_usage(&self) -> Vec<(u64, CpuUsage)> {
+        self.cpu.usage()
     }
 
     fn now_ticks(&self) -> u64 {

@@ -4,10 +4,9 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use capnp_rpc::rpc_twoparty_capnp::Side;
@@ -21,6 +20,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::cpu::{Metered, Slice};
 use super::limits::{ProcessLimiter, RESOURCES_MAX};
 use super::transport::Transport;
 use super::{Limits, Rom, Runtime, EPOCH_TICK_MS};
@@ -251,6 +251,8 @@ pub fn start(
     let busy_ticks_max = spec.limits.busy_ms_max.div_ceil(EPOCH_TICK_MS).max(1);
     let ticks = runtime.ticks.clone();
     let busy_ms_max = spec.limits.busy_ms_max;
+    let slice = Arc::new(Slice::default());
+    let in_slice = slice.clone();
     store.epoch_deadline_callback(move |mut ctx| {
         let now = ticks.0.load(std::sync::atomic::Ordering::Relaxed);
         let busy = &mut ctx.data_mut().busy;
@@ -261,9 +263,14 @@ pub fn start(
         if now.saturating_sub(busy.since_tick) > busy_ticks_max {
             return Err(BusyLimit { busy_ms_max }.into());
         }
-        // Yield to the event loop every tick, so a busy guest cannot starve
-        // the host's RPC.
-        Ok(UpdateDeadline::Yield(1))
+        // Yield to the event loop once a slice has computed for half a tick
+        // or more, so a busy guest cannot starve the host's RPC; the CPU
+        // share sees that it was still computing.
+        if in_slice.preempt() {
+            Ok(UpdateDeadline::Yield(1))
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
     });
     store.set_epoch_deadline(1);
 
@@ -295,13 +302,17 @@ pub fn start(
 
     let pre = runtime.linker.instantiate_pre(&rom.component);
     let memory_limit = spec.limits.memory_bytes_max;
-    let handle = tokio::task::spawn_local(timed(spec.cpu_ns.clone(), async move {
-        let status = match pre {
+    let guest = async move {
+        match pre {
             Ok(pre) => run(pre, &mut store, memory_limit).await,
             Err(err) => ExitStatus::trapped(format!("cannot link the ROM: {err:#}")),
-        };
-        status
-    }));
+        }
+    };
+    // A host's processes share its event loop, so they are held to their
+    // CPU shares; `ww run`'s one process has the loop to itself.
+    let share = process.map(|pid| (runtime.cpu.clone(), pid));
+    let metered = Metered::new(slice, share, spec.cpu_ns.clone(), guest);
+    let handle = tokio::task::spawn_local(metered);
     let task = handle.abort_handle();
     let exit = async move {
         match handle.await {
@@ -324,20 +335,6 @@ pub fn start(
         exported: connection.client,
         exit,
         task,
-    })
-}
-
-/// `future`, adding the time each poll of it takes to `cpu_ns`. A guest
-/// runs only inside those polls, on the host's one thread, so this is the
-/// thread time it took, its synchronous host calls included.
-fn timed<F: Future>(cpu_ns: Rc<Cell<u64>>, future: F) -> impl Future<Output = F::Output> {
-    let mut future = Box::pin(future);
-    std::future::poll_fn(move |cx| {
-        let started = Instant::now();
-        let polled = future.as_mut().poll(cx);
-        let spent_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        cpu_ns.set(cpu_ns.get().saturating_add(spent_ns));
-        polled
     })
 }
 

@@ -3,6 +3,8 @@
 //!
 //! - `trap`: executes `unreachable`.
 //! - `spin`: loops forever without calling its host.
+//! - `spin-clock`: loops forever reading the monotonic clock: a host call
+//!   on every turn, so only the CPU share stops it from hogging the host.
 //! - `hog`: allocates memory until something stops it.
 //! - `open-flood`: opens `/data/flood` (its volume) again and again,
 //!   holding every descriptor, until something stops it.
@@ -30,7 +32,7 @@ mod grants;
 use std::hint::black_box;
 
 const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
-  trap | spin | hog | open-flood | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
+  trap | spin | spin-clock | hog | open-flood | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
   channel-flood [hold] | subscribe-hold TOPIC | pubsub-flood TOPIC MIB
   (see rom/misbehave/src/main.rs)";
 
@@ -52,6 +54,12 @@ fn main() {
                 let mut counter: u64 = 0;
                 loop {
                     counter = black_box(counter.wrapping_add(1));
+                }
+            }
+            "spin-clock" => {
+                let started = std::time::Instant::now();
+                loop {
+                    black_box(started.elapsed());
                 }
             }
             "hog" => {

@@ -1,0 +1,452 @@
+//! CPU metering and shares: how long each process ran on the event loop,
+//! and the wait that keeps computing guests from starving everything else.
+//!
+//! A guest runs only while the host polls its task, so the time spent in
+//! each poll is its CPU: its own code and the host calls it made without
+//! waiting (clock reads, buffered stream writes, ...). Capability calls it
+//! sends run on its connection's task and are not counted here.
+//!
+//! Policy. A process whose last [`PREEMPTED_SLICES_MIN`] slices the epoch
+//! tick all cut short (it was still computing, see [`super::EPOCH_TICK_MS`])
+//! is *computing* until [`CPU_WINDOW_MS`] after the last of them.
+//! Computing processes together get [`GUESTS_CPU_PERCENT`] of the loop, in
+//! equal parts: each has a bucket of CPU time that refills at its part and
+//! holds at most [`CPU_BURST_MS`], every slice is charged to it, and a
+//! process in debt waits, off the run queue, until its part has paid the
+//! debt back. It is never killed for this (the busy limit still kills a
+//! guest that never calls its host). A slice that ends because the guest
+//! waits (for a message, a timer) ends the streak: the process is neither
+//! charged nor delayed, so a Raft replica that computes a long batch and
+//! then waits answers at once however many guests spin beside it. One
+//! preempted slice is not enough: with a streak of one, such a replica
+//! waited hundreds of ms behind 32 spinners.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::limits::{CPU_BURST_MS, CPU_WINDOW_MS, GUESTS_CPU_PERCENT, PREEMPTED_SLICES_MIN};
+use super::EPOCH_TICK_MS;
+
+/// What one process has used, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuUsage {
+    /// Time its task ran on the event loop, in ns.
+    pub run_ns: u64,
+    /// Time it waited for its CPU share, in ns.
+    pub wait_ns: u64,
+    /// How many times it was made to wait.
+    pub waits: u64,
+}
+
+/// One process's account.
+struct Account {
+    usage: Cell<CpuUsage>,
+    /// CPU time it may still use before it waits, in ns; negative: debt.
+    tokens_ns: Cell<i64>,
+    refilled: Cell<Instant>,
+    /// When the tick last cut one of its slices short.
+    preempted: Cell<Option<Instant>>,
+    /// Its last slices the tick cut short, one after the other; a slice
+    /// that ended because it waited resets it.
+    streak: Cell<u32>,
+}
+
+impl Account {
+    /// Computing: its last [`PREEMPTED_SLICES_MIN`] slices or more were all
+    /// cut short, the last within the window. A Raft replica that computes
+    /// a long batch now and then, then waits for its next message, is not:
+    /// its slice that ends by waiting resets the streak.
+    fn computing(&self, now: Instant) -> bool {
+        self.streak.get() >= PREEMPTED_SLICES_MIN
+            && self
+                .preempted
+                .get()
+                .is_some_and(|at| now.duration_since(at) < Duration::from_millis(CPU_WINDOW_MS))
+    }
+}
+
+/// The accounts of a host's processes. One per [`super::Runtime`].
+#[derive(Default)]
+pub(crate) struct CpuShares {
+    accounts: RefCell<HashMap<u64, Rc<Account>>>,
+    /// The earliest a process that waited may run again: waits end one
+    /// at a time, [`spacing`] apart, so the loop serves everybody else
+    /// between two of their slices instead of queueing behind a crowd.
+    next_resume: Cell<Option<Instant>>,
+}
+
+impl CpuShares {
+    /// What each live process (by pid) has used.
+    pub(crate) fn usage(&self) -> Vec<(u64, CpuUsage)> {
+        let mut all: Vec<(u64, CpuUsage)> = self
+            .accounts
+            .borrow()
+            .iter()
+            .map(|(pid, account)| (*pid, account.usage.get()))
+            .collect();
+        all.sort_unstable_by_key(|(pid, _)| *pid);
+        all
+    }
+
+    fn open(&self, pid: u64) -> Rc<Account> {
+        let account = Rc::new(Account {
+            usage: Cell::new(CpuUsage::default()),
+            tokens_ns: Cell::new(ms_to_ns(CPU_BURST_MS)),
+            refilled: Cell::new(Instant::now()),
+            preempted: Cell::new(None),
+            streak: Cell::new(0),
+        });
+        self.accounts.borrow_mut().insert(pid, account.clone());
+        account
+    }
+
+    /// Each computing process's part of the loop, in parts per million.
+    fn part_ppm(&self, now: Instant) -> u64 {
+        let computing = self
+            .accounts
+            .borrow()
+            .values()
+            .filter(|account| account.computing(now))
+            .count()
+            .max(1);
+        let computing = u64::try_from(computing).unwrap_or(u64::MAX);
+        (u64::from(GUESTS_CPU_PERCENT) * 10_000 / computing).max(1)
+    }
+
+    /// Charges `ran` to `account` and returns how long it must wait before
+    /// it runs again, if at all.
+    fn charge(
+        &self,
+        account: &Account,
+        ran: Duration,
+        preempted: bool,
+        now: Instant,
+    ) -> Option<Duration> {
+        let mut usage = account.usage.get();
+        usage.run_ns = usage.run_ns.saturating_add(duration_ns(ran));
+        account.usage.set(usage);
+        if preempted {
+            account.preempted.set(Some(now));
+            account.streak.set(account.streak.get().saturating_add(1));
+        } else {
+            account.streak.set(0);
+        }
+        let burst = ms_to_ns(CPU_BURST_MS);
+        if !account.computing(now) {
+            // Not computing for a whole window: whatever it owed is paid.
+            account.tokens_ns.set(burst);
+            account.refilled.set(now);
+            return None;
+        }
+        let part_ppm = self.part_ppm(now);
+        let elapsed = duration_ns(now.duration_since(account.refilled.get()));
+        account.refilled.set(now);
+        let refill = i64::try_from(u128::from(elapsed) * u128::from(part_ppm) / 1_000_000)
+            .unwrap_or(i64::MAX);
+        let tokens = account
+            .tokens_ns
+            .get()
+            .saturating_add(refill)
+            .min(burst)
+            .saturating_sub(i64::try_from(duration_ns(ran)).unwrap_or(i64::MAX));
+        account.tokens_ns.set(tokens);
+        if tokens >= 0 {
+            return None;
+        }
+        // The debt, paid back at this process's part of the loop. The
+        // refill on the next charge counts the wait, so the debt is paid
+        // once.
+        let wait_ns = u128::from(tokens.unsigned_abs()) * 1_000_000 / u128::from(part_ppm);
+        let paid = now + Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX));
+        let resume = self.next_resume.get().map_or(paid, |next| next.max(paid));
+        self.next_resume.set(Some(resume + spacing(ran)));
+        Some(resume.duration_since(now))
+    }
+}
+
+/// The time between the ends of two waits: one slice (`ran`, the last
+/// slice of the process that waits, and at least a tick) and as much again
+/// for the rest of the loop as the guests leave it.
+fn spacing(ran: Duration) -> Duration {
+    ran.max(Duration::from_millis(EPOCH_TICK_MS)) * 100 / GUESTS_CPU_PERCENT
+}
+
+fn duration_ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn ms_to_ns(ms: u64) -> i64 {
+    i64::try_from(ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// What the epoch callback and the metering wrapper of one process share
+/// about its current slice (its task's current poll).
+pub(crate) struct Slice {
+    base: Instant,
+    /// When the slice started, in ns after `base`.
+    started_ns: AtomicU64,
+    /// Set when a tick cut the slice short.
+    preempted: AtomicBool,
+}
+
+impl Default for Slice {
+    fn default() -> Self {
+        Self {
+            base: Instant::now(),
+            started_ns: AtomicU64::new(0),
+            preempted: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Slice {
+    fn start(&self) {
+        self.started_ns
+            .store(duration_ns(self.base.elapsed()), Ordering::Relaxed);
+        self.preempted.store(false, Ordering::Relaxed);
+    }
+
+    /// Called by the epoch callback at a tick: whether the slice has
+    /// computed long enough to yield. A guest resuming after it waited
+    /// finds its deadline long past, and a short slice may straddle a
+    /// tick; neither is computing, so the slice goes on to the next tick.
+    pub(crate) fn preempt(&self) -> bool {
+        let ran_ns = duration_ns(self.base.elapsed())
+            .saturating_sub(self.started_ns.load(Ordering::Relaxed));
+        if ran_ns < EPOCH_TICK_MS * 1_000_000 / 2 {
+            return false;
+        }
+        self.preempted.store(true, Ordering::Relaxed);
+        true
+    }
+}
+
+/// A process's share: who to charge.
+struct Share {
+    shares: Rc<CpuShares>,
+    pid: u64,
+    account: Rc<Account>,
+}
+
+/// A process's task, its slices marked for the epoch callback, and, for a
+/// host's process, held to its CPU share.
+pub(crate) struct Metered<F> {
+    inner: Pin<Box<F>>,
+    slice: Arc<Slice>,
+    /// Where every poll's time is added, in ns (the executor's sum over a
+    /// process's incarnations, for `/metrics`).
+    cpu_ns: Rc<Cell<u64>>,
+    share: Option<Share>,
+    waiting: Option<(Pin<Box<tokio::time::Sleep>>, Instant)>,
+}
+
+impl<F: Future> Metered<F> {
+    /// Meters `inner`, whose epoch callback reads `slice`, adding the time
+    /// of each poll to `cpu_ns`; `share` names the host's accounts and the
+    /// process's pid when it is held to a share.
+    pub(crate) fn new(
+        slice: Arc<Slice>,
+        share: Option<(Rc<CpuShares>, u64)>,
+        cpu_ns: Rc<Cell<u64>>,
+        inner: F,
+    ) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            slice,
+            cpu_ns,
+            share: share.map(|(shares, pid)| Share {
+                account: shares.open(pid),
+                shares,
+                pid,
+            }),
+            waiting: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        if let Some((sleep, since)) = &mut this.waiting {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if let Some(share) = &this.share {
+                let mut usage = share.account.usage.get();
+                usage.wait_ns = usage.wait_ns.saturating_add(duration_ns(since.elapsed()));
+                share.account.usage.set(usage);
+            }
+            this.waiting = None;
+        }
+        this.slice.start();
+        let started = Instant::now();
+        let polled = this.inner.as_mut().poll(cx);
+        let now = Instant::now();
+        let ran_ns = duration_ns(now.duration_since(started));
+        this.cpu_ns.set(this.cpu_ns.get().saturating_add(ran_ns));
+        let Some(share) = &this.share else {
+            return polled;
+        };
+        let preempted = this.slice.preempted.load(Ordering::Relaxed);
+        let wait = share
+            .shares
+            .charge(&share.account, now.duration_since(started), preempted, now);
+        if polled.is_ready() {
+            return polled;
+        }
+        if let Some(wait) = wait {
+            let mut usage = share.account.usage.get();
+            usage.waits = usage.waits.saturating_add(1);
+            share.account.usage.set(usage);
+            // The tick already woke the task to run again; the sleep's
+            // waker replaces that wake-up, so the task leaves the run queue
+            // until its share is back.
+            let mut sleep = Box::pin(tokio::time::sleep(wait));
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Pending;
+            }
+            this.waiting = Some((sleep, now));
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for Metered<F> {
+    fn drop(&mut self) {
+        let Some(share) = &self.share else {
+            return;
+        };
+        let mut accounts = share.shares.accounts.borrow_mut();
+        if accounts
+            .get(&share.pid)
+            .is_some_and(|account| Rc::ptr_eq(account, &share.account))
+        {
+            accounts.remove(&share.pid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_that_waits_is_never_charged_or_delayed() {
+        let shares = CpuShares::default();
+        let account = shares.open(1);
+        let now = Instant::now();
+        for step in 0..100 {
+            let at = now + Duration::from_millis(step);
+            let wait = shares.charge(&account, Duration::from_millis(5), false, at);
+            assert_eq!(wait, None);
+        }
+        assert_eq!(account.usage.get().run_ns, 500_000_000);
+        assert_eq!(account.tokens_ns.get(), ms_to_ns(CPU_BURST_MS));
+    }
+
+    #[test]
+    fn computing_processes_share_the_guests_part_of_the_loop() {
+        let shares = CpuShares::default();
+        let accounts: Vec<Rc<Account>> = (0..4).map(|pid| shares.open(pid)).collect();
+        let now = Instant::now();
+        // Each runs its burst and one slice more in slices the tick cuts
+        // short, all at once: the last slice of each is its debt.
+        let slice = Duration::from_millis(EPOCH_SLICE_MS);
+        let mut resumes = Vec::new();
+        let burst_slices = CPU_BURST_MS / EPOCH_SLICE_MS;
+        for account in &accounts {
+            let mut slices = 0;
+            let wait = loop {
+                slices += 1;
+                if let Some(wait) = shares.charge(account, slice, true, now) {
+                    break wait;
+                }
+                assert!(
+                    slices <= u64::from(PREEMPTED_SLICES_MIN) + burst_slices,
+                    "not in debt after its burst"
+                );
+            };
+            assert!(slices > burst_slices, "waited before its burst was spent");
+            resumes.push(now + wait);
+        }
+        // The last pays its slice back at a quarter of the guests' part...
+        let part_ppm = u64::from(GUESTS_CPU_PERCENT) * 10_000 / 4;
+        let paid = Duration::from_nanos(EPOCH_SLICE_MS * 1_000_000 * 1_000_000 / part_ppm);
+        assert!(resumes[3] >= now + paid, "{:?}", resumes[3] - now);
+        // ... and the waits end one at a time, a slice and the loop's
+        // part apart.
+        for pair in resumes.windows(2) {
+            assert!(pair[1] >= pair[0] + spacing(slice), "{resumes:?}");
+        }
+        // Over a long run, a computing process gets its part and no more:
+        // charge slices as fast as the waits allow.
+        let account = &accounts[0];
+        let mut at = now;
+        let mut ran = Duration::ZERO;
+        let started = at;
+        for _ in 0..1_000 {
+            if let Some(wait) = shares.charge(account, slice, true, at) {
+                at += wait;
+            }
+            // The others keep computing.
+            for other in &accounts[1..] {
+                other.preempted.set(Some(at));
+                other.streak.set(PREEMPTED_SLICES_MIN);
+            }
+            at += slice;
+            ran += slice;
+        }
+        let share = ran.as_secs_f64() / (at - started).as_secs_f64();
+        let part = f64::from(GUESTS_CPU_PERCENT) / 100.0 / 4.0;
+        assert!(
+            (share - part).abs() < part * 0.1,
+            "ran {share:.3} of the loop, its part is {part:.3}"
+        );
+    }
+
+    #[test]
+    fn a_process_that_computes_a_while_then_waits_is_never_delayed_beside_spinners() {
+        let shares = CpuShares::default();
+        let spinners: Vec<Rc<Account>> = (1..=32).map(|pid| shares.open(pid)).collect();
+        let replica = shares.open(100);
+        let slice = Duration::from_millis(EPOCH_SLICE_MS);
+        let mut at = Instant::now();
+        for _ in 0..1_000 {
+            for spinner in &spinners {
+                shares.charge(spinner, slice, true, at);
+            }
+            // A long batch: cut short fewer times than make it computing,
+            // then it waits for its next message.
+            for _ in 1..PREEMPTED_SLICES_MIN {
+                assert_eq!(shares.charge(&replica, slice, true, at), None);
+            }
+            assert_eq!(shares.charge(&replica, slice / 2, false, at), None);
+            at += slice;
+        }
+        assert!(spinners.iter().all(|spinner| spinner.computing(at)));
+        assert!(!replica.computing(at));
+    }
+
+    #[test]
+    fn a_process_stops_computing_after_the_window() {
+        let shares = CpuShares::default();
+        let account = shares.open(1);
+        let now = Instant::now();
+        for _ in 0..PREEMPTED_SLICES_MIN {
+            shares.charge(&account, Duration::from_millis(1), true, now);
+        }
+        assert!(account.computing(now));
+        assert!(!account.computing(now + Duration::from_millis(CPU_WINDOW_MS)));
+    }
+
+    const EPOCH_SLICE_MS: u64 = super::super::EPOCH_TICK_MS;
+}
