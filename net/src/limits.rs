@@ -30,6 +30,17 @@ pub const CONNECTIONS_PENDING_OUTGOING_MAX: u32 = 256;
 /// Largest gossipsub message, in bytes.
 pub const PUBSUB_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 
+/// Bytes of publishes waiting for a first subscriber to their topic, each
+/// for up to `PUBLISH_WAIT_MS`, on one host. Past it (or past
+/// [`PENDING_PUBLISHES_MAX`]) a publish that would wait is refused at once,
+/// naming the bound; one that finds a subscriber is never refused. Without
+/// it, a process pipelining publishes to a topic nobody reads would make the
+/// host hold a copy of each for seconds: thousands of MiB.
+pub const PENDING_PUBLISHES_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Most publishes waiting for a first subscriber, on one host.
+pub const PENDING_PUBLISHES_MAX: usize = 4_096;
+
 /// Most inbound RPC streams waiting for the accept loop. The loop runs on
 /// the swarm's thread and only spawns a handler per stream, so it empties
 /// this as fast as the swarm fills it; the bound only matters if it stops.

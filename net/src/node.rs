@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use super::inbound::{self, InboundStream};
 use super::limits::{
     CONNECTIONS_MAX, CONNECTIONS_PENDING_INCOMING_MAX, CONNECTIONS_PENDING_OUTGOING_MAX,
-    CONNECTIONS_PER_PEER_MAX,
+    CONNECTIONS_PER_PEER_MAX, PENDING_PUBLISHES_BYTES_MAX, PENDING_PUBLISHES_MAX,
 };
 use super::pubsub::{Hub, Membership};
 use super::view::{Admission, Heartbeat, View};
@@ -663,7 +663,19 @@ impl SwarmTask {
                 let _ = pending.reply.send(Ok(()));
             }
             Err(PublishError::NoPeersSubscribedToTopic) => {
-                // Wait for a subscription to arrive (see PUBLISH_WAIT_MS).
+                // Wait for a subscription to arrive (see PUBLISH_WAIT_MS),
+                // within the host's budget for waiting publishes.
+                let held_bytes: usize = self.pending_publishes.iter().map(|p| p.data.len()).sum();
+                let waiting = self.pending_publishes.len();
+                if waiting >= PENDING_PUBLISHES_MAX
+                    || held_bytes + pending.data.len() > PENDING_PUBLISHES_BYTES_MAX
+                {
+                    let _ = pending.reply.send(Err(anyhow!(
+                        "{waiting} publishes of {held_bytes} bytes in all already wait for a first subscriber on this host (at most {PENDING_PUBLISHES_MAX}, PENDING_PUBLISHES_MAX, and {PENDING_PUBLISHES_BYTES_MAX} bytes, PENDING_PUBLISHES_BYTES_MAX); publish once {:?} has a subscriber",
+                        pending.topic
+                    )));
+                    return;
+                }
                 self.pending_publishes.push(pending);
             }
             Err(PublishError::Duplicate) => {

@@ -456,3 +456,57 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
 }
+
+#[test]
+fn a_publish_flood_to_a_topic_nobody_reads_holds_at_most_the_waiting_budget() {
+    // net's PENDING_PUBLISHES_BYTES_MAX.
+    const PENDING_MIB: u64 = 64;
+    const PUBLISHES: u64 = 1_000;
+    const PUBLISH_KIB: u64 = 256;
+    let cluster = Cluster::start(1);
+    let host = &cluster.hosts[0];
+    let misbehave = rom("misbehave");
+    let misbehave = misbehave.to_str().unwrap();
+    let before_kib = peak_rss_kib(host.pid());
+
+    // 250 MiB of publishes, pipelined, to a topic with no subscriber: each
+    // taken one waits for one (`PUBLISH_WAIT_MS`), then fails.
+    let flood = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        misbehave,
+        "publish-flood",
+        "nobody-reads",
+        &PUBLISHES.to_string(),
+        &PUBLISH_KIB.to_string(),
+    ]);
+    flood.assert_ok();
+    let line = flood
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("delivered "))
+        .unwrap_or_else(|| panic!("{flood:#?}"));
+    let counts: Vec<u64> = line
+        .split([' ', ',', ':'])
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    let waited = PENDING_MIB * 1024 / PUBLISH_KIB;
+    assert_eq!(
+        counts[..3],
+        [0, waited, PUBLISHES - waited],
+        "delivered, waited, refused: {line}"
+    );
+    assert!(line.contains("PENDING_PUBLISHES_BYTES_MAX"), "{line}");
+
+    // The host held the budget's worth, not the flood's.
+    let grown_mib = (peak_rss_kib(host.pid()) - before_kib) / 1024;
+    eprintln!("host peak RSS grew {grown_mib} MiB");
+    assert!(
+        grown_mib < PENDING_MIB * 3,
+        "the host grew by {grown_mib} MiB"
+    );
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+}

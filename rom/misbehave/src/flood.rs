@@ -159,6 +159,43 @@ pub async fn pubsub_flood(host: &host::Client, name: &str, mib: u64) -> anyhow::
     Ok(())
 }
 
+/// `publish-flood TOPIC N KIB`: N publishes of KIB KiB each, pipelined, to
+/// a topic nobody subscribes to; prints how many were delivered, waited
+/// and expired, or were refused, and the first refusal.
+pub async fn publish_flood(
+    host: &host::Client,
+    name: &str,
+    count: usize,
+    kib: usize,
+) -> anyhow::Result<()> {
+    let topic = join(host, name).await;
+    let data = vec![7u8; kib * 1024];
+    let publishes: Vec<_> = (0..count)
+        .map(|_| {
+            let mut publish = topic.publish_request();
+            publish.get().set_data(&data);
+            publish.send().promise
+        })
+        .collect();
+    // Taken publishes wait for a subscriber that never comes, then fail;
+    // refused ones fail at once, naming the budget.
+    let (mut delivered, mut expired, mut refused, mut first) = (0, 0, 0, String::new());
+    for publish in publishes {
+        match publish.await {
+            Ok(_) => delivered += 1,
+            Err(err) if err.to_string().contains("PENDING_PUBLISHES") => {
+                refused += 1;
+                if first.is_empty() {
+                    first = err.to_string();
+                }
+            }
+            Err(_) => expired += 1,
+        }
+    }
+    println!("delivered {delivered}, waited and expired {expired}, refused {refused}: {first}");
+    Ok(())
+}
+
 /// `call-flood N SECONDS`.
 pub async fn call_flood(host: &host::Client, calls: usize, hold: Duration) -> anyhow::Result<()> {
     let mut request = host.new_channel_request();

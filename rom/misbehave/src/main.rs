@@ -17,8 +17,9 @@
 //!   (default `flood`) until
 //!   the host refuses one, then prints how many it set and why.
 //! - `channel-flood [hold]`, `subscribe-hold TOPIC`, `pubsub-flood TOPIC
-//!   MIB`, `call-flood N SECONDS`: flood the host's channel and
-//!   subscription budgets and its calls in flight; see [`flood`].
+//!   MIB`, `publish-flood TOPIC N KIB`, `call-flood N SECONDS`: flood the
+//!   host's channel, subscription and waiting-publish budgets and its calls
+//!   in flight; see [`flood`].
 //! - grant commands (`try-everything`, `show-grants`, `write-file`,
 //!   `read-file`, `trap-once`, `hold-grant`): see [`grants`].
 //! - as a crawler worker (`crawler.wasm workers N --rom - < misbehave.wasm`,
@@ -133,6 +134,14 @@ fn main() {
                     let mib = env.args.get(2).and_then(|mib| mib.parse().ok()).unwrap_or(256);
                     flood::pubsub_flood(&env.host, topic, mib).await
                 }
+            }
+            "publish-flood" => {
+                let Some(topic) = env.args.get(1) else {
+                    anyhow::bail!("{command} needs a TOPIC");
+                };
+                let count = env.args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1_000);
+                let kib = env.args.get(3).and_then(|n| n.parse().ok()).unwrap_or(256);
+                flood::publish_flood(&env.host, topic, count, kib).await
             }
             "export-then-exit" => {
                 let ms: u64 = env.args.get(1).and_then(|ms| ms.parse().ok()).unwrap_or(500);
