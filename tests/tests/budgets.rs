@@ -510,3 +510,67 @@ fn a_publish_flood_to_a_topic_nobody_reads_holds_at_most_the_waiting_budget() {
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
 }
+
+/// Bytes the files under `dir` take on disk.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.path().symlink_metadata().unwrap();
+        bytes += meta.blocks() * 512;
+        if meta.is_dir() {
+            bytes += disk_bytes(&entry.path());
+        }
+    }
+    bytes
+}
+
+#[test]
+fn a_volume_filler_is_killed_at_its_quota_and_the_host_keeps_serving() {
+    const QUOTA_MIB: u64 = 64;
+    let cluster = Cluster::start_with(1, &["--volume-limit-mb", &QUOTA_MIB.to_string()]);
+    let host = &cluster.hosts[0];
+    let misbehave = rom("misbehave");
+    let misbehave = misbehave.to_str().unwrap();
+    let probe = rom("probe");
+    let spawned = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        probe.to_str().unwrap(),
+        "child",
+        "--volume",
+        "filler",
+        "--detach",
+        "--name",
+        "filler",
+        "--",
+        "fill",
+    ]);
+    spawned.assert_ok();
+    let pid = spawned
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("child pid "))
+        .expect("child pid")
+        .to_owned();
+    let ended = wait_until("the filler ends", TIMEOUT, || {
+        process(&host.addr, &pid).filter(|p| p["state"] != "running" && p["state"] != "starting")
+    });
+    assert_eq!(ended["state"], "trapped", "{ended}");
+    let message = ended["exit"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("killed by the volume quota") && message.contains("--volume-limit-mb"),
+        "{ended}"
+    );
+    // It got past the quota: the volume is measured every 250 ms
+    // (VOLUME_CHECK_MS), so by what it wrote in between.
+    let volume = cluster.dir().join("host0").join("volumes").join("filler");
+    let held = disk_bytes(&volume);
+    eprintln!("the filler's volume holds {} MiB", held >> 20);
+    assert!(held > QUOTA_MIB << 20, "held {held} bytes");
+
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+}

@@ -76,6 +76,42 @@ pub fn dir(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("volumes").join(name)
 }
 
+/// What the volume at `dir` holds on disk: bytes in allocated blocks, and
+/// entries (files and directories, `dir` not counted). The walk stops past
+/// `entries_max`, so its cost is bounded whatever the guest made.
+///
+/// # Errors
+///
+/// When `dir` cannot be read.
+pub fn usage(dir: &Path, entries_max: u64) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let listing = match std::fs::read_dir(&next) {
+            Ok(listing) => listing,
+            // Removed meanwhile by the guest: nothing to count.
+            Err(_) if next != dir => continue,
+            Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
+        };
+        for entry in listing.flatten() {
+            entries += 1;
+            if entries > entries_max {
+                return Ok((bytes, entries));
+            }
+            // Not followed: a symlink costs its own blocks only.
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            bytes = bytes.saturating_add(meta.blocks().saturating_mul(512));
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok((bytes, entries))
+}
+
 fn key_path(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("volume-keys").join(name)
 }
@@ -150,6 +186,24 @@ pub fn adopt(data_dir: &Path, name: &str) -> Result<VolumeKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_counts_blocks_not_sizes_and_stops_past_its_entries() {
+        let volume = tempfile::tempdir().expect("tempdir");
+        let nested = volume.path().join("a").join("b");
+        std::fs::create_dir_all(&nested).expect("dirs");
+        std::fs::write(nested.join("real"), vec![1u8; 1 << 20]).expect("write");
+        // A sparse file of 1 TiB holds no data blocks.
+        std::fs::File::create(volume.path().join("sparse"))
+            .and_then(|file| file.set_len(1 << 40))
+            .expect("sparse");
+        let (bytes, entries) = usage(volume.path(), 100).expect("usage");
+        assert_eq!(entries, 4, "a, a/b, a/b/real, sparse");
+        assert!((1 << 20..1 << 21).contains(&bytes), "{bytes} bytes");
+        // The walk stops one past its bound.
+        let (_, entries) = usage(volume.path(), 2).expect("usage");
+        assert_eq!(entries, 3);
+    }
 
     #[test]
     fn a_volume_belongs_to_its_key() {

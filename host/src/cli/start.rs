@@ -45,6 +45,11 @@ pub struct Args {
     /// Print the peer id and addresses as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Most a process's volume may hold on disk, in MiB. Measured every
+    /// 250 ms; a process past it is killed, and not run again until its
+    /// volume is back under.
+    #[arg(long, default_value_t = crate::cap::executor::VOLUME_BYTES_MAX_DEFAULT / (1024 * 1024))]
+    volume_limit_mb: u64,
     /// Time between heartbeats.
     #[arg(long, default_value_t = HeartbeatConfig::default().interval_ms)]
     heartbeat_ms: u64,
@@ -115,6 +120,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .unwrap_or_else(|| args.data_dir.join("cache"));
     let runtime = crate::runner::Runtime::new(Some(cache_dir))?;
     let ctx = HostServer::context(node.clone(), args.data_dir.clone(), runtime);
+    ctx.processes
+        .set_volume_bytes_max(args.volume_limit_mb.saturating_mul(1024 * 1024));
     crate::rpc::serve(ctx.clone())?;
     let http = match args.http {
         Some(addr) => Some(crate::ops::serve(ctx.clone(), addr).await?),

@@ -6,6 +6,8 @@
 //! - `spin-clock`: loops forever reading the monotonic clock: a host call
 //!   on every turn, so only the CPU share stops it from hogging the host.
 //! - `hog`: allocates memory until something stops it.
+//! - `fill`: writes 1 MiB files into its volume (`/data`) until something
+//!   stops it.
 //! - `open-flood`: opens `/data/flood` (its volume) again and again,
 //!   holding every descriptor, until something stops it.
 //! - `exit N`: exits with code N (0-255): even codes by returning
@@ -33,7 +35,7 @@ mod grants;
 use std::hint::black_box;
 
 const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
-  trap | spin | spin-clock | hog | open-flood | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
+  trap | spin | spin-clock | hog | fill | open-flood | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
   channel-flood [hold] | subscribe-hold TOPIC | pubsub-flood TOPIC MIB
   (see rom/misbehave/src/main.rs)";
 
@@ -70,6 +72,16 @@ fn main() {
                     chunks.push(black_box(vec![1u8; 16 * 1024 * 1024]));
                     eprintln!("holding {} MiB", chunks.len() * 16);
                 }
+            }
+            "fill" => {
+                let chunk = vec![7u8; 1024 * 1024];
+                for number in 0u64.. {
+                    std::fs::write(format!("/data/fill-{number}"), &chunk)?;
+                    if number % 16 == 15 {
+                        eprintln!("wrote {} MiB", number + 1);
+                    }
+                }
+                Ok(())
             }
             "open-flood" => {
                 std::fs::write("/data/flood", b"1")?;

@@ -15,4 +15,6 @@ pub mod table;
 
 pub use server::{ExecutorServer, ProcessServer};
 pub use supervise::{respawn_supervised, spawn};
-pub use table::{Proc, ProcSummary, ProcessSpec, Processes, Restart, PROCESSES_MAX};
+pub use table::{
+    Proc, ProcSummary, ProcessSpec, Processes, Restart, PROCESSES_MAX, VOLUME_BYTES_MAX_DEFAULT,
+};

@@ -12,7 +12,8 @@ use tracing::{info, warn};
 
 use super::table::{
     off_loop, prune_roms, store_rom, Proc, ProcessSpec, Restart, State, PROCESSES_MAX,
-    RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
+    RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS, VOLUME_CHECK_MS,
+    VOLUME_ENTRIES_MAX,
 };
 use crate::cap::context::HostContext;
 use crate::cap::grants::{self, GrantValue};
@@ -243,6 +244,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
             None => (entry.clone(), String::new()),
         })
         .collect();
+    let spec_volume = volume.clone();
     let spec = SpawnSpec {
         args: proc.spec.args.clone(),
         env,
@@ -272,11 +274,69 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
     if proc.killed.get() {
         running.task.abort();
     }
-    let exit = running.exit.await;
+    let over_quota = Rc::new(RefCell::new(None));
+    let quota = spec_volume.map(|dir| {
+        let (task, over_quota) = (running.task.clone(), over_quota.clone());
+        let bytes_max = ctx.processes.volume_bytes_max.get();
+        tokio::task::spawn_local(watch_volume(dir, bytes_max, task, over_quota))
+    });
+    let mut exit = running.exit.await;
+    if let Some(quota) = quota {
+        quota.abort();
+    }
+    if let Some(message) = over_quota.borrow_mut().take() {
+        exit = ExitStatus {
+            kind: ExitKind::Trapped,
+            code: -1,
+            message,
+        };
+    }
     if exit.kind == ExitKind::Trapped {
         ctx.processes.traps.set(ctx.processes.traps.get() + 1);
     }
     exit
+}
+
+/// Measures the volume at `dir` every [`VOLUME_CHECK_MS`]; past
+/// `bytes_max` or [`VOLUME_ENTRIES_MAX`] it says why in `over_quota` and
+/// kills the process (`task`). Checked at start too, so a supervised
+/// process whose volume is still over its quota does not run between its
+/// restarts. A guest can write past the quota for up to one interval
+/// before it is stopped: the host does not see WASI file writes one by one
+/// (wasmtime-wasi writes straight to the preopened directory), so the
+/// quota bounds what a volume keeps, not each write, and the guest gets no
+/// ENOSPC.
+async fn watch_volume(
+    dir: PathBuf,
+    bytes_max: u64,
+    task: tokio::task::AbortHandle,
+    over_quota: Rc<RefCell<Option<String>>>,
+) {
+    loop {
+        let walked = dir.clone();
+        let usage = off_loop(move || volume::usage(&walked, VOLUME_ENTRIES_MAX)).await;
+        match usage {
+            Ok((bytes, _)) if bytes > bytes_max => {
+                *over_quota.borrow_mut() = Some(format!(
+                    "killed by the volume quota: its volume holds {bytes} bytes on disk, past its {bytes_max} (ww start --volume-limit-mb); free space in {} to run it again",
+                    dir.display()
+                ));
+                task.abort();
+                return;
+            }
+            Ok((_, entries)) if entries > VOLUME_ENTRIES_MAX => {
+                *over_quota.borrow_mut() = Some(format!(
+                    "killed by the volume quota: its volume holds more than {VOLUME_ENTRIES_MAX} files and directories (VOLUME_ENTRIES_MAX); remove some from {} to run it again",
+                    dir.display()
+                ));
+                task.abort();
+                return;
+            }
+            Ok(_) => {}
+            Err(err) => warn!("cannot measure volume {}: {err:#}", dir.display()),
+        }
+        tokio::time::sleep(Duration::from_millis(VOLUME_CHECK_MS)).await;
+    }
 }
 
 /// `proc` as the owner of what it anchors.

@@ -27,6 +27,18 @@ pub const PROCESSES_MAX: usize = 256;
 /// before each store; past the bound a supervised spawn is refused.
 pub const ROM_STORE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
+/// Bytes a volume may take on disk by default (`ww start
+/// --volume-limit-mb`), counted in allocated blocks so a sparse file costs
+/// what it really holds.
+pub const VOLUME_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
+
+/// Files and directories a volume may hold: each costs an inode, and the
+/// check below walks them all.
+pub const VOLUME_ENTRIES_MAX: u64 = 100_000;
+
+/// How often a running process's volume is measured against its quota.
+pub(super) const VOLUME_CHECK_MS: u64 = 250;
+
 /// First restart delay; doubles up to [`RESTART_BACKOFF_MAX_MS`].
 pub(super) const RESTART_BACKOFF_MIN_MS: u64 = 250;
 pub(super) const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
@@ -150,6 +162,8 @@ pub struct Processes {
     /// file work in between awaits, and two spawns must not both pass the
     /// volume-in-use and capacity checks.
     pub(super) spawning: tokio::sync::Mutex<()>,
+    /// Each volume's quota, in bytes on disk.
+    pub(super) volume_bytes_max: Cell<u64>,
 }
 
 /// One process as the operator view (`ww start --http`) shows it.
@@ -174,7 +188,13 @@ impl Processes {
             table: RefCell::new(BTreeMap::new()),
             traps: Cell::new(0),
             spawning: tokio::sync::Mutex::new(()),
+            volume_bytes_max: Cell::new(VOLUME_BYTES_MAX_DEFAULT),
         })
+    }
+
+    /// Sets each volume's quota, in bytes on disk.
+    pub fn set_volume_bytes_max(&self, bytes: u64) {
+        self.volume_bytes_max.set(bytes);
     }
 
     pub(super) fn roms_dir(&self) -> PathBuf {
