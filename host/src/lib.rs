@@ -22,6 +22,7 @@
 
 pub mod cap;
 pub mod cli;
+pub mod limits;
 pub mod ops;
 pub mod rpc;
 pub mod runner;

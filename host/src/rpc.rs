@@ -26,23 +26,10 @@ use ww_api::meter::Activity;
 
 use crate::cap::context::{HostContext, RpcConnections};
 use crate::cap::host::HostServer;
+use crate::limits::{
+    INBOUND_CONNECTIONS_MAX, INBOUND_CONNECTIONS_PER_PEER_MAX, INBOUND_CONNECTION_IDLE_MIN_MS,
+};
 use crate::net::dial::is_disconnect;
-
-/// Most inbound RPC connections served at once. Past it, a new one takes
-/// the slot of an idle one, or is refused (see the module's documentation).
-pub const INBOUND_CONNECTIONS_MAX: usize = 1024;
-
-/// Most inbound RPC connections from one peer. A host, a CLI or a native
-/// client needs one or a few; the cap keeps one peer from holding every
-/// slot of [`INBOUND_CONNECTIONS_MAX`] and locking the others out.
-pub const INBOUND_CONNECTIONS_PER_PEER_MAX: usize = 64;
-
-/// How long an inbound RPC connection must have been idle (no byte either
-/// way, no call waiting) before a newcomer may take its slot. Long enough
-/// that a client between two calls, or a host whose Raft replicas are
-/// quiet for a few heartbeats, keeps its connection; short enough that a
-/// locked-out client's retries (`ww` retries for 20 s) soon get in.
-pub const INBOUND_CONNECTION_IDLE_MIN_MS: u64 = 30_000;
 
 /// One served connection.
 struct Slot {

@@ -388,9 +388,8 @@ fn process(addr: &str, id: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
-    // The host's `RESOURCES_MAX`: a process's WASI resources, its open
-    // files among them.
-    const RESOURCES_MAX: usize = 1_024;
+    // A process's WASI resources, its open files among them.
+    use ww::limits::RESOURCES_MAX;
     let cluster = Cluster::start(1);
     let host = &cluster.hosts[0];
     let misbehave = rom("misbehave");
@@ -459,8 +458,7 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
 
 #[test]
 fn a_publish_flood_to_a_topic_nobody_reads_holds_at_most_the_waiting_budget() {
-    // net's PENDING_PUBLISHES_BYTES_MAX.
-    const PENDING_MIB: u64 = 64;
+    const PENDING_MIB: u64 = (ww_net::limits::PENDING_PUBLISHES_BYTES_MAX >> 20) as u64;
     const PUBLISHES: u64 = 1_000;
     const PUBLISH_KIB: u64 = 256;
     let cluster = Cluster::start(1);

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::native;
-use ww::rpc::{INBOUND_CONNECTIONS_MAX, INBOUND_CONNECTIONS_PER_PEER_MAX};
+use ww::limits::{INBOUND_CONNECTIONS_MAX, INBOUND_CONNECTIONS_PER_PEER_MAX};
 use ww_net::Node;
 use ww_tests::raft_rom;
 use ww_tests::{cpu_ns, wait_until, ww, Cluster, Host, Spawned};

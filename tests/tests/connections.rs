@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use support::{connect_host, native};
-use ww::rpc::INBOUND_CONNECTIONS_PER_PEER_MAX;
+use ww::limits::INBOUND_CONNECTIONS_PER_PEER_MAX;
 use ww_net::{Node, NodeConfig};
 use ww_tests::Cluster;
 

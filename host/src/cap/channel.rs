@@ -46,47 +46,11 @@ use ww_api::limits::CHANNEL_CAPACITY_MAX;
 use ww_api::{receiver, sender};
 
 use super::invalid;
-
-/// Most bytes queued in one channel. A send that would exceed it waits
-/// (unless the channel is empty: one message of any accepted size fits).
-pub const CHANNEL_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// Most messages one `recvBatch` returns.
-pub const RECV_BATCH_MAX: u32 = 4096;
-
-/// Most capabilities carried by one message.
-pub const CAPS_PER_MESSAGE_MAX: u32 = 64;
-
-/// Most bytes all of a host's channels hold, queued and waiting to be
-/// queued, with [`MESSAGE_OVERHEAD_BYTES`] per message. Without it, a
-/// caller creating channels holds [`CHANNEL_BYTES_MAX`] in each, with no
-/// end.
-pub const CHANNEL_HOST_BYTES_MAX: usize = 256 * 1024 * 1024;
-
-/// Most bytes of the host's channel budget one writer's sends may hold:
-/// each local process, each remote host, and all other callers together.
-/// So one flooder leaves three quarters of the budget to the rest.
-pub const CHANNEL_WRITER_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// Bytes of [`CHANNEL_HOST_BYTES_MAX`] that this host's processes together
-/// cannot take, and that callers from elsewhere together cannot take:
-/// always left to the other side. A quarter: a writer's share.
-pub const CHANNEL_RESERVED_BYTES: usize = 64 * 1024 * 1024;
-
-/// Channels of [`CHANNELS_MAX`] kept the same way for each side.
-pub const CHANNELS_RESERVED: usize = 4096;
-
-/// What a message costs beyond its data, in bytes: its entry in the queue,
-/// its origin and its capability list. So a flood of empty messages is
-/// bounded too.
-pub const MESSAGE_OVERHEAD_BYTES: usize = 256;
-
-/// Most live channels on one host.
-pub const CHANNELS_MAX: usize = 16_384;
-
-/// Most live channels one writer may have created (see
-/// [`CHANNEL_WRITER_BYTES_MAX`] for who is a writer).
-pub const WRITER_CHANNELS_MAX: usize = 4096;
+use crate::limits::{
+    CAPS_PER_MESSAGE_MAX, CHANNELS_MAX, CHANNELS_RESERVED, CHANNEL_BYTES_MAX,
+    CHANNEL_HOST_BYTES_MAX, CHANNEL_RESERVED_BYTES, CHANNEL_WRITER_BYTES_MAX,
+    MESSAGE_OVERHEAD_BYTES, RECV_BATCH_MAX, WRITER_CHANNELS_MAX,
+};
 
 /// Who a channel or a send is charged to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

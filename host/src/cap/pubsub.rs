@@ -30,24 +30,10 @@ use ww_api::{pub_sub, subscription, topic};
 
 use super::channel::Writer;
 use super::{invalid, text};
+use crate::limits::{DELIVERY_OVERHEAD_BYTES, SUBSCRIBER_BYTES_MAX, SUBSCRIPTION_HOST_BYTES_MAX};
 use crate::net::node::HEARTBEAT_TOPIC;
 use crate::net::pubsub::{Budget, Subscription};
 use crate::net::Node;
-
-/// Most bytes all subscriptions of a host buffer, with
-/// [`DELIVERY_OVERHEAD_BYTES`] per message. Without it, each subscription
-/// holds up to 65,536 messages of 1 MiB.
-pub const SUBSCRIPTION_HOST_BYTES_MAX: usize = 256 * 1024 * 1024;
-
-/// Most bytes the subscriptions of one writer buffer: each local process,
-/// and all other subscribers (CLI clients, other hosts) together. So one
-/// subscriber that never reads leaves three quarters of the budget to the
-/// rest.
-pub const SUBSCRIBER_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// What a buffered message costs beyond its data, in bytes: its entry and
-/// its sender's peer id.
-pub const DELIVERY_OVERHEAD_BYTES: usize = 256;
 
 /// What the subscriptions of a host buffer, in all and per writer.
 #[derive(Default)]

@@ -23,22 +23,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::limits::{NODES_MAX, TREE_DATA_BYTES_MAX, VALUE_BYTES_MAX, WRITER_DATA_BYTES_MAX};
 use libp2p::PeerId;
-
-/// Most nodes in one host's tree.
-pub const NODES_MAX: usize = 100_000;
-
-/// Largest data value, in bytes.
-pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
-
-/// Most bytes of data values in one host's tree, all writers together.
-/// Without it, [`NODES_MAX`] values of [`VALUE_BYTES_MAX`] would be 100 GB.
-pub const TREE_DATA_BYTES_MAX: usize = 256 * 1024 * 1024;
-
-/// Most bytes of data values one writer may hold in the tree: each local
-/// process, and all other callers (CLI clients, other hosts) together. So
-/// one flooding process leaves three quarters of the budget to the rest.
-pub const WRITER_DATA_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A stored value.
 #[derive(Clone, Default)]

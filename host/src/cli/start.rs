@@ -48,7 +48,7 @@ pub struct Args {
     /// Most a process's volume may hold on disk, in MiB. Measured every
     /// 250 ms; a process past it is killed, and not run again until its
     /// volume is back under.
-    #[arg(long, default_value_t = crate::cap::executor::VOLUME_BYTES_MAX_DEFAULT / (1024 * 1024))]
+    #[arg(long, default_value_t = crate::limits::VOLUME_BYTES_MAX_DEFAULT / (1024 * 1024))]
     volume_limit_mb: u64,
     /// Time between heartbeats.
     #[arg(long, default_value_t = HeartbeatConfig::default().interval_ms)]

@@ -239,24 +239,23 @@ fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
 
 /// Each host-wide memory budget: what is used of it, and its limit.
 fn register_budgets(registry: &mut Registry, ctx: &HostContext) {
-    use crate::cap::{channel, pubsub, tree};
     let used = Family::<Labels, GaugeF>::default();
     let limit = Family::<Labels, GaugeF>::default();
     for (budget, used_bytes, limit_bytes) in [
         (
             "channels",
             ctx.senders.usage().bytes,
-            channel::CHANNEL_HOST_BYTES_MAX,
+            crate::limits::CHANNEL_HOST_BYTES_MAX,
         ),
         (
             "subscriptions",
             ctx.subscriptions.total_bytes(),
-            pubsub::SUBSCRIPTION_HOST_BYTES_MAX,
+            crate::limits::SUBSCRIPTION_HOST_BYTES_MAX,
         ),
         (
             "anchor_data",
             ctx.tree.data_bytes(),
-            tree::TREE_DATA_BYTES_MAX,
+            crate::limits::TREE_DATA_BYTES_MAX,
         ),
     ] {
         let labels = labelled(&[("budget", budget)]);

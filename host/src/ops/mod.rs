@@ -3,7 +3,7 @@
 //! `/status.json`. Loopback only unless `--insecure`.
 
 mod http;
-pub mod limits;
+pub use crate::limits::ops as limits;
 mod metrics;
 pub mod reported;
 mod status;

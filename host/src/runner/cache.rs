@@ -11,29 +11,13 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::limits::{
+    COMPILED_CACHE_BYTES_MAX, COMPILES_AT_ONCE_MAX, COMPILES_WAITING_MAX, ROMS_IN_MEMORY_MAX,
+    ROM_BYTES_MAX,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use wasmtime::component::Component;
 use wasmtime::Engine;
-
-/// Largest ROM accepted, in bytes.
-pub const ROM_BYTES_MAX: usize = 64 * 1024 * 1024;
-
-/// Most ROMs kept compiled in memory.
-const ROMS_IN_MEMORY_MAX: usize = 64;
-
-/// Most ROMs compiled at once. Cranelift already spreads one compile over
-/// every core, so more at once only adds memory (hundreds of MiB for a
-/// large ROM) and steals the cores the event loop needs.
-pub const COMPILES_AT_ONCE_MAX: usize = 2;
-
-/// Most loads waiting for a compile slot. Past it a load is refused at
-/// once: each waiter holds its ROM's bytes, up to [`ROM_BYTES_MAX`].
-pub const COMPILES_WAITING_MAX: usize = 64;
-
-/// Bytes of compiled ROMs kept in the disk cache. Past it, the artifacts
-/// used longest ago are removed: it is only a cache, so a removed ROM costs
-/// one compile the next time it starts, whoever uses it.
-pub const COMPILED_CACHE_BYTES_MAX: u64 = 2 * 1024 * 1024 * 1024;
 
 /// A compiled ROM.
 #[derive(Clone)]

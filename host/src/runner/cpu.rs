@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::limits::{CPU_BURST_MS, CPU_WINDOW_MS, GUESTS_CPU_PERCENT, PREEMPTED_SLICES_MIN};
 use super::EPOCH_TICK_MS;
+use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, GUESTS_CPU_PERCENT, PREEMPTED_SLICES_MIN};
 
 /// What one process has used, for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,4 +1,9 @@
-//! Resource limits of one process.
+//! Resource limits of one process, and the limiter that enforces them.
+
+use crate::limits::{
+    BUSY_MS_MAX_DEFAULT, INSTANCES_MAX, MEMORIES_MAX, MEMORY_BYTES_MAX_DEFAULT, TABLES_MAX,
+    TABLE_ELEMENTS_MAX,
+};
 
 /// What one process may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,41 +20,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            memory_bytes_max: 512 * 1024 * 1024,
-            busy_ms_max: 10_000,
+            memory_bytes_max: MEMORY_BYTES_MAX_DEFAULT,
+            busy_ms_max: BUSY_MS_MAX_DEFAULT,
         }
     }
 }
-
-/// Instances, tables and memories a component may create. ROMs built from
-/// Rust need a handful; the caps stop a hostile component from creating
-/// thousands.
-pub(crate) const INSTANCES_MAX: usize = 64;
-pub(crate) const TABLES_MAX: usize = 64;
-pub(crate) const MEMORIES_MAX: usize = 16;
-pub(crate) const TABLE_ELEMENTS_MAX: usize = 1_000_000;
-
-/// WASI resources one process may hold at once: open files and directory
-/// handles, streams, pollables, clocks' subscriptions. Each open file is a
-/// host descriptor too, so this also caps the descriptors a process takes
-/// from its host. A Rust ROM holds tens (its stdio, its capnp streams, the
-/// pollables of one poll); past the cap, the WASI call that asked for one
-/// more traps the process, which ends "killed by the descriptor limit".
-pub(crate) const RESOURCES_MAX: usize = 1_024;
-
-/// The part of a host's event loop that computing guests (those the epoch
-/// tick preempts) get together, in equal parts; the rest stays for the
-/// swarm, the RPC and the guests that only answer. See `cpu.rs`.
-pub(crate) const GUESTS_CPU_PERCENT: u32 = 25;
-/// Slices cut short by the tick, one after the other, that make a process
-/// count as computing (see `cpu.rs`).
-pub(crate) const PREEMPTED_SLICES_MIN: u32 = 4;
-/// How long a process counts as computing after the tick last preempted
-/// it, in ms.
-pub(crate) const CPU_WINDOW_MS: u64 = 1_000;
-/// The CPU time a computing process may use at once before it waits for
-/// its part, in ms.
-pub(crate) const CPU_BURST_MS: u64 = 20;
 
 /// The resource limiter of one process's store.
 ///

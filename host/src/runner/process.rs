@@ -21,17 +21,10 @@ use wasmtime_wasi::p2::pipe::{AsyncReadStream, AsyncWriteStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::cpu::{Metered, Slice};
-use super::limits::{ProcessLimiter, RESOURCES_MAX};
+use super::limits::ProcessLimiter;
 use super::transport::Transport;
 use super::{Limits, Rom, Runtime, EPOCH_TICK_MS};
-
-/// Bytes buffered in each direction of the guest's capnp connection, and
-/// of a logged stdout or stderr.
-const PIPE_BYTES: usize = 256 * 1024;
-
-/// Longest stdout or stderr line forwarded to the log, in bytes; longer
-/// lines are cut.
-const OUTPUT_LINE_BYTES_MAX: usize = 8 * 1024;
+use crate::limits::{OUTPUT_LINE_BYTES_MAX, PIPE_BYTES, RESOURCES_MAX};
 
 /// Where a guest's stdin, stdout and stderr go.
 #[derive(Clone, Debug)]

@@ -15,6 +15,4 @@ pub mod table;
 
 pub use server::{ExecutorServer, ProcessServer};
 pub use supervise::{respawn_supervised, spawn};
-pub use table::{
-    Proc, ProcSummary, ProcessSpec, Processes, Restart, PROCESSES_MAX, VOLUME_BYTES_MAX_DEFAULT,
-};
+pub use table::{Proc, ProcSummary, ProcessSpec, Processes, Restart};

@@ -9,11 +9,12 @@ use capnp::capability::Rc as CapRc;
 use ww_api::{executor, process};
 
 use super::supervise::spawn;
-use super::table::{validate_volume, Proc, ProcessSpec, Restart, State, ARGS_MAX, ARG_BYTES_MAX};
+use super::table::{validate_volume, Proc, ProcessSpec, Restart, State};
 use crate::cap::context::HostContext;
 use crate::cap::grants;
 use crate::cap::volume::VolumeKey;
 use crate::cap::{invalid, path, text};
+use crate::limits::{ARGS_MAX, ARG_BYTES_MAX};
 
 /// `Executor`.
 pub struct ExecutorServer {

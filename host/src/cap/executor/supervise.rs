@@ -10,16 +10,16 @@ use anyhow::{bail, Context as _, Result};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::table::{
-    off_loop, prune_roms, store_rom, Proc, ProcessSpec, Restart, State, PROCESSES_MAX,
-    RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS, VOLUME_CHECK_MS,
-    VOLUME_ENTRIES_MAX,
-};
+use super::table::{off_loop, prune_roms, store_rom, Proc, ProcessSpec, Restart, State};
 use crate::cap::context::HostContext;
 use crate::cap::grants::{self, GrantValue};
 use crate::cap::path;
 use crate::cap::tree::Owner;
 use crate::cap::volume;
+use crate::limits::{
+    PROCESSES_MAX, RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
+    VOLUME_CHECK_MS, VOLUME_ENTRIES_MAX,
+};
 use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio};
 
 /// Starts `rom` as a new process of `spec` and supervises it. `record` is

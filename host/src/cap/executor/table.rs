@@ -17,37 +17,8 @@ use tokio::sync::Notify;
 use crate::cap::grants::Grant;
 use crate::cap::path;
 use crate::cap::volume::VolumeKey;
+use crate::limits::{ROM_STORE_BYTES_MAX, VOLUME_BYTES_MAX_DEFAULT};
 use crate::runner::{self, ExitStatus, Rom};
-
-/// Most processes (live or ended, not yet reaped) per host.
-pub const PROCESSES_MAX: usize = 256;
-
-/// Bytes of ROMs the host stores for its supervised processes (it needs
-/// them to respawn them after a restart). A ROM no record names is removed
-/// before each store; past the bound a supervised spawn is refused.
-pub const ROM_STORE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
-
-/// Bytes a volume may take on disk by default (`ww start
-/// --volume-limit-mb`), counted in allocated blocks so a sparse file costs
-/// what it really holds.
-pub const VOLUME_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
-
-/// Files and directories a volume may hold: each costs an inode, and the
-/// check below walks them all.
-pub const VOLUME_ENTRIES_MAX: u64 = 100_000;
-
-/// How often a running process's volume is measured against its quota.
-pub(super) const VOLUME_CHECK_MS: u64 = 250;
-
-/// First restart delay; doubles up to [`RESTART_BACKOFF_MAX_MS`].
-pub(super) const RESTART_BACKOFF_MIN_MS: u64 = 250;
-pub(super) const RESTART_BACKOFF_MAX_MS: u64 = 30_000;
-/// An incarnation that ran this long resets the backoff.
-pub(super) const RESTART_BACKOFF_RESET_MS: u64 = 60_000;
-
-/// Most arguments and environment entries, and their total bytes.
-pub(super) const ARGS_MAX: u32 = 256;
-pub(super) const ARG_BYTES_MAX: usize = 64 * 1024;
 
 /// Restart policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

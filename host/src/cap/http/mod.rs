@@ -7,7 +7,7 @@
 //! - [`robots`]: robots.txt per origin (cached) and crawl-delay slots.
 //! - [`fetch`]: one fetch, its timeouts and its body cap.
 //! - [`headers`]: request and response headers, Retry-After.
-//! - [`limits`]: every bound, with units.
+//! - [`limits`]: every bound, with units (`crate::limits::http`).
 //!
 //! Failures are typed results (`HttpResponse.error`), so a crawler can act
 //! on them; only malformed calls are capnp errors. The grant runs on the
@@ -16,7 +16,7 @@
 
 pub mod fetch;
 pub mod headers;
-pub mod limits;
+pub use crate::limits::http as limits;
 pub mod resolve;
 pub mod robots;
 pub mod scope;
