@@ -292,29 +292,12 @@ fn a_pipelined_call_flood_stops_at_the_calls_in_flight_cap_and_the_host_keeps_se
     // 20,000 `recv` calls that never return, pipelined by a process of the
     // host (spawned by the probe ROM with the host's authority, so it can
     // make a channel).
-    let probe = rom("probe");
-    let spawned = ww(&[
-        "run",
-        "--peer",
+    let pid = spawn_child(
         &host.addr,
-        probe.to_str().unwrap(),
-        "child",
-        "--host",
-        "--detach",
-        "--name",
         "flooder",
-        "--",
-        "call-flood",
-        "20000",
-        "600",
-    ]);
-    spawned.assert_ok();
-    let pid = spawned
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("child pid "))
-        .expect("child pid")
-        .to_owned();
+        &["--host"],
+        &["call-flood", "20000", "600"],
+    );
     let in_flight = wait_until("the flood refused past the cap", TIMEOUT, || {
         let samples = scrape(&http);
         let in_flight = find(&samples, "ww_rpc_calls_in_flight", &[("from", "process")])?;
@@ -386,6 +369,35 @@ fn process(addr: &str, id: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
+/// Spawns the misbehave ROM with `args` as a detached process named `name`
+/// of the host at `addr` (the probe ROM spawns it, with `options` such as
+/// `--volume V` or `--host`); returns its pid.
+fn spawn_child(addr: &str, name: &str, options: &[&str], args: &[&str]) -> String {
+    let probe = rom("probe");
+    let mut argv = vec!["run", "--peer", addr, probe.to_str().unwrap(), "child"];
+    argv.extend_from_slice(options);
+    argv.extend_from_slice(&["--detach", "--name", name, "--"]);
+    argv.extend_from_slice(args);
+    let spawned = ww(&argv);
+    spawned.assert_ok();
+    spawned
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("child pid "))
+        .unwrap_or_else(|| panic!("no child pid: {spawned:#?}"))
+        .to_owned()
+}
+
+/// Waits for process `pid` of the host at `addr` to end; returns its entry
+/// in `ww ps --json` and its exit message.
+fn wait_ended(addr: &str, pid: &str) -> (serde_json::Value, String) {
+    let ended = wait_until("the process ends", TIMEOUT, || {
+        process(addr, pid).filter(|p| p["state"] != "running" && p["state"] != "starting")
+    });
+    let message = ended["exit"].as_str().unwrap_or_default().to_owned();
+    (ended, message)
+}
+
 #[test]
 fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
     // A process's WASI resources, its open files among them.
@@ -394,37 +406,18 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
     let host = &cluster.hosts[0];
     let misbehave = rom("misbehave");
     let misbehave = misbehave.to_str().unwrap();
-    let probe = rom("probe");
     let before = open_fds(host.pid());
 
     // A process of the host opens one file of its volume again and again,
     // keeping every descriptor.
-    let spawned = ww(&[
-        "run",
-        "--peer",
+    let pid = spawn_child(
         &host.addr,
-        probe.to_str().unwrap(),
-        "child",
-        "--volume",
-        "flood",
-        "--detach",
-        "--name",
         "opener",
-        "--",
-        "open-flood",
-    ]);
-    spawned.assert_ok();
-    let pid = spawned
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("child pid "))
-        .expect("child pid")
-        .to_owned();
-    let ended = wait_until("the flooder ends", TIMEOUT, || {
-        process(&host.addr, &pid).filter(|p| p["state"] != "running" && p["state"] != "starting")
-    });
+        &["--volume", "flood"],
+        &["open-flood"],
+    );
+    let (ended, message) = wait_ended(&host.addr, &pid);
     assert_eq!(ended["state"], "trapped", "{ended}");
-    let message = ended["exit"].as_str().unwrap_or_default();
     assert!(
         message.contains("killed by the descriptor limit") && message.contains("resources_max"),
         "{ended}"
@@ -489,12 +482,16 @@ fn a_publish_flood_to_a_topic_nobody_reads_holds_at_most_the_waiting_budget() {
         .split([' ', ',', ':'])
         .filter_map(|word| word.parse().ok())
         .collect();
-    let waited = PENDING_MIB * 1024 / PUBLISH_KIB;
-    assert_eq!(
-        counts[..3],
-        [0, waited, PUBLISHES - waited],
-        "delivered, waited, refused: {line}"
-    );
+    // The budget's worth waited, the rest was refused. More may have
+    // waited when the flood took longer to arrive than a publish waits
+    // (a loaded machine): the first to wait had expired and made room.
+    let budget = PENDING_MIB * 1024 / PUBLISH_KIB;
+    let [delivered, waited, refused] = counts[..3] else {
+        panic!("{line}");
+    };
+    assert_eq!(delivered, 0, "{line}");
+    assert_eq!(waited + refused, PUBLISHES, "{line}");
+    assert!(waited >= budget && refused > 0, "{line}");
     assert!(line.contains("PENDING_PUBLISHES_BYTES_MAX"), "{line}");
 
     // The host held the budget's worth, not the flood's.
@@ -530,33 +527,9 @@ fn a_volume_filler_is_killed_at_its_quota_and_the_host_keeps_serving() {
     let host = &cluster.hosts[0];
     let misbehave = rom("misbehave");
     let misbehave = misbehave.to_str().unwrap();
-    let probe = rom("probe");
-    let spawned = ww(&[
-        "run",
-        "--peer",
-        &host.addr,
-        probe.to_str().unwrap(),
-        "child",
-        "--volume",
-        "filler",
-        "--detach",
-        "--name",
-        "filler",
-        "--",
-        "fill",
-    ]);
-    spawned.assert_ok();
-    let pid = spawned
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("child pid "))
-        .expect("child pid")
-        .to_owned();
-    let ended = wait_until("the filler ends", TIMEOUT, || {
-        process(&host.addr, &pid).filter(|p| p["state"] != "running" && p["state"] != "starting")
-    });
+    let pid = spawn_child(&host.addr, "filler", &["--volume", "filler"], &["fill"]);
+    let (ended, message) = wait_ended(&host.addr, &pid);
     assert_eq!(ended["state"], "trapped", "{ended}");
-    let message = ended["exit"].as_str().unwrap_or_default();
     assert!(
         message.contains("killed by the volume quota") && message.contains("--volume-limit-mb"),
         "{ended}"
