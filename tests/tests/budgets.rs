@@ -521,25 +521,48 @@ fn disk_bytes(dir: &std::path::Path) -> u64 {
 }
 
 #[test]
-fn a_volume_filler_is_killed_at_its_quota_and_the_host_keeps_serving() {
+fn a_volume_filler_is_refused_at_its_quota_and_the_host_keeps_serving() {
     const QUOTA_MIB: u64 = 64;
     let cluster = Cluster::start_with(1, &["--volume-limit-mb", &QUOTA_MIB.to_string()]);
     let host = &cluster.hosts[0];
     let misbehave = rom("misbehave");
     let misbehave = misbehave.to_str().unwrap();
+    // A process writes 1 MiB files into its volume until a write fails.
     let pid = spawn_child(&host.addr, "filler", &["--volume", "filler"], &["fill"]);
     let (ended, message) = wait_ended(&host.addr, &pid);
-    assert_eq!(ended["state"], "trapped", "{ended}");
+    assert_eq!(ended["state"], "exited", "{ended}");
+    assert_eq!(message, "exited with 1", "{ended}");
+    // The write past the quota failed in the guest (wasi-libc reports a
+    // failed stream write as EIO), and the host named the quota.
+    let log = host.log();
     assert!(
-        message.contains("killed by the volume quota") && message.contains("--volume-limit-mb"),
-        "{ended}"
+        log.contains("error: I/O error") && log.contains("stream=\"stderr\""),
+        "the guest saw no failed write:\n{log}"
     );
-    // It got past the quota: the volume is measured every 250 ms
-    // (VOLUME_CHECK_MS), so by what it wrote in between.
+    assert!(
+        log.contains("refused a write of") && log.contains("--volume-limit-mb"),
+        "the host named no quota:\n{log}"
+    );
+    let written = log
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("wrote ")?;
+            let (mib, rest) = rest.split_once(' ')?;
+            rest.starts_with("MiB").then(|| mib.parse::<u64>().ok())?
+        })
+        .max()
+        .unwrap_or(0);
+    // It wrote up to the quota and no further: the volume holds at most
+    // the quota on disk, and within a few files of it.
     let volume = cluster.dir().join("host0").join("volumes").join("filler");
     let held = disk_bytes(&volume);
-    eprintln!("the filler's volume holds {} MiB", held >> 20);
-    assert!(held > QUOTA_MIB << 20, "held {held} bytes");
+    eprintln!(
+        "the filler wrote {written} MiB or more; its volume holds {} KiB",
+        held >> 10
+    );
+    assert!(held <= QUOTA_MIB << 20, "held {held} bytes");
+    assert!(held > (QUOTA_MIB - 4) << 20, "held {held} bytes");
+    assert!(written >= QUOTA_MIB - 16, "wrote {written} MiB");
 
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();

@@ -83,6 +83,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             .map(|value| vec![("NO_COLOR".to_owned(), value)])
             .unwrap_or_default(),
         volume: None,
+        quota: None,
         limits: Limits {
             memory_bytes_max: args.memory_limit_mb.saturating_mul(1024 * 1024),
             busy_ms_max: args.busy_limit_ms,

@@ -45,9 +45,8 @@ pub struct Args {
     /// Print the peer id and addresses as one JSON line.
     #[arg(long)]
     json: bool,
-    /// Most a process's volume may hold on disk, in MiB. Measured every
-    /// 250 ms; a process past it is killed, and not run again until its
-    /// volume is back under.
+    /// Most a process's volume may hold on disk, in MiB: a file write past
+    /// it fails in the guest, as on a full disk.
     #[arg(long, default_value_t = crate::limits::VOLUME_BYTES_MAX_DEFAULT / (1024 * 1024))]
     volume_limit_mb: u64,
     /// Time between heartbeats.

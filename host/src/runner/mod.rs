@@ -13,6 +13,7 @@ mod caller;
 mod cpu;
 mod limits;
 mod process;
+mod quota;
 mod transport;
 
 pub use cache::{Rom, RomCache};
@@ -22,6 +23,7 @@ pub use caller::calling_process;
 pub use cpu::CpuUsage;
 pub use limits::Limits;
 pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};
+pub use quota::VolumeQuota;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +93,9 @@ impl Runtime {
         transport::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking ww:rpc/transport")?;
+        quota::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the volume quota's file writes")?;
         let ticks = Arc::new(Ticks::default());
         start_ticker(engine.weak(), Arc::downgrade(&ticks));
         Ok(Rc::new(Self {

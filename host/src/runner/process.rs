@@ -50,6 +50,8 @@ pub struct SpawnSpec {
     pub env: Vec<(String, String)>,
     /// A host directory preopened as `/data`, read-write.
     pub volume: Option<PathBuf>,
+    /// The volume's quota, which every file write takes from.
+    pub quota: Option<Arc<super::VolumeQuota>>,
     /// Resource limits.
     pub limits: Limits,
     /// Where stdin, stdout and stderr go.
@@ -129,6 +131,8 @@ pub(crate) struct ProcState {
     pub(super) transport: Transport,
     limits: ProcessLimiter,
     busy: Busy,
+    /// See [`SpawnSpec::quota`].
+    pub(super) quota: Option<Arc<super::VolumeQuota>>,
 }
 
 /// Tracks how long the guest has computed without calling its host; see
@@ -228,6 +232,7 @@ pub fn start(
         table,
         transport,
         limits: ProcessLimiter::new(spec.limits.memory_bytes_max),
+        quota: spec.quota.clone(),
         busy: Busy {
             since_tick: runtime.now_ticks(),
             ..Busy::default()

@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -20,7 +21,7 @@ use crate::limits::{
     PROCESSES_MAX, RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
     VOLUME_CHECK_MS, VOLUME_ENTRIES_MAX,
 };
-use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio};
+use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio, VolumeQuota};
 
 /// Starts `rom` as a new process of `spec` and supervises it. `record` is
 /// the stem of its supervision record when it is respawned from one.
@@ -244,11 +245,28 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
             None => (entry.clone(), String::new()),
         })
         .collect();
-    let spec_volume = volume.clone();
+    // Writes take from the quota from the start: it begins from what the
+    // volume holds now.
+    let bytes_max = ctx.processes.volume_bytes_max.get();
+    let quota = match &volume {
+        Some(dir) => {
+            let walked = dir.clone();
+            let usage = off_loop(move || volume::usage(&walked, VOLUME_ENTRIES_MAX)).await;
+            let measured = usage.map_or(0, |(bytes, _)| bytes);
+            Some(VolumeQuota::new(
+                dir.display().to_string(),
+                bytes_max,
+                measured,
+            ))
+        }
+        None => None,
+    };
+    let watched = volume.clone().zip(quota.clone());
     let spec = SpawnSpec {
         args: proc.spec.args.clone(),
         env,
         volume,
+        quota,
         limits: Limits::default(),
         stdio: Stdio::Log { pid: proc.id },
         cpu_ns: proc.cpu_ns.clone(),
@@ -275,14 +293,13 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         running.task.abort();
     }
     let over_quota = Rc::new(RefCell::new(None));
-    let quota = spec_volume.map(|dir| {
+    let watcher = watched.map(|(dir, quota)| {
         let (task, over_quota) = (running.task.clone(), over_quota.clone());
-        let bytes_max = ctx.processes.volume_bytes_max.get();
-        tokio::task::spawn_local(watch_volume(dir, bytes_max, task, over_quota))
+        tokio::task::spawn_local(watch_volume(dir, quota, task, over_quota))
     });
     let mut exit = running.exit.await;
-    if let Some(quota) = quota {
-        quota.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
     }
     if let Some(message) = over_quota.borrow_mut().take() {
         exit = ExitStatus {
@@ -297,24 +314,23 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
     exit
 }
 
-/// Measures the volume at `dir` every [`VOLUME_CHECK_MS`]; past
-/// `bytes_max` or [`VOLUME_ENTRIES_MAX`] it says why in `over_quota` and
-/// kills the process (`task`). Checked at start too, so a supervised
-/// process whose volume is still over its quota does not run between its
-/// restarts. A guest can write past the quota for up to one interval
-/// before it is stopped: the host does not see WASI file writes one by one
-/// (wasmtime-wasi writes straight to the preopened directory), so the
-/// quota bounds what a volume keeps, not each write, and the guest gets no
-/// ENOSPC.
+/// Measures the volume at `dir` every [`VOLUME_CHECK_MS`] for `quota`,
+/// which refuses each write past it with ENOSPC (`runner::VolumeQuota`).
+/// What writes do not count (directories, the blocks of tiny files) can
+/// still take a volume past its quota, or past [`VOLUME_ENTRIES_MAX`]
+/// entries: then it says why in `over_quota` and kills the process
+/// (`task`). Checked at start too, so a supervised process whose volume is
+/// still over does not run between its restarts.
 async fn watch_volume(
     dir: PathBuf,
-    bytes_max: u64,
+    quota: Arc<VolumeQuota>,
     task: tokio::task::AbortHandle,
     over_quota: Rc<RefCell<Option<String>>>,
 ) {
     loop {
         let walked = dir.clone();
         let usage = off_loop(move || volume::usage(&walked, VOLUME_ENTRIES_MAX)).await;
+        let bytes_max = quota.bytes_max();
         match usage {
             Ok((bytes, _)) if bytes > bytes_max => {
                 *over_quota.borrow_mut() = Some(format!(
@@ -332,7 +348,7 @@ async fn watch_volume(
                 task.abort();
                 return;
             }
-            Ok(_) => {}
+            Ok((bytes, _)) => quota.measured(bytes),
             Err(err) => warn!("cannot measure volume {}: {err:#}", dir.display()),
         }
         tokio::time::sleep(Duration::from_millis(VOLUME_CHECK_MS)).await;
