@@ -552,15 +552,19 @@ fn a_volume_filler_is_refused_at_its_quota_and_the_host_keeps_serving() {
         })
         .max()
         .unwrap_or(0);
-    // It wrote up to the quota and no further: the volume holds at most
-    // the quota on disk, and within a few files of it.
+    // It wrote up to the quota and no further: the volume holds the quota
+    // on disk, within a few files below it and the file system's own
+    // blocks above it (extent blocks, preallocation: seen 64 KiB).
     let volume = cluster.dir().join("host0").join("volumes").join("filler");
     let held = disk_bytes(&volume);
     eprintln!(
         "the filler wrote {written} MiB or more; its volume holds {} KiB",
         held >> 10
     );
-    assert!(held <= QUOTA_MIB << 20, "held {held} bytes");
+    assert!(
+        held <= (QUOTA_MIB << 20) + ww::limits::VOLUME_OVERHEAD_BYTES_MAX,
+        "held {held} bytes"
+    );
     assert!(held > (QUOTA_MIB - 4) << 20, "held {held} bytes");
     assert!(written >= QUOTA_MIB - 16, "wrote {written} MiB");
 

@@ -107,6 +107,12 @@ pub const ROM_STORE_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 /// what it really holds.
 pub const VOLUME_BYTES_MAX_DEFAULT: u64 = 1024 * 1024 * 1024;
 
+/// What a volume may hold on disk past its quota before its process is
+/// killed: writes are counted in bytes, the disk in blocks, and the file
+/// system adds its own (extent blocks, preallocation), so a volume written
+/// up to its quota holds a little more.
+pub const VOLUME_OVERHEAD_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
 /// Files and directories a volume may hold: each costs an inode, and the
 /// check below walks them all.
 pub const VOLUME_ENTRIES_MAX: u64 = 100_000;

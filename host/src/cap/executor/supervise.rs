@@ -19,7 +19,7 @@ use crate::cap::tree::Owner;
 use crate::cap::volume;
 use crate::limits::{
     PROCESSES_MAX, RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_MIN_MS, RESTART_BACKOFF_RESET_MS,
-    VOLUME_CHECK_MS, VOLUME_ENTRIES_MAX,
+    VOLUME_CHECK_MS, VOLUME_ENTRIES_MAX, VOLUME_OVERHEAD_BYTES_MAX,
 };
 use crate::runner::{self, ExitKind, ExitStatus, Limits, Rom, SpawnSpec, Stdio, VolumeQuota};
 
@@ -332,9 +332,9 @@ async fn watch_volume(
         let usage = off_loop(move || volume::usage(&walked, VOLUME_ENTRIES_MAX)).await;
         let bytes_max = quota.bytes_max();
         match usage {
-            Ok((bytes, _)) if bytes > bytes_max => {
+            Ok((bytes, _)) if bytes > bytes_max.saturating_add(VOLUME_OVERHEAD_BYTES_MAX) => {
                 *over_quota.borrow_mut() = Some(format!(
-                    "killed by the volume quota: its volume holds {bytes} bytes on disk, past its {bytes_max} (ww start --volume-limit-mb); free space in {} to run it again",
+                    "killed by the volume quota: its volume holds {bytes} bytes on disk, past its {bytes_max} (ww start --volume-limit-mb) and the file system's {VOLUME_OVERHEAD_BYTES_MAX} more (VOLUME_OVERHEAD_BYTES_MAX); free space in {} to run it again",
                     dir.display()
                 ));
                 task.abort();
