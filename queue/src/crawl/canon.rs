@@ -13,7 +13,8 @@
 //!    `user:password@` (a crawler never sends credentials found in links).
 //! 4. Percent-encoding in the path and the query is normalized: an escape
 //!    of an unreserved character (`A-Z a-z 0-9 - . _ ~`) is decoded, every
-//!    other escape gets upper-case hex digits (`%2f` becomes `%2F`).
+//!    other escape gets upper-case hex digits (`%2f` becomes `%2F`), and a
+//!    `%` that starts no escape is escaped itself (`%25`).
 //! 5. The query keeps its parameter order (servers may depend on it); an
 //!    empty query (`/a?`) is dropped.
 //! 6. The result is at most [`URL_BYTES_MAX`] bytes.
@@ -131,6 +132,14 @@ fn normalize_escapes(text: &str) -> String {
                 i += 3;
                 continue;
             }
+        }
+        if bytes[i] == b'%' {
+            // Not an escape: written as one, so that decoding what follows
+            // cannot make it one (`%0%61` would become `%0a`, which the
+            // next pass would read as an escape, and no longer be stable).
+            out.push_str("%25");
+            i += 1;
+            continue;
         }
         // `text` is ASCII after URL serialization, but copy any other
         // character whole rather than assume it.
