@@ -93,7 +93,7 @@ pub fn render(ctx: &HostContext) -> String {
     );
     let runtime = ctx.processes.runtime();
     let cpu_wait = Family::<Labels, CounterF>::default();
-    for (pid, usage) in runtime.cpu_usage() {
+    for (pid, wait_ns) in runtime.cpu_waits_ns() {
         let name = processes
             .iter()
             .find(|proc| proc.id == pid)
@@ -102,9 +102,7 @@ pub fn render(ctx: &HostContext) -> String {
             ("pid".to_owned(), pid.to_string()),
             ("name".to_owned(), name),
         ];
-        cpu_wait
-            .get_or_create(&labels)
-            .inc_by(usage.wait_ns as f64 / 1e9);
+        cpu_wait.get_or_create(&labels).inc_by(wait_ns as f64 / 1e9);
     }
     registry.register(
         "ww_process_cpu_wait_seconds",

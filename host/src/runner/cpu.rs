@@ -34,20 +34,11 @@ use std::time::{Duration, Instant};
 use super::EPOCH_TICK_MS;
 use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, GUESTS_CPU_PERCENT, PREEMPTED_SLICES_MIN};
 
-/// What one process has used, for `/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuUsage {
-    /// Time its task ran on the event loop, in ns.
-    pub run_ns: u64,
-    /// Time it waited for its CPU share, in ns.
-    pub wait_ns: u64,
-    /// How many times it was made to wait.
-    pub waits: u64,
-}
-
 /// One process's account.
 struct Account {
-    usage: Cell<CpuUsage>,
+    /// Time it waited for its CPU share, in ns (its run time goes to the
+    /// executor's `cpu_ns`).
+    wait_ns: Cell<u64>,
     /// CPU time it may still use before it waits, in ns; negative: debt.
     tokens_ns: Cell<i64>,
     refilled: Cell<Instant>,
@@ -83,13 +74,13 @@ pub(crate) struct CpuShares {
 }
 
 impl CpuShares {
-    /// What each live process (by pid) has used.
-    pub(crate) fn usage(&self) -> Vec<(u64, CpuUsage)> {
-        let mut all: Vec<(u64, CpuUsage)> = self
+    /// The time each live process (by pid) waited for its share, in ns.
+    pub(crate) fn waits(&self) -> Vec<(u64, u64)> {
+        let mut all: Vec<(u64, u64)> = self
             .accounts
             .borrow()
             .iter()
-            .map(|(pid, account)| (*pid, account.usage.get()))
+            .map(|(pid, account)| (*pid, account.wait_ns.get()))
             .collect();
         all.sort_unstable_by_key(|(pid, _)| *pid);
         all
@@ -97,7 +88,7 @@ impl CpuShares {
 
     fn open(&self, pid: u64) -> Rc<Account> {
         let account = Rc::new(Account {
-            usage: Cell::new(CpuUsage::default()),
+            wait_ns: Cell::new(0),
             tokens_ns: Cell::new(ms_to_ns(CPU_BURST_MS)),
             refilled: Cell::new(Instant::now()),
             preempted: Cell::new(None),
@@ -129,9 +120,6 @@ impl CpuShares {
         preempted: bool,
         now: Instant,
     ) -> Option<Duration> {
-        let mut usage = account.usage.get();
-        usage.run_ns = usage.run_ns.saturating_add(duration_ns(ran));
-        account.usage.set(usage);
         if preempted {
             account.preempted.set(Some(now));
             account.streak.set(account.streak.get().saturating_add(1));
@@ -140,7 +128,8 @@ impl CpuShares {
         }
         let burst = ms_to_ns(CPU_BURST_MS);
         if !account.computing(now) {
-            // Not computing for a whole window: whatever it owed is paid.
+            // Not computing (its last slice waited, or too few in a row
+            // were cut short): whatever it owed is forgiven.
             account.tokens_ns.set(burst);
             account.refilled.set(now);
             return None;
@@ -281,9 +270,11 @@ impl<F: Future> Future for Metered<F> {
                 return Poll::Pending;
             }
             if let Some(share) = &this.share {
-                let mut usage = share.account.usage.get();
-                usage.wait_ns = usage.wait_ns.saturating_add(duration_ns(since.elapsed()));
-                share.account.usage.set(usage);
+                let waited = duration_ns(since.elapsed());
+                share
+                    .account
+                    .wait_ns
+                    .set(share.account.wait_ns.get().saturating_add(waited));
             }
             this.waiting = None;
         }
@@ -304,9 +295,6 @@ impl<F: Future> Future for Metered<F> {
             return polled;
         }
         if let Some(wait) = wait {
-            let mut usage = share.account.usage.get();
-            usage.waits = usage.waits.saturating_add(1);
-            share.account.usage.set(usage);
             // The tick already woke the task to run again; the sleep's
             // waker replaces that wake-up, so the task leaves the run queue
             // until its share is back.
@@ -349,7 +337,6 @@ mod tests {
             let wait = shares.charge(&account, Duration::from_millis(5), false, at);
             assert_eq!(wait, None);
         }
-        assert_eq!(account.usage.get().run_ns, 500_000_000);
         assert_eq!(account.tokens_ns.get(), ms_to_ns(CPU_BURST_MS));
     }
 

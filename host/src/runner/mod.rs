@@ -20,7 +20,6 @@ pub use cache::{Rom, RomCache};
 #[cfg(test)]
 pub(crate) use caller::as_process;
 pub use caller::calling_process;
-pub use cpu::CpuUsage;
 pub use limits::Limits;
 pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};
 pub use quota::VolumeQuota;
@@ -113,11 +112,10 @@ impl Runtime {
         &self.cache
     }
 
-    /// The CPU each live process of the host has used and waited for, by
-    /// pid (the one process of `ww run` has the loop to itself and is not
-    /// held to a share).
-    pub fn cpu_usage(&self) -> Vec<(u64, CpuUsage)> {
-        self.cpu.usage()
+    /// The time each live process of the host waited for its CPU share,
+    /// in ns, by pid (the one process of `ww run` is not held to a share).
+    pub fn cpu_waits_ns(&self) -> Vec<(u64, u64)> {
+        self.cpu.waits()
     }
 
     fn now_ticks(&self) -> u64 {

@@ -47,18 +47,13 @@ impl Origins {
 
     /// Counts a batch of `origin`; returns the key to give it back with.
     fn take(&mut self, origin: &str) -> Rc<str> {
-        match self.0.get_key_value(origin) {
-            Some((key, _)) => {
-                let key = key.clone();
-                *self.0.entry(key.clone()).or_insert(0) += 1;
-                key
-            }
-            None => {
-                let key: Rc<str> = Rc::from(origin);
-                self.0.insert(key.clone(), 1);
-                key
-            }
-        }
+        // The origin's name is copied once, when its first batch opens.
+        let key = match self.0.get_key_value(origin) {
+            Some((key, _)) => key.clone(),
+            None => Rc::from(origin),
+        };
+        *self.0.entry(key.clone()).or_insert(0) += 1;
+        key
     }
 
     /// Paired with [`Origins::take`].

@@ -319,8 +319,8 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
 /// What writes do not count (directories, the blocks of tiny files) can
 /// still take a volume past its quota, or past [`VOLUME_ENTRIES_MAX`]
 /// entries: then it says why in `over_quota` and kills the process
-/// (`task`). Checked at start too, so a supervised process whose volume is
-/// still over does not run between its restarts.
+/// (`task`). A supervised process whose volume is still over when it
+/// restarts has every write refused and is killed at the first check.
 async fn watch_volume(
     dir: PathBuf,
     quota: Arc<VolumeQuota>,
@@ -328,6 +328,8 @@ async fn watch_volume(
     over_quota: Rc<RefCell<Option<String>>>,
 ) {
     loop {
+        // `run_once` measured the volume just before the start.
+        tokio::time::sleep(Duration::from_millis(VOLUME_CHECK_MS)).await;
         let walked = dir.clone();
         let usage = off_loop(move || volume::usage(&walked, VOLUME_ENTRIES_MAX)).await;
         let bytes_max = quota.bytes_max();
@@ -351,7 +353,6 @@ async fn watch_volume(
             Ok((bytes, _)) => quota.measured(bytes),
             Err(err) => warn!("cannot measure volume {}: {err:#}", dir.display()),
         }
-        tokio::time::sleep(Duration::from_millis(VOLUME_CHECK_MS)).await;
     }
 }
 
