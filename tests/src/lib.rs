@@ -11,6 +11,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod crawler_rom;
+pub mod memory_bomb;
 pub mod metrics;
 pub mod raft_rom;
 pub mod web;

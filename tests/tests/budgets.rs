@@ -1,14 +1,48 @@
 //! Budgets on a real host: a flood is refused with the name of the budget
 //! it hit, the host's memory stays within that budget, and the host keeps
-//! serving everybody else.
+//! serving everybody else. Each flood runs on a host of a cluster that
+//! holds a Raft group, and the group must still take writes after it (or
+//! while it is held).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/native.rs"]
+mod support;
+
 use std::time::Duration;
 
-use ww_tests::{rom, wait_until, ww, Cluster};
+use ww_tests::{raft_rom, rom, wait_until, ww, Cluster};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The host the floods target: it holds one of the group's replicas.
+const FLOODED: usize = 1;
+
+/// Four hosts, started with `extra`, and a Raft group whose replicas are
+/// on hosts 1 to 3 (host 0 is the clients'). Every flood runs beside it.
+fn beside_a_group(extra: &[&str]) -> Cluster {
+    let cluster = raft_rom::deployed_with(4, TIMEOUT, extra);
+    raft_rom::run(
+        &cluster.hosts[0].addr,
+        &["put", "before", "the flood"],
+        TIMEOUT,
+    )
+    .assert_ok();
+    cluster
+}
+
+/// The group still takes writes and serves reads: a few `ww run` clients
+/// put keys named after `flood` and read the last one back.
+fn assert_group_writes(cluster: &Cluster, flood: &str) {
+    let client = &cluster.hosts[0].addr;
+    let keys: Vec<String> = (0..3).map(|n| format!("{flood}-{n}")).collect();
+    for key in &keys {
+        raft_rom::run(client, &["put", key, flood], TIMEOUT).assert_ok();
+    }
+    let got = raft_rom::run(client, &["get", &keys[2]], TIMEOUT);
+    got.assert_ok();
+    assert!(got.stdout.contains(flood), "{got:#?}");
+}
 
 /// The `field` (in KiB) of process `pid`'s `/proc` status.
 fn status_kib(pid: u32, field: &str) -> u64 {
@@ -50,8 +84,8 @@ fn mib_refusal(text: &str) -> Option<&str> {
 #[test]
 fn an_anchor_flood_stops_at_its_writers_share_and_the_host_keeps_serving() {
     const MIB: u64 = 1024;
-    let cluster = Cluster::start(1);
-    let host = &cluster.hosts[0];
+    let cluster = beside_a_group(&[]);
+    let host = &cluster.hosts[FLOODED];
     let misbehave = rom("misbehave");
     let misbehave = misbehave.to_str().unwrap();
     let before_kib = rss_kib(host.pid());
@@ -100,6 +134,7 @@ fn an_anchor_flood_stops_at_its_writers_share_and_the_host_keeps_serving() {
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    assert_group_writes(&cluster, "anchor-flood");
 }
 
 #[test]
@@ -109,8 +144,8 @@ fn a_channel_flood_stops_at_each_writers_share_and_the_host_keeps_serving() {
     // of 1 MiB and their overhead; the flooder checks for a refusal every 8
     // sends, and sends after the refused one are refused too.
     const SHARE_MIB: usize = 63;
-    let cluster = Cluster::start(1);
-    let host = &cluster.hosts[0];
+    let cluster = beside_a_group(&[]);
+    let host = &cluster.hosts[FLOODED];
     let (misbehave, probe) = (rom("misbehave"), rom("probe"));
     let (misbehave, probe) = (misbehave.to_str().unwrap(), probe.to_str().unwrap());
     let before_kib = rss_kib(host.pid());
@@ -186,6 +221,7 @@ fn a_channel_flood_stops_at_each_writers_share_and_the_host_keeps_serving() {
     let again = ww(&["run", "--peer", &host.addr, misbehave, "channel-flood"]);
     again.assert_ok();
     assert_eq!(refused_after_mib(&again.stdout), SHARE_MIB, "{again:#?}");
+    assert_group_writes(&cluster, "channel-flood");
 }
 
 #[test]
@@ -194,8 +230,8 @@ fn a_subscriber_that_never_reads_holds_its_share_and_the_host_keeps_serving() {
     // Eight times a subscriber's share (SUBSCRIBER_BYTES_MAX, 64 MiB); its
     // buffer of 65,536 messages would take them all.
     const FLOOD_MIB: u64 = 512;
-    let cluster = Cluster::start(1);
-    let host = &cluster.hosts[0];
+    let cluster = beside_a_group(&[]);
+    let host = &cluster.hosts[FLOODED];
     let (misbehave, probe) = (rom("misbehave"), rom("probe"));
     let (misbehave, probe) = (misbehave.to_str().unwrap(), probe.to_str().unwrap());
     let before_kib = rss_kib(host.pid());
@@ -275,6 +311,7 @@ fn a_subscriber_that_never_reads_holds_its_share_and_the_host_keeps_serving() {
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    assert_group_writes(&cluster, "subscriber-flood");
 }
 
 #[test]
@@ -282,7 +319,10 @@ fn a_pipelined_call_flood_stops_at_the_calls_in_flight_cap_and_the_host_keeps_se
     use ww_api::limits::CALLS_IN_FLIGHT_PER_CONNECTION_MAX as CAP;
     use ww_tests::metrics::{find, scrape};
     const MIB: u64 = 1024;
-    let cluster = Cluster::start_with(1, &["--http", "127.0.0.1:0"]);
+    // Host 0, through which every client of the group reaches it: a
+    // replica's host has calls of its own in flight, which the counts
+    // below would include.
+    let cluster = beside_a_group(&["--http", "127.0.0.1:0"]);
     let host = &cluster.hosts[0];
     let http = host.http.clone().expect("--http address");
     let misbehave = rom("misbehave");
@@ -315,6 +355,7 @@ fn a_pipelined_call_flood_stops_at_the_calls_in_flight_cap_and_the_host_keeps_se
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
     ww(&["ls", "--peer", &host.addr, "/"]).assert_ok();
+    assert_group_writes(&cluster, "call-flood");
     let grown_kib = rss_kib(host.pid()).saturating_sub(before_kib);
     eprintln!("host RSS grew {grown_kib} KiB holding {in_flight} calls");
     // The flooder's linear memory (its 20,000 promises and queued calls)
@@ -402,8 +443,8 @@ fn wait_ended(addr: &str, pid: &str) -> (serde_json::Value, String) {
 fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
     // A process's WASI resources, its open files among them.
     use ww::limits::RESOURCES_MAX;
-    let cluster = Cluster::start(1);
-    let host = &cluster.hosts[0];
+    let cluster = beside_a_group(&[]);
+    let host = &cluster.hosts[FLOODED];
     let misbehave = rom("misbehave");
     let misbehave = misbehave.to_str().unwrap();
     let before = open_fds(host.pid());
@@ -447,6 +488,7 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    assert_group_writes(&cluster, "descriptor-flood");
 }
 
 #[test]
@@ -454,8 +496,8 @@ fn a_publish_flood_to_a_topic_nobody_reads_holds_at_most_the_waiting_budget() {
     const PENDING_MIB: u64 = (ww_net::limits::PENDING_PUBLISHES_BYTES_MAX >> 20) as u64;
     const PUBLISHES: u64 = 1_000;
     const PUBLISH_KIB: u64 = 256;
-    let cluster = Cluster::start(1);
-    let host = &cluster.hosts[0];
+    let cluster = beside_a_group(&[]);
+    let host = &cluster.hosts[FLOODED];
     let misbehave = rom("misbehave");
     let misbehave = misbehave.to_str().unwrap();
     let before_kib = peak_rss_kib(host.pid());
@@ -504,6 +546,7 @@ fn a_publish_flood_to_a_topic_nobody_reads_holds_at_most_the_waiting_budget() {
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    assert_group_writes(&cluster, "publish-flood");
 }
 
 /// Bytes the files under `dir` take on disk.
@@ -523,8 +566,8 @@ fn disk_bytes(dir: &std::path::Path) -> u64 {
 #[test]
 fn a_volume_filler_is_refused_at_its_quota_and_the_host_keeps_serving() {
     const QUOTA_MIB: u64 = 64;
-    let cluster = Cluster::start_with(1, &["--volume-limit-mb", &QUOTA_MIB.to_string()]);
-    let host = &cluster.hosts[0];
+    let cluster = beside_a_group(&["--volume-limit-mb", &QUOTA_MIB.to_string()]);
+    let host = &cluster.hosts[FLOODED];
     let misbehave = rom("misbehave");
     let misbehave = misbehave.to_str().unwrap();
     // A process writes 1 MiB files into its volume until a write fails.
@@ -555,7 +598,11 @@ fn a_volume_filler_is_refused_at_its_quota_and_the_host_keeps_serving() {
     // It wrote up to the quota and no further: the volume holds the quota
     // on disk, within a few files below it and the file system's own
     // blocks above it (extent blocks, preallocation: seen 64 KiB).
-    let volume = cluster.dir().join("host0").join("volumes").join("filler");
+    let volume = cluster
+        .dir()
+        .join(format!("host{FLOODED}"))
+        .join("volumes")
+        .join("filler");
     let held = disk_bytes(&volume);
     eprintln!(
         "the filler wrote {written} MiB or more; its volume holds {} KiB",
@@ -571,4 +618,144 @@ fn a_volume_filler_is_refused_at_its_quota_and_the_host_keeps_serving() {
     let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    assert_group_writes(&cluster, "volume-filler");
+}
+
+#[test]
+fn a_memory_bomb_across_sixteen_memories_stops_at_its_processes_budget_and_the_group_keeps_writing()
+{
+    use ww::limits::{MEMORIES_MAX, MEMORY_BYTES_MAX_DEFAULT};
+    const STEP_MIB: u64 = 64;
+    const BUDGET_MIB: u64 = (MEMORY_BYTES_MAX_DEFAULT >> 20) as u64;
+    let memories = MEMORIES_MAX as u64;
+    // Held to each memory alone, the bomb would hold twice its budget.
+    assert!(memories * STEP_MIB >= 2 * BUDGET_MIB);
+    let mut cluster = beside_a_group(&[]);
+    let host = &cluster.hosts[FLOODED];
+    let rss_before = rss_kib(host.pid());
+    let bomb = ww_tests::memory_bomb::component(memories as u32, STEP_MIB as u32);
+    let addr: libp2p::Multiaddr = host.addr.parse().unwrap();
+    let (code, message) = support::native(async {
+        let (_node, host) = support::connect_host(&addr).await;
+        support::spawn_and_wait_for_exit(&host, &bomb, &[], &[], TIMEOUT).await
+    });
+    let peak_mib = peak_rss_kib(host.pid()).saturating_sub(rss_before) >> 10;
+    eprintln!("memory bomb: {message}; the host's peak RSS grew {peak_mib} MiB");
+    // It trapped at the budget, which the message names, with the total it
+    // asked for: the budget and one more step.
+    assert_eq!(code, -1, "{message}");
+    assert!(
+        message.contains("killed by the memory limit") && message.contains("(memory_bytes_max)"),
+        "{message}"
+    );
+    let asked = (BUDGET_MIB + STEP_MIB) << 20;
+    assert!(
+        message.contains(&format!("would hold {asked} bytes in all")),
+        "{message}"
+    );
+    // The host held what the budget allows, touched, and no more.
+    assert!(peak_mib <= BUDGET_MIB + 64, "peak RSS grew {peak_mib} MiB");
+    assert!(
+        peak_mib >= BUDGET_MIB - STEP_MIB,
+        "the bomb touched less than its budget: peak RSS grew {peak_mib} MiB"
+    );
+    // And gave it back when the process ended.
+    wait_until("the bomb's memory to be freed", TIMEOUT, || {
+        (rss_kib(host.pid()) < rss_before + (64 << 10)).then_some(())
+    });
+
+    assert_group_writes(&cluster, "memory-bomb");
+    cluster.assert_all_running();
+}
+
+#[test]
+fn processes_together_stop_at_the_hosts_guest_memory_budget_and_the_group_keeps_writing() {
+    use ww_tests::metrics::{find, scrape};
+    const BUDGET_MIB: u64 = 768;
+    const HOLD_MIB: u64 = 400;
+    const GREEDY_MIB: u64 = 496;
+    let cluster = beside_a_group(&[
+        "--guest-memory-limit-mb",
+        &BUDGET_MIB.to_string(),
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let host = &cluster.hosts[FLOODED];
+    let http = host.http.clone().expect("--http address");
+    let held_mib = || {
+        let samples = scrape(&http);
+        let used = find(
+            &samples,
+            "ww_budget_used_bytes",
+            &[("budget", "guest_memory")],
+        )
+        .expect("the guest memory budget is reported");
+        let limit = find(
+            &samples,
+            "ww_budget_limit_bytes",
+            &[("budget", "guest_memory")],
+        )
+        .unwrap();
+        assert_eq!(limit as u64, BUDGET_MIB << 20);
+        used as u64 >> 20
+    };
+    // The replica's memory counts too.
+    let replica_mib = held_mib();
+    assert!(replica_mib > 0 && replica_mib < 128, "{replica_mib} MiB");
+    let rss_before = rss_kib(host.pid());
+    let held_times = || host.log().matches(&format!("held {HOLD_MIB} MiB")).count();
+
+    // One process holds 400 MiB, within its own 512 MiB.
+    let first = spawn_child(&host.addr, "holder", &[], &["hog", &HOLD_MIB.to_string()]);
+    wait_until("the first holder to hold its memory", TIMEOUT, || {
+        (held_times() == 1).then_some(())
+    });
+    // A second asks for more, also within its own limit: the host's budget
+    // refuses the growth that would pass it, and only that process ends.
+    // Without the budget the two would hold about 900 MiB.
+    let second = spawn_child(&host.addr, "greedy", &[], &["hog", &GREEDY_MIB.to_string()]);
+    let (ended, message) = wait_ended(&host.addr, &second);
+    assert_eq!(ended["state"], "trapped", "{ended}");
+    assert!(
+        message.contains("killed by the host's memory budget")
+            && message.contains("(guest_memory_bytes_max"),
+        "{message}"
+    );
+    assert_eq!(held_times(), 1, "the second holder got its memory");
+    assert_eq!(
+        process(&host.addr, &first).unwrap()["state"],
+        "running",
+        "the first holder was stopped"
+    );
+    let held = held_mib();
+    let peak_mib = peak_rss_kib(host.pid()).saturating_sub(rss_before) >> 10;
+    eprintln!(
+        "guest memory: {held} MiB held with the first holder; the host's peak RSS grew {peak_mib} MiB"
+    );
+    assert!((HOLD_MIB..=BUDGET_MIB).contains(&held), "{held} MiB");
+    // The budget, and slack for what else the host allocates meanwhile
+    // (a compile, RPC buffers: seen 35 MiB).
+    assert!(peak_mib <= BUDGET_MIB + 64, "peak RSS grew {peak_mib} MiB");
+    assert_group_writes(&cluster, "guest-memory");
+
+    // The first holder killed, its memory is the host's again.
+    ww(&[
+        "kill",
+        "--peer",
+        &host.addr,
+        &format!("{}/{first}", host.peer_id),
+    ])
+    .assert_ok();
+    wait_until("the first holder's memory given back", TIMEOUT, || {
+        (held_mib() < HOLD_MIB).then_some(())
+    });
+    spawn_child(
+        &host.addr,
+        "holder-again",
+        &[],
+        &["hog", &HOLD_MIB.to_string()],
+    );
+    wait_until("another holder to hold its memory", TIMEOUT, || {
+        (held_times() == 2).then_some(())
+    });
 }

@@ -57,7 +57,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .collect::<Result<Vec<String>>>()?;
     let bytes = std::fs::read(&rom_path)
         .with_context(|| format!("cannot read ROM {}", rom_path.display()))?;
-    let runtime = Runtime::new(args.cache_dir.clone().or_else(default_cache_dir))?;
+    // One process: its own limit is the only one.
+    let memory_bytes_max = args.memory_limit_mb.saturating_mul(1024 * 1024);
+    let runtime = Runtime::new(
+        args.cache_dir.clone().or_else(default_cache_dir),
+        memory_bytes_max,
+    )?;
     let rom = runtime
         .roms()
         .load(Arc::from(bytes))
@@ -85,7 +90,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         volume: None,
         quota: None,
         limits: Limits {
-            memory_bytes_max: args.memory_limit_mb.saturating_mul(1024 * 1024),
+            memory_bytes_max,
             busy_ms_max: args.busy_limit_ms,
         },
         stdio: Stdio::Inherit,

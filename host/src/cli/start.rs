@@ -49,6 +49,10 @@ pub struct Args {
     /// it fails in the guest, as on a full disk.
     #[arg(long, default_value_t = crate::limits::VOLUME_BYTES_MAX_DEFAULT / (1024 * 1024))]
     volume_limit_mb: u64,
+    /// Most linear memory the host's processes may hold together, in MiB:
+    /// a growth past it traps the process that asked.
+    #[arg(long, default_value_t = crate::limits::GUEST_MEMORY_BYTES_MAX_DEFAULT / (1024 * 1024))]
+    guest_memory_limit_mb: usize,
     /// Time between heartbeats.
     #[arg(long, default_value_t = HeartbeatConfig::default().interval_ms)]
     heartbeat_ms: u64,
@@ -117,7 +121,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| args.data_dir.join("cache"));
-    let runtime = crate::runner::Runtime::new(Some(cache_dir))?;
+    let runtime = crate::runner::Runtime::new(
+        Some(cache_dir),
+        args.guest_memory_limit_mb.saturating_mul(1024 * 1024),
+    )?;
     let ctx = HostServer::context(node.clone(), args.data_dir.clone(), runtime);
     ctx.processes
         .set_volume_bytes_max(args.volume_limit_mb.saturating_mul(1024 * 1024));

@@ -17,6 +17,12 @@ pub mod ops;
 /// memories (`ww run --memory-limit-mb`; `runner::Limits`).
 pub const MEMORY_BYTES_MAX_DEFAULT: usize = 512 * 1024 * 1024;
 
+/// Linear memory of all of a host's processes together, by default (`ww
+/// start --guest-memory-limit-mb`; `runner::limits::GuestMemory`). A
+/// growth past it traps the process that asked, naming the budget; the
+/// others keep what they hold. A Raft replica holds tens of MiB.
+pub const GUEST_MEMORY_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024 * 1024;
+
 /// The longest a guest may compute without calling its host, by default
 /// (`ww run --busy-limit-ms`): past it, it is in a loop that never yields,
 /// and is killed.

@@ -239,7 +239,9 @@ fn register_rpc(registry: &mut Registry, ctx: &HostContext) {
 fn register_budgets(registry: &mut Registry, ctx: &HostContext) {
     let used = Family::<Labels, GaugeF>::default();
     let limit = Family::<Labels, GaugeF>::default();
+    let (guest_bytes, guest_bytes_max) = ctx.processes.runtime().guest_memory_bytes();
     for (budget, used_bytes, limit_bytes) in [
+        ("guest_memory", guest_bytes, guest_bytes_max),
         (
             "channels",
             ctx.senders.usage().bytes,

@@ -6,8 +6,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
-#[cfg(test)]
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -42,7 +40,13 @@ pub struct RomCache {
     /// Compiles running now, and the most that ever ran at once.
     running: Arc<std::sync::atomic::AtomicUsize>,
     running_peak: Arc<std::sync::atomic::AtomicUsize>,
+    /// [`compile`]; tests put a slower one in its place so loads overlap.
+    compiler: Compiler,
 }
+
+/// What compiles a ROM's bytes, given the engine, the disk cache and the
+/// bytes' hash.
+type Compiler = fn(&Engine, Option<PathBuf>, &blake3::Hash, &[u8]) -> Result<Component>;
 
 impl RomCache {
     pub(crate) fn new(engine: Engine, dir: Option<PathBuf>) -> Self {
@@ -56,6 +60,7 @@ impl RomCache {
             waiting: std::cell::Cell::new(0),
             running: Arc::default(),
             running_peak: Arc::default(),
+            compiler: compile,
         }
     }
 
@@ -119,15 +124,12 @@ impl RomCache {
         let dir = self.dir.clone();
         let source = bytes.clone();
         let (running, peak) = (self.running.clone(), self.running_peak.clone());
+        let compiler = self.compiler;
         let component = tokio::task::spawn_blocking(move || {
             let now = running.fetch_add(1, Ordering::Relaxed) + 1;
             assert!(now <= COMPILES_AT_ONCE_MAX, "{now} compiles at once");
             peak.fetch_max(now, Ordering::Relaxed);
-            // Tests compile empty components, which take microseconds: this
-            // makes them take as long as a real ROM's so loads overlap.
-            #[cfg(test)]
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            let compiled = compile(&engine, dir, &hash, &source);
+            let compiled = compiler(&engine, dir, &hash, &source);
             running.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
             compiled
@@ -292,6 +294,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use std::rc::Rc;
 
     /// An empty component, made distinct by a custom section named `tag`.
     fn component(tag: u8) -> Arc<[u8]> {
@@ -302,7 +305,20 @@ mod tests {
 
     #[test]
     fn compiles_wait_for_a_slot_and_no_more_than_the_slots_run() {
-        let cache = Rc::new(RomCache::new(Engine::default(), None));
+        // The test's components are empty and compile in microseconds; a
+        // real ROM's compile takes about this long, so loads overlap.
+        fn slow_compile(
+            engine: &Engine,
+            dir: Option<PathBuf>,
+            hash: &blake3::Hash,
+            bytes: &[u8],
+        ) -> Result<Component> {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            compile(engine, dir, hash, bytes)
+        }
+        let mut cache = RomCache::new(Engine::default(), None);
+        cache.compiler = slow_compile;
+        let cache = Rc::new(cache);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

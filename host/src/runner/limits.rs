@@ -1,5 +1,8 @@
 //! Resource limits of one process, and the limiter that enforces them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use crate::limits::{
     BUSY_MS_MAX_DEFAULT, INSTANCES_MAX, MEMORIES_MAX, MEMORY_BYTES_MAX_DEFAULT, TABLES_MAX,
     TABLE_ELEMENTS_MAX,
@@ -26,6 +29,59 @@ impl Default for Limits {
     }
 }
 
+/// The linear memory of all of a host's processes together, against the
+/// host's budget (`ww start --guest-memory-limit-mb`): without it, 256
+/// processes of 512 MiB each could ask for 128 GiB.
+#[derive(Debug)]
+pub(crate) struct GuestMemory {
+    bytes: AtomicUsize,
+    bytes_max: usize,
+}
+
+impl GuestMemory {
+    pub(crate) fn new(bytes_max: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            bytes_max,
+        }
+    }
+
+    /// Bytes of linear memory the host's processes hold.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+
+    /// Charges `bytes`, or returns the total they would have made.
+    fn charge(&self, bytes: usize) -> Result<(), usize> {
+        let mut held = self.bytes.load(Ordering::Relaxed);
+        loop {
+            let total = held.saturating_add(bytes);
+            if total > self.bytes_max {
+                return Err(total);
+            }
+            match self.bytes.compare_exchange_weak(
+                held,
+                total,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// Gives back `bytes` charged before.
+    fn release(&self, bytes: usize) {
+        let before = self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        assert!(before >= bytes, "released {bytes} of {before} bytes");
+    }
+}
+
 /// The resource limiter of one process's store.
 ///
 /// wasmtime's `StoreLimits` checks each linear memory on its own, so a
@@ -33,10 +89,13 @@ impl Default for Limits {
 /// [`Limits::memory_bytes_max`]. This limiter charges every memory's growth
 /// (its creation included) against one total for the process, and
 /// delegates the counts of instances, tables and memories and the table
-/// sizes to `StoreLimits`. A growth past the total is an error, which
-/// wasmtime turns into a trap, so the process ends with a clear message.
+/// sizes to `StoreLimits`. Every growth is charged to the host's
+/// [`GuestMemory`] too, and given back when the process ends. A growth
+/// past either total is an error, which wasmtime turns into a trap, so the
+/// process ends with a message naming the budget.
 pub(crate) struct ProcessLimiter {
     memory_bytes_max: usize,
+    host: Arc<GuestMemory>,
     /// Bytes of all of the process's memories, as granted.
     memory_bytes: usize,
     /// The growth granted last, given back if the memory then fails to grow.
@@ -45,9 +104,10 @@ pub(crate) struct ProcessLimiter {
 }
 
 impl ProcessLimiter {
-    pub(crate) fn new(memory_bytes_max: usize) -> Self {
+    pub(crate) fn new(memory_bytes_max: usize, host: Arc<GuestMemory>) -> Self {
         Self {
             memory_bytes_max,
+            host,
             memory_bytes: 0,
             pending_bytes: 0,
             counts: wasmtime::StoreLimitsBuilder::new()
@@ -88,6 +148,12 @@ impl wasmtime::ResourceLimiter for ProcessLimiter {
                 self.memory_bytes_max
             );
         }
+        if let Err(host_total) = self.host.charge(growth) {
+            wasmtime::bail!(
+                "forcing trap when growing memory to {desired} bytes: the host's processes would hold {host_total} bytes of linear memory in all, past the host's {} (guest_memory_bytes_max, ww start --guest-memory-limit-mb)",
+                self.host.bytes_max
+            );
+        }
         self.memory_bytes = total;
         self.pending_bytes = growth;
         assert!(self.memory_bytes <= self.memory_bytes_max);
@@ -98,6 +164,7 @@ impl wasmtime::ResourceLimiter for ProcessLimiter {
         // Paired with `memory_growing`: the growth it granted did not happen.
         assert!(self.memory_bytes >= self.pending_bytes);
         self.memory_bytes -= self.pending_bytes;
+        self.host.release(self.pending_bytes);
         self.pending_bytes = 0;
         Err(error.context("forcing a memory growth failure to be a trap"))
     }
@@ -128,6 +195,13 @@ impl wasmtime::ResourceLimiter for ProcessLimiter {
     }
 }
 
+impl Drop for ProcessLimiter {
+    /// The process's store is gone, and its memories with it.
+    fn drop(&mut self) {
+        self.host.release(self.memory_bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +211,7 @@ mod tests {
 
     #[test]
     fn memories_are_limited_in_sum_not_each() {
-        let mut limiter = ProcessLimiter::new(16 * PAGE);
+        let mut limiter = ProcessLimiter::new(16 * PAGE, unbounded());
         // Sixteen memories of one page each: the whole budget.
         for _ in 0..16 {
             assert!(limiter.memory_growing(0, PAGE, None).unwrap());
@@ -152,7 +226,8 @@ mod tests {
 
     #[test]
     fn a_failed_growth_is_given_back_and_a_maximum_costs_nothing() {
-        let mut limiter = ProcessLimiter::new(4 * PAGE);
+        let host = unbounded();
+        let mut limiter = ProcessLimiter::new(4 * PAGE, host.clone());
         assert!(limiter.memory_growing(0, PAGE, None).unwrap());
         assert!(limiter.memory_growing(PAGE, 3 * PAGE, None).unwrap());
         assert!(limiter
@@ -164,5 +239,31 @@ mod tests {
         assert_eq!(limiter.memory_bytes(), PAGE);
         assert!(limiter.memory_growing(PAGE, 4 * PAGE, None).unwrap());
         assert_eq!(limiter.memory_bytes(), 4 * PAGE);
+        assert_eq!(host.bytes(), 4 * PAGE);
+    }
+
+    fn unbounded() -> Arc<GuestMemory> {
+        Arc::new(GuestMemory::new(usize::MAX))
+    }
+
+    #[test]
+    fn the_hosts_processes_share_one_budget_and_give_it_back_when_they_end() {
+        let host = Arc::new(GuestMemory::new(3 * PAGE));
+        let mut first = ProcessLimiter::new(4 * PAGE, host.clone());
+        let mut second = ProcessLimiter::new(4 * PAGE, host.clone());
+        assert!(first.memory_growing(0, 2 * PAGE, None).unwrap());
+        assert!(second.memory_growing(0, PAGE, None).unwrap());
+        // Within its own budget, past the host's: refused, naming it, and
+        // nothing charged.
+        let err = second.memory_growing(PAGE, 2 * PAGE, None).unwrap_err();
+        assert!(err.to_string().contains("guest_memory_bytes_max"), "{err}");
+        assert_eq!((second.memory_bytes(), host.bytes()), (PAGE, 3 * PAGE));
+        // The first process ends: its memory is the host's again.
+        drop(first);
+        assert_eq!(host.bytes(), PAGE);
+        assert!(second.memory_growing(PAGE, 3 * PAGE, None).unwrap());
+        assert_eq!(host.bytes(), 3 * PAGE);
+        drop(second);
+        assert_eq!(host.bytes(), 0);
     }
 }

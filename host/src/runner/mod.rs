@@ -54,18 +54,24 @@ pub struct Runtime {
     ticks: Arc<Ticks>,
     cache: RomCache,
     cpu: Rc<cpu::CpuShares>,
+    /// The linear memory of all of this runtime's processes.
+    guest_memory: Arc<limits::GuestMemory>,
     /// Calls and bytes on the connections of this runtime's processes.
     pub rpc_meter: Rc<ww_api::meter::Meter>,
 }
 
 impl Runtime {
     /// Builds the engine and starts its epoch ticker. Compiled ROMs are kept
-    /// under `cache_dir` if given.
+    /// under `cache_dir` if given. The processes' linear memories together
+    /// may hold `guest_memory_bytes_max`.
     ///
     /// # Errors
     ///
     /// When wasmtime cannot be configured on this machine.
-    pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Rc<Self>> {
+    pub fn new(
+        cache_dir: Option<std::path::PathBuf>,
+        guest_memory_bytes_max: usize,
+    ) -> Result<Rc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -103,8 +109,15 @@ impl Runtime {
             linker,
             ticks,
             cpu: Rc::default(),
+            guest_memory: Arc::new(limits::GuestMemory::new(guest_memory_bytes_max)),
             rpc_meter: Rc::default(),
         }))
+    }
+
+    /// Bytes of linear memory this runtime's processes hold, and the most
+    /// they may hold together.
+    pub fn guest_memory_bytes(&self) -> (usize, usize) {
+        (self.guest_memory.bytes(), self.guest_memory.bytes_max())
     }
 
     /// The ROM cache.

@@ -231,7 +231,7 @@ pub fn start(
         ctx: builder.build(),
         table,
         transport,
-        limits: ProcessLimiter::new(spec.limits.memory_bytes_max),
+        limits: ProcessLimiter::new(spec.limits.memory_bytes_max, runtime.guest_memory.clone()),
         quota: spec.quota.clone(),
         busy: Busy {
             since_tick: runtime.now_ticks(),
@@ -321,14 +321,12 @@ pub fn start(
     }
     .boxed_local()
     .shared();
-    // Keep the connection up until the process ends, then drop it so the
-    // guest's capabilities fail fast instead of hanging.
-    let disconnector = connection.disconnector;
-    let ended = exit.clone();
-    tokio::task::spawn_local(async move {
-        ended.await;
-        let _ = disconnector.await;
-    });
+    // The connection ends when the process does: its store, which holds
+    // the guest's ends of the pipe, is dropped with the task, so the host's
+    // side reads EOF and every capability of the guest fails from then on.
+    // The connection is not disconnected by hand: capnp-rpc (0.27) panics
+    // in the connection's task ("message loop outlived connection state?")
+    // when a disconnect races a message still buffered from the guest.
     Ok(Running {
         exported: connection.client,
         exit,
@@ -389,6 +387,11 @@ fn classify(err: wasmtime::Error, memory_limit: usize) -> ExitStatus {
     if table_full {
         return ExitStatus::trapped(format!(
             "killed by the descriptor limit: the ROM asked for more than {RESOURCES_MAX} WASI resources at once (open files, streams, pollables; resources_max) ({text})"
+        ));
+    }
+    if text.contains("(guest_memory_bytes_max") {
+        return ExitStatus::trapped(format!(
+            "killed by the host's memory budget: its processes together may hold no more linear memory (ww start --guest-memory-limit-mb) ({text})"
         ));
     }
     if text.contains("forcing trap when growing memory") || text.contains("memory.grow") {

@@ -5,7 +5,8 @@
 //! - `spin`: loops forever without calling its host.
 //! - `spin-clock`: loops forever reading the monotonic clock: a host call
 //!   on every turn, so only the CPU share stops it from hogging the host.
-//! - `hog`: allocates memory until something stops it.
+//! - `hog [MIB]`: allocates memory until something stops it; with MIB,
+//!   stops at MIB, prints `held MIB MiB` and keeps it, waiting forever.
 //! - `fill`: writes 1 MiB files into its volume (`/data`) until something
 //!   stops it.
 //! - `open-flood`: opens `/data/flood` (its volume) again and again,
@@ -35,7 +36,7 @@ mod grants;
 use std::hint::black_box;
 
 const USAGE: &str = "usage: ww run misbehave.wasm COMMAND
-  trap | spin | spin-clock | hog | fill | open-flood | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
+  trap | spin | spin-clock | hog [MIB] | fill | open-flood | exit N | peer-id | export-then-exit MS | anchor-flood [NAME]
   channel-flood [hold] | subscribe-hold TOPIC | pubsub-flood TOPIC MIB
   (see rom/misbehave/src/main.rs)";
 
@@ -66,8 +67,15 @@ fn main() {
                 }
             }
             "hog" => {
+                let hold_mib: Option<usize> = env.args.get(1).and_then(|mib| mib.parse().ok());
                 let mut chunks: Vec<Vec<u8>> = Vec::new();
                 loop {
+                    if hold_mib.is_some_and(|mib| chunks.len() * 16 >= mib) {
+                        eprintln!("held {} MiB", chunks.len() * 16);
+                        loop {
+                            std::thread::sleep(std::time::Duration::from_secs(3600));
+                        }
+                    }
                     // Touch every page so the memory is really used.
                     chunks.push(black_box(vec![1u8; 16 * 1024 * 1024]));
                     eprintln!("holding {} MiB", chunks.len() * 16);

@@ -54,6 +54,20 @@ pub async fn spawn_and_wait(
     grants: &[(&str, Grant<'_>)],
     timeout: Duration,
 ) -> i32 {
+    spawn_and_wait_for_exit(host, rom, args, grants, timeout)
+        .await
+        .0
+}
+
+/// [`spawn_and_wait`], returning the exit code and the host's message of
+/// why the process ended.
+pub async fn spawn_and_wait_for_exit(
+    host: &ww_api::host::Client,
+    rom: &[u8],
+    args: &[&str],
+    grants: &[(&str, Grant<'_>)],
+    timeout: Duration,
+) -> (i32, String) {
     let executor = host.executor_request().send().pipeline.get_executor();
     let mut request = executor.spawn_request();
     {
@@ -80,7 +94,9 @@ pub async fn spawn_and_wait(
         .await
         .unwrap_or_else(|_| panic!("{args:?} still running after {timeout:?}"))
         .unwrap();
-    exit.get().unwrap().get_exit().unwrap().get_code()
+    let exit = exit.get().unwrap().get_exit().unwrap();
+    let message = exit.get_message().unwrap().to_str().unwrap().to_owned();
+    (exit.get_code(), message)
 }
 
 /// Runs `raft.wasm` (read from `raft_rom`) once per entry of `runs`, each
