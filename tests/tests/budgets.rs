@@ -759,3 +759,56 @@ fn processes_together_stop_at_the_hosts_guest_memory_budget_and_the_group_keeps_
         (held_times() == 2).then_some(())
     });
 }
+
+#[test]
+fn guests_opens_stop_at_the_hosts_descriptor_bound_and_the_group_keeps_writing() {
+    // Far below the per-process cap (RESOURCES_MAX, 1,024): the host-wide
+    // bound refuses first.
+    const DESCRIPTORS_MAX: usize = 400;
+    let cluster = beside_a_group(&["--descriptors-max", &DESCRIPTORS_MAX.to_string()]);
+    let host = &cluster.hosts[FLOODED];
+    let misbehave = rom("misbehave");
+    let misbehave = misbehave.to_str().unwrap();
+    let before = open_fds(host.pid());
+    assert!(before < DESCRIPTORS_MAX - 100, "the host holds {before}");
+
+    let pid = spawn_child(
+        &host.addr,
+        "opener",
+        &["--volume", "flood"],
+        &["open-flood"],
+    );
+    let (ended, message) = wait_ended(&host.addr, &pid);
+    // Its open failed (EBUSY), so it gave up: it was not killed.
+    assert_eq!(ended["state"], "exited", "{ended}");
+    assert_eq!(message, "exited with 1", "{ended}");
+    let log = host.log();
+    assert!(
+        log.contains("refused a guest's open") && log.contains("--descriptors-max"),
+        "the host named no bound:\n{log}"
+    );
+    let held = log
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("holding ")?;
+            let (count, rest) = rest.split_once(' ')?;
+            rest.starts_with("open files")
+                .then(|| count.parse::<usize>().ok())?
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        held < DESCRIPTORS_MAX,
+        "the process held {held} files past the bound"
+    );
+
+    // Its descriptors went with it; the host accepts new clients and the
+    // group keeps writing (its replicas open their own files).
+    wait_until("the opener's descriptors closed", TIMEOUT, || {
+        (open_fds(host.pid()) < before + 64).then_some(())
+    });
+    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    peer.assert_ok();
+    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    assert_group_writes(&cluster, "descriptor-bound");
+}

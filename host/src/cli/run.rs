@@ -62,6 +62,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let runtime = Runtime::new(
         args.cache_dir.clone().or_else(default_cache_dir),
         memory_bytes_max,
+        runner::default_descriptors_max(runner::raise_open_files_limit()),
     )?;
     let rom = runtime
         .roms()

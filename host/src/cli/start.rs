@@ -53,6 +53,12 @@ pub struct Args {
     /// a growth past it traps the process that asked.
     #[arg(long, default_value_t = crate::limits::GUEST_MEMORY_BYTES_MAX_DEFAULT / (1024 * 1024))]
     guest_memory_limit_mb: usize,
+    /// Refuse a process's file open while the host holds this many
+    /// descriptors (sockets and files), so that its processes cannot take
+    /// the ones it needs to serve. Default: its open files limit, raised
+    /// to the hard limit at start, less a quarter.
+    #[arg(long)]
+    descriptors_max: Option<usize>,
     /// Time between heartbeats.
     #[arg(long, default_value_t = HeartbeatConfig::default().interval_ms)]
     heartbeat_ms: u64,
@@ -121,9 +127,17 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .cache_dir
         .clone()
         .unwrap_or_else(|| args.data_dir.join("cache"));
+    let open_files_limit = crate::runner::raise_open_files_limit();
+    let descriptors_max = args
+        .descriptors_max
+        .unwrap_or_else(|| crate::runner::default_descriptors_max(open_files_limit));
+    tracing::info!(
+        "open files limit {open_files_limit}; processes' opens are refused at {descriptors_max} descriptors"
+    );
     let runtime = crate::runner::Runtime::new(
         Some(cache_dir),
         args.guest_memory_limit_mb.saturating_mul(1024 * 1024),
+        descriptors_max,
     )?;
     let ctx = HostServer::context(node.clone(), args.data_dir.clone(), runtime);
     ctx.processes

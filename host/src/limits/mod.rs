@@ -47,6 +47,15 @@ pub const TABLE_ELEMENTS_MAX: usize = 1_000_000;
 /// more traps the process, which ends "killed by the descriptor limit".
 pub const RESOURCES_MAX: usize = 1_024;
 
+/// What a host keeps of its soft limit of open files for itself (its
+/// connections, its own files): guests' opens are refused past the rest
+/// (`ww start --descriptors-max`, `runner/descriptors.rs`), in percent,
+/// and at least [`DESCRIPTORS_RESERVED_MIN`] descriptors.
+pub const DESCRIPTORS_RESERVED_PERCENT: usize = 25;
+
+/// See [`DESCRIPTORS_RESERVED_PERCENT`].
+pub const DESCRIPTORS_RESERVED_MIN: usize = 256;
+
 // --- Processes: CPU shares (`runner/cpu.rs`)
 
 /// The part of a host's event loop that computing guests (those the epoch

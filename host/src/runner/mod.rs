@@ -11,6 +11,7 @@
 mod cache;
 mod caller;
 mod cpu;
+mod descriptors;
 mod limits;
 mod process;
 mod quota;
@@ -20,6 +21,7 @@ pub use cache::{Rom, RomCache};
 #[cfg(test)]
 pub(crate) use caller::as_process;
 pub use caller::calling_process;
+pub use descriptors::{default_max as default_descriptors_max, raise_open_files_limit};
 pub use limits::Limits;
 pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};
 pub use quota::VolumeQuota;
@@ -56,6 +58,8 @@ pub struct Runtime {
     cpu: Rc<cpu::CpuShares>,
     /// The linear memory of all of this runtime's processes.
     guest_memory: Arc<limits::GuestMemory>,
+    /// The host's descriptors that its processes' opens leave alone.
+    descriptors: Arc<descriptors::HostDescriptors>,
     /// Calls and bytes on the connections of this runtime's processes.
     pub rpc_meter: Rc<ww_api::meter::Meter>,
 }
@@ -63,7 +67,8 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the engine and starts its epoch ticker. Compiled ROMs are kept
     /// under `cache_dir` if given. The processes' linear memories together
-    /// may hold `guest_memory_bytes_max`.
+    /// may hold `guest_memory_bytes_max`, and their opens are refused while
+    /// the host holds `descriptors_max` descriptors.
     ///
     /// # Errors
     ///
@@ -71,6 +76,7 @@ impl Runtime {
     pub fn new(
         cache_dir: Option<std::path::PathBuf>,
         guest_memory_bytes_max: usize,
+        descriptors_max: usize,
     ) -> Result<Rc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
@@ -101,6 +107,9 @@ impl Runtime {
         quota::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking the volume quota's file writes")?;
+        descriptors::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the descriptor bound's opens")?;
         let ticks = Arc::new(Ticks::default());
         start_ticker(engine.weak(), Arc::downgrade(&ticks));
         Ok(Rc::new(Self {
@@ -110,6 +119,7 @@ impl Runtime {
             ticks,
             cpu: Rc::default(),
             guest_memory: Arc::new(limits::GuestMemory::new(guest_memory_bytes_max)),
+            descriptors: Arc::new(descriptors::HostDescriptors::new(descriptors_max)),
             rpc_meter: Rc::default(),
         }))
     }

@@ -133,6 +133,8 @@ pub(crate) struct ProcState {
     busy: Busy,
     /// See [`SpawnSpec::quota`].
     pub(super) quota: Option<Arc<super::VolumeQuota>>,
+    /// The host's bound on descriptors, shared by its processes.
+    pub(super) descriptors: Arc<super::descriptors::HostDescriptors>,
 }
 
 /// Tracks how long the guest has computed without calling its host; see
@@ -233,6 +235,7 @@ pub fn start(
         transport,
         limits: ProcessLimiter::new(spec.limits.memory_bytes_max, runtime.guest_memory.clone()),
         quota: spec.quota.clone(),
+        descriptors: runtime.descriptors.clone(),
         busy: Busy {
             since_tick: runtime.now_ticks(),
             ..Busy::default()
