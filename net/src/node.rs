@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
-use libp2p::gossipsub::{self, IdentTopic, PublishError};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
@@ -404,6 +404,11 @@ fn new_behaviour(key: &Keypair) -> Result<Behaviour, Box<dyn std::error::Error +
     let gossipsub_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(500))
         .validation_mode(gossipsub::ValidationMode::Strict)
+        // Nothing is forwarded before this host has looked at it (see
+        // `on_gossipsub`): a heartbeat the view refuses goes no further, so
+        // one peer's flood of fakes costs the hosts it reaches directly,
+        // not the whole cluster.
+        .validate_messages()
         .max_transmit_size(PUBSUB_MESSAGE_BYTES_MAX + 4096)
         .build()
         .map_err(|err| format!("gossipsub config: {err}"))?;
@@ -783,17 +788,25 @@ impl SwarmTask {
             gossipsub::Event::Message {
                 message,
                 propagation_source,
-                ..
+                message_id,
             } => {
-                let Some(source) = message.source else {
-                    return;
+                let acceptance = match message.source {
+                    // Strict validation admits only signed messages.
+                    None => MessageAcceptance::Reject,
+                    Some(source) if message.topic.as_str() == HEARTBEAT_TOPIC => {
+                        self.on_heartbeat(&message.data, source, propagation_source)
+                    }
+                    Some(source) => {
+                        let topic = message.topic.as_str();
+                        self.hub.deliver(topic, &message.data, &source.to_base58());
+                        MessageAcceptance::Accept
+                    }
                 };
-                let topic = message.topic.as_str();
-                if topic == HEARTBEAT_TOPIC {
-                    self.on_heartbeat(&message.data, source, propagation_source);
-                } else {
-                    self.hub.deliver(topic, &message.data, &source.to_base58());
-                }
+                // Forwards it to the mesh, or drops it from the cache.
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
             gossipsub::Event::Subscribed { topic, .. } => {
                 if topic == IdentTopic::new(HEARTBEAT_TOPIC).hash() {
@@ -819,16 +832,19 @@ impl SwarmTask {
         }
     }
 
-    fn on_heartbeat(&mut self, data: &[u8], source: PeerId, relay: PeerId) {
+    /// Takes a heartbeat into the view, and says whether gossipsub should
+    /// forward it: only what the view admitted (a host or a candidate)
+    /// goes further.
+    fn on_heartbeat(&mut self, data: &[u8], source: PeerId, relay: PeerId) -> MessageAcceptance {
         let (peer, addrs, ttl_ms) = match Heartbeat::decode(data, &source) {
             Ok(decoded) => decoded,
             Err(reason) => {
                 warn!(%source, %relay, "dropping heartbeat: {reason}");
-                return;
+                return MessageAcceptance::Reject;
             }
         };
         if peer == self.peer_id {
-            return;
+            return MessageAcceptance::Ignore;
         }
         let addrs: Vec<Multiaddr> = addrs.into_iter().filter(is_dialable).collect();
         let ttl = Duration::from_millis(u64::from(ttl_ms.clamp(1_000, 600_000)));
@@ -850,7 +866,7 @@ impl SwarmTask {
                 if self.heartbeats_refused.is_power_of_two() {
                     warn!(%peer, %relay, refused = self.heartbeats_refused, "not admitting a host to the view: {limit} reached");
                 }
-                return;
+                return MessageAcceptance::Ignore;
             }
             Admission::Refreshed | Admission::Candidate | Admission::CandidateRefreshed => {}
         }
@@ -858,7 +874,7 @@ impl SwarmTask {
         // through peers subscribed to a topic, anchors dial hosts by id,
         // and a candidate joins the view only once connected.
         if connected || self.dialing.contains(&peer) {
-            return;
+            return MessageAcceptance::Accept;
         }
         let dialed = !addrs.is_empty() && {
             let opts = DialOpts::peer_id(peer)
@@ -876,10 +892,12 @@ impl SwarmTask {
         };
         if dialed {
             self.dialing.insert(peer);
+            MessageAcceptance::Accept
         } else {
             // Nothing to dial, or no room to: it cannot join, so it does
             // not keep its relay's slot.
             self.view.borrow_mut().forget_candidate(&peer);
+            MessageAcceptance::Ignore
         }
     }
 }
