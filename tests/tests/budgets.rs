@@ -445,8 +445,6 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
     use ww::limits::RESOURCES_MAX;
     let cluster = beside_a_group(&[]);
     let host = &cluster.hosts[FLOODED];
-    let misbehave = rom("misbehave");
-    let misbehave = misbehave.to_str().unwrap();
     let before = open_fds(host.pid());
 
     // A process of the host opens one file of its volume again and again,
@@ -466,29 +464,46 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
 
     // It got as far as the cap and no further: it said how many it held
     // every 256, and the last count is below the cap.
-    let log = host.log();
-    let held: Vec<usize> = log
-        .lines()
+    let most = most_files_held(&host.log());
+    assert!(
+        (RESOURCES_MAX - 256..RESOURCES_MAX).contains(&most),
+        "held at most {most} files"
+    );
+    assert_opener_gone(&cluster, host, before, "descriptor-flood");
+}
+
+/// The most files an `open-flood` process said it held (it says so every
+/// 256), from its host's log.
+fn most_files_held(log: &str) -> usize {
+    log.lines()
         .filter_map(|line| {
             let (_, rest) = line.split_once("holding ")?;
             let (count, rest) = rest.split_once(' ')?;
-            rest.starts_with("open files").then(|| count.parse().ok())?
+            rest.starts_with("open files")
+                .then(|| count.parse::<usize>().ok())?
         })
-        .collect();
-    let most = held.iter().copied().max().unwrap_or(0);
-    assert!(
-        (RESOURCES_MAX - 256..RESOURCES_MAX).contains(&most),
-        "held at most {most} files: {held:?}"
-    );
+        .max()
+        .unwrap_or(0)
+}
 
-    // Its descriptors went with it, and the host serves others.
-    wait_until("the flooder's descriptors closed", TIMEOUT, || {
+/// The `open-flood` process on `host` ended: its descriptors went with it
+/// (the host held `before`), the host serves a new client, and the group
+/// keeps writing.
+fn assert_opener_gone(cluster: &Cluster, host: &ww_tests::Host, before: usize, flood: &str) {
+    wait_until("the opener's descriptors closed", TIMEOUT, || {
         (open_fds(host.pid()) < before + 64).then_some(())
     });
-    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
+    let misbehave = rom("misbehave");
+    let peer = ww(&[
+        "run",
+        "--peer",
+        &host.addr,
+        misbehave.to_str().unwrap(),
+        "peer-id",
+    ]);
     peer.assert_ok();
     assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
-    assert_group_writes(&cluster, "descriptor-flood");
+    assert_group_writes(cluster, flood);
 }
 
 #[test]
@@ -767,8 +782,6 @@ fn guests_opens_stop_at_the_hosts_descriptor_bound_and_the_group_keeps_writing()
     const DESCRIPTORS_MAX: usize = 400;
     let cluster = beside_a_group(&["--descriptors-max", &DESCRIPTORS_MAX.to_string()]);
     let host = &cluster.hosts[FLOODED];
-    let misbehave = rom("misbehave");
-    let misbehave = misbehave.to_str().unwrap();
     let before = open_fds(host.pid());
     assert!(before < DESCRIPTORS_MAX - 100, "the host holds {before}");
 
@@ -787,28 +800,11 @@ fn guests_opens_stop_at_the_hosts_descriptor_bound_and_the_group_keeps_writing()
         log.contains("refused a guest's open") && log.contains("--descriptors-max"),
         "the host named no bound:\n{log}"
     );
-    let held = log
-        .lines()
-        .filter_map(|line| {
-            let (_, rest) = line.split_once("holding ")?;
-            let (count, rest) = rest.split_once(' ')?;
-            rest.starts_with("open files")
-                .then(|| count.parse::<usize>().ok())?
-        })
-        .max()
-        .unwrap_or(0);
+    let held = most_files_held(&log);
     assert!(
         held < DESCRIPTORS_MAX,
         "the process held {held} files past the bound"
     );
-
-    // Its descriptors went with it; the host accepts new clients and the
-    // group keeps writing (its replicas open their own files).
-    wait_until("the opener's descriptors closed", TIMEOUT, || {
-        (open_fds(host.pid()) < before + 64).then_some(())
-    });
-    let peer = ww(&["run", "--peer", &host.addr, misbehave, "peer-id"]);
-    peer.assert_ok();
-    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
-    assert_group_writes(&cluster, "descriptor-bound");
+    // The group's replicas open their own files meanwhile.
+    assert_opener_gone(&cluster, host, before, "descriptor-bound");
 }
