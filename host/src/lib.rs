@@ -16,8 +16,8 @@
 //! call path costs a wakeup (measured: a swarm on its own thread doubles the
 //! CPU of a host-to-host call; a multi-thread runtime triples a guest call).
 //! Guests cannot starve the thread: a computing guest yields at the epoch
-//! tick ([`runner::EPOCH_TICK_MS`]), and computing guests together get a
-//! quarter of the loop (`runner/cpu.rs`). Compilation runs on blocking threads. To use
+//! tick ([`runner::EPOCH_TICK_MS`]), and computing guests together get
+//! 12% of the loop by default (`runner/cpu.rs`). Compilation runs on blocking threads. To use
 //! more cores, run more hosts; see docs/architecture.md.
 
 pub mod cap;

@@ -61,8 +61,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let memory_bytes_max = args.memory_limit_mb.saturating_mul(1024 * 1024);
     let runtime = Runtime::new(
         args.cache_dir.clone().or_else(default_cache_dir),
-        memory_bytes_max,
-        runner::default_descriptors_max(runner::raise_open_files_limit()),
+        runner::Budgets {
+            guest_memory_bytes_max: memory_bytes_max,
+            descriptors_max: runner::default_descriptors_max(runner::raise_open_files_limit()),
+            // Not held to a share: see `Stdio::Inherit`.
+            guests_cpu_percent: 100,
+        },
     )?;
     let rom = runtime
         .roms()

@@ -59,6 +59,12 @@ pub struct Args {
     /// to the hard limit at start, less a quarter.
     #[arg(long)]
     descriptors_max: Option<usize>,
+    /// The part of the host's event loop its computing processes get
+    /// together, in percent (1 to 100). Every computing slice can delay
+    /// the host's replicas and RPC; raise it on a host that only computes.
+    #[arg(long, default_value_t = crate::limits::GUESTS_CPU_PERCENT_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    guests_cpu_percent: u32,
     /// Time between heartbeats.
     #[arg(long, default_value_t = HeartbeatConfig::default().interval_ms)]
     heartbeat_ms: u64,
@@ -136,8 +142,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     );
     let runtime = crate::runner::Runtime::new(
         Some(cache_dir),
-        args.guest_memory_limit_mb.saturating_mul(1024 * 1024),
-        descriptors_max,
+        crate::runner::Budgets {
+            guest_memory_bytes_max: args.guest_memory_limit_mb.saturating_mul(1024 * 1024),
+            descriptors_max,
+            guests_cpu_percent: args.guests_cpu_percent,
+        },
     )?;
     let ctx = HostServer::context(node.clone(), args.data_dir.clone(), runtime);
     ctx.processes

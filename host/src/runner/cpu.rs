@@ -9,7 +9,9 @@
 //! Policy. A process whose last [`PREEMPTED_SLICES_MIN`] slices the epoch
 //! tick all cut short (it was still computing, see [`super::EPOCH_TICK_MS`])
 //! is *computing* until [`CPU_WINDOW_MS`] after the last of them.
-//! Computing processes together get [`GUESTS_CPU_PERCENT`] of the loop, in
+//! Computing processes together get a part of the loop (`ww start
+//! --guests-cpu-percent`, by default
+//! [`crate::limits::GUESTS_CPU_PERCENT_DEFAULT`]), in
 //! equal parts: each has a bucket of CPU time that refills at its part and
 //! holds at most [`CPU_BURST_MS`], every slice is charged to it, and a
 //! process in debt waits, off the run queue, until its part has paid the
@@ -32,7 +34,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::EPOCH_TICK_MS;
-use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, GUESTS_CPU_PERCENT, PREEMPTED_SLICES_MIN};
+use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, PREEMPTED_SLICES_MIN};
 
 /// One process's account.
 struct Account {
@@ -64,8 +66,10 @@ impl Account {
 }
 
 /// The accounts of a host's processes. One per [`super::Runtime`].
-#[derive(Default)]
 pub(crate) struct CpuShares {
+    /// The part of the loop computing processes get together, in percent
+    /// (1 to 100).
+    percent: u32,
     accounts: RefCell<HashMap<u64, Rc<Account>>>,
     /// The earliest a process that waited may run again: waits end one
     /// at a time, [`spacing`] apart, so the loop serves everybody else
@@ -74,6 +78,16 @@ pub(crate) struct CpuShares {
 }
 
 impl CpuShares {
+    /// Shares giving computing processes `percent` of the loop together
+    /// (clamped to 1 to 100).
+    pub(crate) fn new(percent: u32) -> Self {
+        Self {
+            percent: percent.clamp(1, 100),
+            accounts: RefCell::default(),
+            next_resume: Cell::default(),
+        }
+    }
+
     /// The time each live process (by pid) waited for its share, in ns.
     pub(crate) fn waits(&self) -> Vec<(u64, u64)> {
         let mut all: Vec<(u64, u64)> = self
@@ -108,7 +122,7 @@ impl CpuShares {
             .count()
             .max(1);
         let computing = u64::try_from(computing).unwrap_or(u64::MAX);
-        (u64::from(GUESTS_CPU_PERCENT) * 10_000 / computing).max(1)
+        (u64::from(self.percent) * 10_000 / computing).max(1)
     }
 
     /// Charges `ran` to `account` and returns how long it must wait before
@@ -155,16 +169,18 @@ impl CpuShares {
         let wait_ns = u128::from(tokens.unsigned_abs()) * 1_000_000 / u128::from(part_ppm);
         let paid = now + Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX));
         let resume = self.next_resume.get().map_or(paid, |next| next.max(paid));
-        self.next_resume.set(Some(resume + spacing(ran)));
+        self.next_resume.set(Some(resume + self.spacing(ran)));
         Some(resume.duration_since(now))
     }
 }
 
-/// The time between the ends of two waits: one slice (`ran`, the last
-/// slice of the process that waits, and at least a tick) and as much again
-/// for the rest of the loop as the guests leave it.
-fn spacing(ran: Duration) -> Duration {
-    ran.max(Duration::from_millis(EPOCH_TICK_MS)) * 100 / GUESTS_CPU_PERCENT
+impl CpuShares {
+    /// The time between the ends of two waits: one slice (`ran`, the last
+    /// slice of the process that waits, and at least a tick) and as much
+    /// again for the rest of the loop as the guests leave it.
+    fn spacing(&self, ran: Duration) -> Duration {
+        ran.max(Duration::from_millis(EPOCH_TICK_MS)) * 100 / self.percent
+    }
 }
 
 fn duration_ns(duration: Duration) -> u64 {
@@ -326,10 +342,11 @@ impl<F> Drop for Metered<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::GUESTS_CPU_PERCENT_DEFAULT as GUESTS_CPU_PERCENT;
 
     #[test]
     fn a_process_that_waits_is_never_charged_or_delayed() {
-        let shares = CpuShares::default();
+        let shares = CpuShares::new(GUESTS_CPU_PERCENT);
         let account = shares.open(1);
         let now = Instant::now();
         for step in 0..100 {
@@ -342,7 +359,7 @@ mod tests {
 
     #[test]
     fn computing_processes_share_the_guests_part_of_the_loop() {
-        let shares = CpuShares::default();
+        let shares = CpuShares::new(GUESTS_CPU_PERCENT);
         let accounts: Vec<Rc<Account>> = (0..4).map(|pid| shares.open(pid)).collect();
         let now = Instant::now();
         // Each runs its burst and one slice more in slices the tick cuts
@@ -372,7 +389,7 @@ mod tests {
         // ... and the waits end one at a time, a slice and the loop's
         // part apart.
         for pair in resumes.windows(2) {
-            assert!(pair[1] >= pair[0] + spacing(slice), "{resumes:?}");
+            assert!(pair[1] >= pair[0] + shares.spacing(slice), "{resumes:?}");
         }
         // Over a long run, a computing process gets its part and no more:
         // charge slices as fast as the waits allow.
@@ -402,7 +419,7 @@ mod tests {
 
     #[test]
     fn a_process_that_computes_a_while_then_waits_is_never_delayed_beside_spinners() {
-        let shares = CpuShares::default();
+        let shares = CpuShares::new(GUESTS_CPU_PERCENT);
         let spinners: Vec<Rc<Account>> = (1..=32).map(|pid| shares.open(pid)).collect();
         let replica = shares.open(100);
         let slice = Duration::from_millis(EPOCH_SLICE_MS);
@@ -425,7 +442,7 @@ mod tests {
 
     #[test]
     fn a_process_stops_computing_after_the_window() {
-        let shares = CpuShares::default();
+        let shares = CpuShares::new(GUESTS_CPU_PERCENT);
         let account = shares.open(1);
         let now = Instant::now();
         for _ in 0..PREEMPTED_SLICES_MIN {

@@ -50,6 +50,19 @@ struct Ticks(AtomicU64);
 
 /// The wasmtime engine, its linker, and the ROM cache. One per host (and
 /// one per `ww run`).
+/// What a runtime's processes may hold together (`ww start`'s flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budgets {
+    /// Their linear memories, in bytes.
+    pub guest_memory_bytes_max: usize,
+    /// Their file opens are refused while the host holds this many
+    /// descriptors.
+    pub descriptors_max: usize,
+    /// The part of the event loop computing processes get together, in
+    /// percent (`cpu.rs`).
+    pub guests_cpu_percent: u32,
+}
+
 pub struct Runtime {
     engine: Engine,
     linker: Linker<ProcState>,
@@ -66,18 +79,13 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine and starts its epoch ticker. Compiled ROMs are kept
-    /// under `cache_dir` if given. The processes' linear memories together
-    /// may hold `guest_memory_bytes_max`, and their opens are refused while
-    /// the host holds `descriptors_max` descriptors.
+    /// under `cache_dir` if given; the processes together are held to
+    /// `budgets`.
     ///
     /// # Errors
     ///
     /// When wasmtime cannot be configured on this machine.
-    pub fn new(
-        cache_dir: Option<std::path::PathBuf>,
-        guest_memory_bytes_max: usize,
-        descriptors_max: usize,
-    ) -> Result<Rc<Self>> {
+    pub fn new(cache_dir: Option<std::path::PathBuf>, budgets: Budgets) -> Result<Rc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -117,9 +125,9 @@ impl Runtime {
             engine,
             linker,
             ticks,
-            cpu: Rc::default(),
-            guest_memory: Arc::new(limits::GuestMemory::new(guest_memory_bytes_max)),
-            descriptors: Arc::new(descriptors::HostDescriptors::new(descriptors_max)),
+            cpu: Rc::new(cpu::CpuShares::new(budgets.guests_cpu_percent)),
+            guest_memory: Arc::new(limits::GuestMemory::new(budgets.guest_memory_bytes_max)),
+            descriptors: Arc::new(descriptors::HostDescriptors::new(budgets.descriptors_max)),
             rpc_meter: Rc::default(),
         }))
     }
