@@ -737,6 +737,12 @@ fn processes_together_stop_at_the_hosts_guest_memory_budget_and_the_group_keeps_
         "{message}"
     );
     assert_eq!(held_times(), 1, "the second holder got its memory");
+    let refusals = find(
+        &scrape(&http),
+        "ww_budget_refusals_total",
+        &[("budget", "guest_memory")],
+    );
+    assert_eq!(refusals, Some(1.0), "refusals counted");
     assert_eq!(
         process(&host.addr, &first).unwrap()["state"],
         "running",
@@ -780,7 +786,12 @@ fn guests_opens_stop_at_the_hosts_descriptor_bound_and_the_group_keeps_writing()
     // Far below the per-process cap (RESOURCES_MAX, 1,024): the host-wide
     // bound refuses first.
     const DESCRIPTORS_MAX: usize = 400;
-    let cluster = beside_a_group(&["--descriptors-max", &DESCRIPTORS_MAX.to_string()]);
+    let cluster = beside_a_group(&[
+        "--descriptors-max",
+        &DESCRIPTORS_MAX.to_string(),
+        "--http",
+        "127.0.0.1:0",
+    ]);
     let host = &cluster.hosts[FLOODED];
     let before = open_fds(host.pid());
     assert!(before < DESCRIPTORS_MAX - 100, "the host holds {before}");
@@ -805,6 +816,13 @@ fn guests_opens_stop_at_the_hosts_descriptor_bound_and_the_group_keeps_writing()
         held < DESCRIPTORS_MAX,
         "the process held {held} files past the bound"
     );
+    let refusals = ww_tests::metrics::find(
+        &ww_tests::metrics::scrape(host.http.as_ref().expect("--http address")),
+        "ww_budget_refusals_total",
+        &[("budget", "descriptors")],
+    )
+    .unwrap_or(0.0);
+    assert!(refusals >= 1.0, "{refusals} refusals counted");
     // The group's replicas open their own files meanwhile.
     assert_opener_gone(&cluster, host, before, "descriptor-bound");
 }

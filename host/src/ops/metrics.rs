@@ -272,6 +272,17 @@ fn register_budgets(registry: &mut Registry, ctx: &HostContext) {
         "Each host-wide memory budget",
         limit,
     );
+    let refusals = Family::<Labels, CounterF>::default();
+    for (budget, refused) in ctx.processes.runtime().budget_refusals() {
+        refusals
+            .get_or_create(&labelled(&[("budget", budget)]))
+            .inc_by(refused as f64);
+    }
+    registry.register(
+        "ww_budget_refusals",
+        "Requests of the host's processes refused by a host-wide budget: growths of linear memory (guest_memory), file opens (descriptors)",
+        refusals,
+    );
     let channels = ctx.senders.usage().channels;
     gauge(
         registry,

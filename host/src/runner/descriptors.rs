@@ -48,6 +48,11 @@ impl HostDescriptors {
         }
     }
 
+    /// Opens refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Whether a guest may open one more file now.
     fn admit(&self) -> Result<(), ErrorCode> {
         // Unreadable (no procfs): the OS limit is the only bound.
@@ -176,6 +181,6 @@ mod tests {
         let full = HostDescriptors::new(0);
         assert!(matches!(full.admit(), Err(ErrorCode::Busy)));
         assert!(full.admit().is_err());
-        assert_eq!(full.refused.load(Ordering::Relaxed), 2);
+        assert_eq!(full.refused(), 2);
     }
 }

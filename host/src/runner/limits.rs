@@ -1,6 +1,6 @@
 //! Resource limits of one process, and the limiter that enforces them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::limits::{
@@ -36,6 +36,8 @@ impl Default for Limits {
 pub(crate) struct GuestMemory {
     bytes: AtomicUsize,
     bytes_max: usize,
+    /// Growths refused for the budget.
+    refused: AtomicU64,
 }
 
 impl GuestMemory {
@@ -43,7 +45,13 @@ impl GuestMemory {
         Self {
             bytes: AtomicUsize::new(0),
             bytes_max,
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Growths refused because of this budget.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Bytes of linear memory the host's processes hold.
@@ -61,6 +69,7 @@ impl GuestMemory {
         loop {
             let total = held.saturating_add(bytes);
             if total > self.bytes_max {
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(total);
             }
             match self.bytes.compare_exchange_weak(
@@ -257,6 +266,7 @@ mod tests {
         // nothing charged.
         let err = second.memory_growing(PAGE, 2 * PAGE, None).unwrap_err();
         assert!(err.to_string().contains("guest_memory_bytes_max"), "{err}");
+        assert_eq!(host.refused(), 1);
         assert_eq!((second.memory_bytes(), host.bytes()), (PAGE, 3 * PAGE));
         // The first process ends: its memory is the host's again.
         drop(first);

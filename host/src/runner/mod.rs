@@ -132,6 +132,15 @@ impl Runtime {
         }))
     }
 
+    /// What the host-wide budgets refused so far: growths of linear
+    /// memory, and file opens.
+    pub fn budget_refusals(&self) -> [(&'static str, u64); 2] {
+        [
+            ("guest_memory", self.guest_memory.refused()),
+            ("descriptors", self.descriptors.refused()),
+        ]
+    }
+
     /// Bytes of linear memory this runtime's processes hold, and the most
     /// they may hold together.
     pub fn guest_memory_bytes(&self) -> (usize, usize) {
