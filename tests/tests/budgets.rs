@@ -447,15 +447,7 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
     let host = &cluster.hosts[FLOODED];
     let before = open_fds(host.pid());
 
-    // A process of the host opens one file of its volume again and again,
-    // keeping every descriptor.
-    let pid = spawn_child(
-        &host.addr,
-        "opener",
-        &["--volume", "flood"],
-        &["open-flood"],
-    );
-    let (ended, message) = wait_ended(&host.addr, &pid);
+    let (ended, message) = run_opener(&host.addr);
     assert_eq!(ended["state"], "trapped", "{ended}");
     assert!(
         message.contains("killed by the descriptor limit") && message.contains("resources_max"),
@@ -470,6 +462,14 @@ fn a_descriptor_flood_ends_at_its_processes_cap_and_the_host_keeps_serving() {
         "held at most {most} files"
     );
     assert_opener_gone(&cluster, host, before, "descriptor-flood");
+}
+
+/// Runs a process on the host at `addr` that opens one file of its volume
+/// again and again, keeping every descriptor, until something stops it;
+/// returns how it ended, as [`wait_ended`].
+fn run_opener(addr: &str) -> (serde_json::Value, String) {
+    let pid = spawn_child(addr, "opener", &["--volume", "flood"], &["open-flood"]);
+    wait_ended(addr, &pid)
 }
 
 /// The most files an `open-flood` process said it held (it says so every
@@ -796,13 +796,7 @@ fn guests_opens_stop_at_the_hosts_descriptor_bound_and_the_group_keeps_writing()
     let before = open_fds(host.pid());
     assert!(before < DESCRIPTORS_MAX - 100, "the host holds {before}");
 
-    let pid = spawn_child(
-        &host.addr,
-        "opener",
-        &["--volume", "flood"],
-        &["open-flood"],
-    );
-    let (ended, message) = wait_ended(&host.addr, &pid);
+    let (ended, message) = run_opener(&host.addr);
     // Its open failed (EBUSY), so it gave up: it was not killed.
     assert_eq!(ended["state"], "exited", "{ended}");
     assert_eq!(message, "exited with 1", "{ended}");
