@@ -64,7 +64,8 @@ pub const DESCRIPTORS_RESERVED_MIN: usize = 256;
 /// the RPC and the guests that only answer. See `runner/cpu.rs`. Every
 /// computing slice may delay a Raft write's crossing of the loop, so the
 /// default is what keeps a write's p99 within twice its idle value beside
-/// 32 spinners (measured: 1.2 to 1.9 times at 12%, 1.7 to 2.4 at 25%).
+/// 32 spinners (measured: median 1.53 times at 12%, 10 of 11 runs under
+/// 2; 1.7 to 2.4 times at 25%).
 pub const GUESTS_CPU_PERCENT_DEFAULT: u32 = 12;
 
 /// Slices cut short by the tick, one after the other, that make a process
