@@ -172,9 +172,7 @@ impl CpuShares {
         self.next_resume.set(Some(resume + self.spacing(ran)));
         Some(resume.duration_since(now))
     }
-}
 
-impl CpuShares {
     /// The time between the ends of two waits: one slice (`ran`, the last
     /// slice of the process that waits, and at least a tick) and as much
     /// again for the rest of the loop as the guests leave it.

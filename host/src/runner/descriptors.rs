@@ -5,10 +5,17 @@
 //! `RESOURCES_MAX` resources, but 256 processes could hold 262,144, and a
 //! host whose table is full cannot accept a connection, dial a peer or
 //! open its own files: its guests would have locked everybody out. So a
-//! guest's `open-at` is refused while the host holds
-//! [`HostDescriptors::max`] descriptors or more, counted in
-//! `/proc/self/fd` (all of them, the host's own included), and the rest of
-//! the OS limit stays for the host.
+//! guest's `open-at` is refused while the host holds `--descriptors-max`
+//! descriptors or more (all of them, the host's own included), and the
+//! rest of the OS limit stays for the host.
+//!
+//! The count comes from `/proc/self/fd`, which costs a directory read of
+//! every descriptor, so an open does not read it: it is read again when
+//! the last count and the opens admitted since reach the bound, after
+//! [`RECOUNT_OPENS`] opens, or [`RECOUNT_MS`] after the last count. Between
+//! two counts the host may pass the bound by those opens and by what it
+//! opened itself in that time; the reserve (a quarter of the limit, at
+//! least 256) is far larger.
 //!
 //! A host raises its soft limit of open files to the hard one when it
 //! starts ([`raise_open_files_limit`]), as servers do: the default soft
@@ -18,7 +25,8 @@
 //! code for a full descriptor table, and the condition passes when other
 //! processes close files. The host logs the refusals, naming the limit.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView as _};
@@ -27,16 +35,28 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 };
 
 use super::process::ProcState;
+use super::{to_guest, FILESYSTEM_TYPES};
 use crate::limits::{DESCRIPTORS_RESERVED_MIN, DESCRIPTORS_RESERVED_PERCENT};
 
-/// The filesystem interface whose `open-at` is replaced: the version
-/// wasmtime-wasi defines, which serves every 0.2 import.
-const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+/// Opens admitted after which the descriptors are counted again.
+const RECOUNT_OPENS: usize = 64;
+
+/// Time after which the descriptors are counted again at the next open, in
+/// ms.
+const RECOUNT_MS: u64 = 100;
 
 /// The host-wide bound on descriptors that guests' opens respect.
 #[derive(Debug)]
 pub(crate) struct HostDescriptors {
     max: usize,
+    started: Instant,
+    /// What `/proc/self/fd` held at the last count, and when (ms after
+    /// `started`).
+    counted: AtomicUsize,
+    counted_at_ms: AtomicU64,
+    /// Opens admitted since the last count.
+    admitted: AtomicUsize,
+    recounts: AtomicU64,
     refused: AtomicU64,
 }
 
@@ -44,6 +64,11 @@ impl HostDescriptors {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
+            started: Instant::now(),
+            counted: AtomicUsize::new(open_descriptors().unwrap_or(0)),
+            counted_at_ms: AtomicU64::new(0),
+            admitted: AtomicUsize::new(0),
+            recounts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
     }
@@ -55,11 +80,30 @@ impl HostDescriptors {
 
     /// Whether a guest may open one more file now.
     fn admit(&self) -> Result<(), ErrorCode> {
-        // Unreadable (no procfs): the OS limit is the only bound.
-        let Ok(held) = open_descriptors() else {
-            return Ok(());
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let admitted = self.admitted.load(Ordering::Relaxed);
+        let estimate = self
+            .counted
+            .load(Ordering::Relaxed)
+            .saturating_add(admitted);
+        let stale = estimate >= self.max
+            || admitted >= RECOUNT_OPENS
+            || now_ms.saturating_sub(self.counted_at_ms.load(Ordering::Relaxed)) >= RECOUNT_MS;
+        let held = if stale {
+            // Unreadable (no procfs): the OS limit is the only bound.
+            let Ok(held) = open_descriptors() else {
+                return Ok(());
+            };
+            self.recounts.fetch_add(1, Ordering::Relaxed);
+            self.counted.store(held, Ordering::Relaxed);
+            self.counted_at_ms.store(now_ms, Ordering::Relaxed);
+            self.admitted.store(0, Ordering::Relaxed);
+            held
+        } else {
+            estimate
         };
         if held < self.max {
+            self.admitted.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
@@ -145,14 +189,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ProcState>) -> wasmtime::Result<
                 if let Err(code) = state.descriptors.admit() {
                     return Ok::<OpenReturn, wasmtime::Error>((Err(code),));
                 }
-                match state
-                    .filesystem()
-                    .open_at(fd, path_flags, path, open_flags, flags)
-                    .await
-                {
-                    Ok(opened) => Ok((Ok(opened),)),
-                    Err(err) => Ok((Err(err.downcast()?),)),
-                }
+                to_guest(
+                    state
+                        .filesystem()
+                        .open_at(fd, path_flags, path, open_flags, flags)
+                        .await,
+                )
             })
         },
     )?;
@@ -182,5 +224,29 @@ mod tests {
         assert!(matches!(full.admit(), Err(ErrorCode::Busy)));
         assert!(full.admit().is_err());
         assert_eq!(full.refused(), 2);
+    }
+
+    #[test]
+    fn opens_far_from_the_bound_count_the_descriptors_once_in_a_while() {
+        let bound = HostDescriptors::new(usize::MAX / 2);
+        // Within RECOUNT_MS of the first count, only the opens since it
+        // make it count again.
+        for _ in 0..RECOUNT_OPENS {
+            assert!(bound.admit().is_ok());
+        }
+        assert!(bound.recounts.load(Ordering::Relaxed) <= 1);
+        for _ in 0..RECOUNT_OPENS {
+            assert!(bound.admit().is_ok());
+        }
+        let recounts = bound.recounts.load(Ordering::Relaxed);
+        assert!(
+            (1..=3).contains(&recounts),
+            "{recounts} counts for 128 opens"
+        );
+        // At the bound it counts on every open.
+        let near = HostDescriptors::new(open_descriptors().unwrap() + 4_096);
+        near.counted.store(near.max, Ordering::Relaxed);
+        assert!(near.admit().is_ok(), "a fresh count finds room");
+        assert_eq!(near.recounts.load(Ordering::Relaxed), 1);
     }
 }

@@ -91,6 +91,27 @@ impl GuestMemory {
     }
 }
 
+/// A growth refused by the host's [`GuestMemory`] budget (the process's
+/// own limit was not reached), so the process's exit can name it.
+#[derive(Debug)]
+pub(crate) struct HostMemoryBudget {
+    desired: usize,
+    host_total: usize,
+    bytes_max: usize,
+}
+
+impl std::fmt::Display for HostMemoryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "forcing trap when growing memory to {} bytes: the host's processes would hold {} bytes of linear memory in all, past the host's {} (guest_memory_bytes_max, ww start --guest-memory-limit-mb)",
+            self.desired, self.host_total, self.bytes_max
+        )
+    }
+}
+
+impl std::error::Error for HostMemoryBudget {}
+
 /// The resource limiter of one process's store.
 ///
 /// wasmtime's `StoreLimits` checks each linear memory on its own, so a
@@ -158,10 +179,12 @@ impl wasmtime::ResourceLimiter for ProcessLimiter {
             );
         }
         if let Err(host_total) = self.host.charge(growth) {
-            wasmtime::bail!(
-                "forcing trap when growing memory to {desired} bytes: the host's processes would hold {host_total} bytes of linear memory in all, past the host's {} (guest_memory_bytes_max, ww start --guest-memory-limit-mb)",
-                self.host.bytes_max
-            );
+            return Err(HostMemoryBudget {
+                desired,
+                host_total,
+                bytes_max: self.host.bytes_max,
+            }
+            .into());
         }
         self.memory_bytes = total;
         self.pending_bytes = growth;

@@ -50,6 +50,23 @@ struct Ticks(AtomicU64);
 
 /// The wasmtime engine, its linker, and the ROM cache. One per host (and
 /// one per `ww run`).
+/// wasmtime-wasi's `wasi:filesystem/types`, the version that serves every
+/// 0.2 import: the host replaces some of its functions in the linker, to
+/// enforce the volume quota (`quota.rs`) and the descriptor bound
+/// (`descriptors.rs`).
+const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// A wasmtime-wasi filesystem call's result as a replaced function returns
+/// it: the value or the guest's error code, or a trap.
+fn to_guest<T>(
+    result: wasmtime_wasi::p2::FsResult<T>,
+) -> wasmtime::Result<(Result<T, wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode>,)> {
+    match result {
+        Ok(value) => Ok((Ok(value),)),
+        Err(err) => Ok((Err(err.downcast()?),)),
+    }
+}
+
 /// What a runtime's processes may hold together (`ww start`'s flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budgets {

@@ -392,7 +392,11 @@ fn classify(err: wasmtime::Error, memory_limit: usize) -> ExitStatus {
             "killed by the descriptor limit: the ROM asked for more than {RESOURCES_MAX} WASI resources at once (open files, streams, pollables; resources_max) ({text})"
         ));
     }
-    if text.contains("(guest_memory_bytes_max") {
+    if err.chain().any(|cause| {
+        cause
+            .downcast_ref::<super::limits::HostMemoryBudget>()
+            .is_some()
+    }) {
         return ExitStatus::trapped(format!(
             "killed by the host's memory budget: its processes together may hold no more linear memory (ww start --guest-memory-limit-mb) ({text})"
         ));

@@ -28,10 +28,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, HostDescriptor a
 use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use super::process::ProcState;
-
-/// The filesystem interface the overrides replace functions of: the
-/// version wasmtime-wasi defines, which serves every 0.2 import.
-const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+use super::{to_guest, FILESYSTEM_TYPES};
 
 /// Linux's ENOSPC, which wasmtime-wasi reports to the guest as
 /// `insufficient-space`.
@@ -208,10 +205,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ProcState>) -> wasmtime::Result<
                         return Ok((Err(ErrorCode::InsufficientSpace),));
                     }
                 }
-                match state.filesystem().write(fd, bytes, offset).await {
-                    Ok(written) => Ok((Ok(written),)),
-                    Err(err) => Ok((Err(err.downcast()?),)),
-                }
+                to_guest(state.filesystem().write(fd, bytes, offset).await)
             })
         },
     )?;
