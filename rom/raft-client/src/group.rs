@@ -10,6 +10,7 @@ use futures::future::{select, Either};
 use ww_api::ops::{get_cap, get_data, ls, walk};
 use ww_api::{anchor, host, receiver, sender};
 
+use crate::outbox::{send_within, Limits, Outbox};
 use crate::proto::{
     self, Member, ReplicaStatus, Request, RequestBatch, Response, ResponseBatch, BATCH_REQUESTS_MAX,
 };
@@ -34,8 +35,10 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 /// Capacity of the channel replicas answer on.
 const REPLY_CHANNEL_CAPACITY: u32 = 4096;
 
-/// Largest batch of requests sent to one replica in one message, in bytes.
-const BATCH_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
+/// Most bytes of requests queued for one replica while a message to it is
+/// in flight. Past it the oldest calls fail with a retryable error: a
+/// replica that stopped answering must not make the client hoard memory.
+const QUEUED_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -97,12 +100,6 @@ pub struct Replica {
     reply: Option<sender::Client>,
 }
 
-#[derive(Default)]
-struct Outbox {
-    queued: Vec<(u64, Request)>,
-    in_flight: bool,
-}
-
 struct Inner<R: Runtime> {
     host: host::Client,
     version: String,
@@ -116,7 +113,8 @@ struct Inner<R: Runtime> {
     reply: sender::Client,
     pending: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     next_request: Cell<u64>,
-    outboxes: RefCell<HashMap<String, Outbox>>,
+    /// Requests queued per replica (by host), one message in flight each.
+    outbox: RefCell<Outbox<String, (u64, Request)>>,
     /// The highest term a replica reported leading in (status events).
     leader_term: Cell<u64>,
     /// Woken when status events name a new leader, so that calls waiting
@@ -238,7 +236,10 @@ impl<R: Runtime> Group<R> {
                 reply,
                 pending: RefCell::new(HashMap::new()),
                 next_request: Cell::new(1),
-                outboxes: RefCell::new(HashMap::new()),
+                outbox: RefCell::new(Outbox::new(Limits {
+                    message_items_max: BATCH_REQUESTS_MAX,
+                    queued_bytes_max: QUEUED_BYTES_MAX,
+                })),
                 leader_term: Cell::new(0),
                 leader_waiters: RefCell::new(Vec::new()),
                 keepalive: RefCell::new(Vec::new()),
@@ -514,13 +515,19 @@ impl<R: Runtime> Group<R> {
         self.inner.next_request.set(id + 1);
         let (done, answer) = oneshot::channel();
         self.inner.pending.borrow_mut().insert(id, done);
-        self.inner
-            .outboxes
+        let bytes = request_size(&request);
+        let dropped = self
+            .inner
+            .outbox
             .borrow_mut()
-            .entry(peer.to_owned())
-            .or_default()
-            .queued
-            .push((id, request));
+            .push(peer.to_owned(), (id, request), bytes);
+        if !dropped.is_empty() {
+            fail(
+                &self.inner,
+                &dropped,
+                &format!("overloaded: over {QUEUED_BYTES_MAX} bytes queued for the replica on {peer} (QUEUED_BYTES_MAX)"),
+            );
+        }
         flush(&self.inner, peer);
         let timer = self.inner.runtime.sleep(timeout);
         match select(answer, timer).await {
@@ -739,22 +746,15 @@ impl<R: Runtime> Group<R> {
 /// before the message leaves, instead of the first leaving alone and the
 /// rest waiting a round trip for the next one.
 fn flush<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
-    {
-        let mut outboxes = inner.outboxes.borrow_mut();
-        let Some(outbox) = outboxes.get_mut(peer) else {
-            return;
-        };
-        if outbox.in_flight || outbox.queued.is_empty() {
-            return;
-        }
-        outbox.in_flight = true;
+    if !inner.outbox.borrow_mut().claim(peer) {
+        return;
     }
     let weak = Rc::downgrade(inner);
     let peer = peer.to_owned();
     inner.runtime.spawn(Box::pin(async move {
         yield_once().await;
         if let Some(inner) = weak.upgrade() {
-            send_queued(&inner, &peer);
+            send_queued(&inner, peer);
         }
     }));
 }
@@ -775,34 +775,14 @@ async fn yield_once() {
     .await;
 }
 
-/// Sends what is queued for `peer` as one message (its outbox is marked in
-/// flight), then flushes again when the send completes.
-fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
-    let batch = {
-        let mut outboxes = inner.outboxes.borrow_mut();
-        let Some(outbox) = outboxes.get_mut(peer) else {
-            return;
-        };
-        let mut take = 0;
-        let mut bytes = 0;
-        for (_, request) in &outbox.queued {
-            bytes += request_size(request);
-            if take > 0 && (take >= BATCH_REQUESTS_MAX || bytes > BATCH_BYTES_SOFT_MAX) {
-                break;
-            }
-            take += 1;
-        }
-        if take == 0 {
-            outbox.in_flight = false;
-            return;
-        }
-        outbox.queued.drain(..take).collect::<Vec<_>>()
-    };
-    let Some(replica) = inner.replicas.borrow().get(peer).cloned() else {
+/// Sends what is queued for claimed `peer` as one message, then releases
+/// the claim and flushes again when the send completes.
+fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: String) {
+    let batch = inner.outbox.borrow_mut().take(&peer);
+    let replica = inner.replicas.borrow().get(&peer).cloned();
+    let (Some(replica), false) = (replica, batch.is_empty()) else {
         fail(inner, &batch, "the replica is no longer anchored");
-        if let Some(outbox) = inner.outboxes.borrow_mut().get_mut(peer) {
-            outbox.in_flight = false;
-        }
+        inner.outbox.borrow_mut().release(&peer);
         return;
     };
     let bytes = proto::encode(&RequestBatch {
@@ -824,21 +804,13 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
         );
     }
     let promise = request.send().promise;
-    // One message in flight per replica: a send that never answers would
-    // hold back every later request to it, so it gets the same deadline as
-    // a call, and then counts as failed (the waiters get a retryable error
-    // and the replica is looked up again).
-    let timer = inner.runtime.sleep(CALL_TIMEOUT);
     let weak = Rc::downgrade(inner);
-    let peer = peer.to_owned();
+    let runtime = inner.runtime.clone();
     inner.runtime.spawn(Box::pin(async move {
-        let result = match select(promise, timer).await {
-            Either::Left((result, _)) => result.map(drop),
-            Either::Right(_) => Err(capnp::Error::failed(format!(
-                "no answer within {} ms",
-                CALL_TIMEOUT.as_millis()
-            ))),
-        };
+        // A send that never answers would hold back every later request to
+        // the replica: past the outbox's deadline it counts as failed (the
+        // waiters get a retryable error and the replica is looked up again).
+        let result = send_within(&runtime, promise).await;
         let Some(inner) = weak.upgrade() else { return };
         if let Err(err) = result {
             fail(
@@ -849,9 +821,7 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
             inner.replicas.borrow_mut().remove(&peer);
             inner.direct.forget(&peer);
         }
-        if let Some(outbox) = inner.outboxes.borrow_mut().get_mut(&peer) {
-            outbox.in_flight = false;
-        }
+        inner.outbox.borrow_mut().release(&peer);
         flush(&inner, &peer);
     }));
 }

@@ -33,6 +33,7 @@
 pub mod access;
 pub mod direct;
 pub mod group;
+pub mod outbox;
 pub mod proto;
 mod runtime;
 mod session;

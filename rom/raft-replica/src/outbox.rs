@@ -1,51 +1,47 @@
 //! Raft messages to peers: raft-core's `Transport`, over the peers' inbox
 //! channels, resolved by path through this replica's own host.
 //!
-//! Each peer has a queue of encoded envelopes. At most one channel message
-//! is in flight per peer; envelopes queued meanwhile travel together in the
-//! next one ([`raft_client::proto::frame_envelopes`]). A queue over
+//! The queues are the group's one outbox ([`raft_client::outbox`]): at most
+//! one channel message in flight per peer, envelopes queued meanwhile
+//! travelling together in the next one
+//! ([`raft_client::proto::frame_envelopes`]). A queue over
 //! [`QUEUED_BYTES_MAX`] drops its oldest envelopes: Raft resends what is
 //! lost, and a dead peer must not make this replica hoard memory.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use raft_client::access::GroupKey;
+use raft_client::outbox::{self, send_within, Limits};
+use raft_client::GuestRuntime;
 use raft_core::{SendError, Transport};
 use ww_guest::ww_api::{anchor, ops, sender};
 
 /// Most bytes queued for one peer.
 pub const QUEUED_BYTES_MAX: usize = 32 * 1024 * 1024;
 
-/// Most bytes in one inbox message (a snapshot envelope travels alone).
-const MESSAGE_BYTES_SOFT_MAX: usize = 4 * 1024 * 1024;
+/// Most envelopes in one inbox message. The byte bound
+/// ([`outbox::MESSAGE_BYTES_SOFT_MAX`]) is the one that matters; this one
+/// only keeps a frame's count within what a peer decodes in one go.
+const MESSAGE_ENVELOPES_MAX: usize = 4_096;
 
 /// How long to wait before resolving a peer's inbox again after a failure.
 const RESOLVE_RETRY_MS: u64 = 500;
-
-/// Longest a send or an inbox lookup may take. With one message in flight
-/// per peer, a call that never answers (a wedged connection, a peer that
-/// stopped draining its inbox) would otherwise silence this replica towards
-/// that peer for good. Past the deadline the call counts as failed: the
-/// inbox is looked up again and Raft resends what was lost. A send normally
-/// takes well under a millisecond (docs/benchmarks.md), so this only cuts
-/// off calls that are stuck.
-const CALL_TIMEOUT_MS: u64 = 3_000;
 
 #[derive(Default)]
 struct Peer {
     /// The host of the peer, from the membership.
     peer_id: String,
-    queued: VecDeque<Vec<u8>>,
-    queued_bytes: usize,
     sender: Option<sender::Client>,
-    busy: bool,
     /// The last failure to reach it, logged once (empty: none).
     last_problem: String,
     retry_after_ms: u64,
-    dropped_count: u64,
+}
+
+struct State {
+    peers: HashMap<u64, Peer>,
+    queues: outbox::Outbox<u64, Vec<u8>>,
 }
 
 /// The transport.
@@ -55,26 +51,33 @@ pub struct Outbox {
     version: String,
     /// Seals every message: peers step only what carries the group's MAC.
     key: GroupKey,
-    peers: Rc<RefCell<HashMap<u64, Peer>>>,
+    state: Rc<RefCell<State>>,
 }
 
 impl Outbox {
     /// Sends through `root` (this replica's host's cluster root), sealing
     /// with `key`.
     pub fn new(root: anchor::Client, version: String, key: GroupKey) -> Self {
+        let queues = outbox::Outbox::new(Limits {
+            message_items_max: MESSAGE_ENVELOPES_MAX,
+            queued_bytes_max: QUEUED_BYTES_MAX,
+        });
         Self {
             root,
             version,
             key,
-            peers: Rc::new(RefCell::new(HashMap::new())),
+            state: Rc::new(RefCell::new(State {
+                peers: HashMap::new(),
+                queues,
+            })),
         }
     }
 
     /// Records where raft id `id` lives. Called whenever the membership
     /// changes; a moved peer is resolved again.
     pub fn set_peer(&self, id: u64, peer_id: &str) {
-        let mut peers = self.peers.borrow_mut();
-        let peer = peers.entry(id).or_default();
+        let mut state = self.state.borrow_mut();
+        let peer = state.peers.entry(id).or_default();
         if peer.peer_id != peer_id {
             peer.peer_id = peer_id.to_owned();
             peer.sender = None;
@@ -84,8 +87,8 @@ impl Outbox {
     /// Records where raft id `id` lives if nothing is known of it yet: the
     /// authenticated origin of a message it sent.
     pub fn learn(&self, id: u64, peer_id: &str) {
-        let mut peers = self.peers.borrow_mut();
-        let peer = peers.entry(id).or_default();
+        let mut state = self.state.borrow_mut();
+        let peer = state.peers.entry(id).or_default();
         if peer.peer_id.is_empty() {
             peer.peer_id = peer_id.to_owned();
         }
@@ -93,56 +96,44 @@ impl Outbox {
 
     /// Forgets raft ids that are no longer members.
     pub fn retain(&self, ids: &[u64]) {
-        self.peers.borrow_mut().retain(|id, _| ids.contains(id));
+        let mut state = self.state.borrow_mut();
+        state.peers.retain(|id, _| ids.contains(id));
+        state.queues.retain(|id| ids.contains(id));
     }
 
     /// Envelopes dropped because a peer's queue was full.
     pub fn dropped_count(&self) -> u64 {
-        self.peers
-            .borrow()
-            .values()
-            .map(|peer| peer.dropped_count)
-            .sum()
+        self.state.borrow().queues.dropped_count()
     }
 
     /// Starts sending what is queued, for every peer that is idle.
     pub fn flush(&self, now_ms: u64) {
-        let ids: Vec<u64> = self.peers.borrow().keys().copied().collect();
-        for id in ids {
+        let ready = self.state.borrow().queues.ready();
+        for id in ready {
             self.flush_peer(id, now_ms);
         }
     }
 
     fn flush_peer(&self, id: u64, now_ms: u64) {
-        let mut peers = self.peers.borrow_mut();
-        let Some(peer) = peers.get_mut(&id) else {
+        let mut state = self.state.borrow_mut();
+        let State { peers, queues } = &mut *state;
+        let Some(peer) = peers.get(&id).filter(|peer| !peer.peer_id.is_empty()) else {
             return;
         };
-        if peer.busy || peer.queued.is_empty() || peer.peer_id.is_empty() {
+        if peer.sender.is_none() && now_ms < peer.retry_after_ms {
+            return;
+        }
+        if !queues.claim(&id) {
             return;
         }
         let Some(sender) = peer.sender.clone() else {
-            if now_ms < peer.retry_after_ms {
-                return;
-            }
-            peer.busy = true;
             let path = format!("/{}/raft/{}/inbox", peer.peer_id, self.version);
-            drop(peers);
+            drop(state);
             self.resolve(id, path);
             return;
         };
-        let mut envelopes = Vec::new();
-        let mut bytes = 0;
-        while let Some(envelope) = peer.queued.front() {
-            if !envelopes.is_empty() && bytes + envelope.len() > MESSAGE_BYTES_SOFT_MAX {
-                break;
-            }
-            bytes += envelope.len();
-            peer.queued_bytes -= envelope.len();
-            envelopes.push(peer.queued.pop_front().unwrap_or_default());
-        }
-        peer.busy = true;
-        drop(peers);
+        let envelopes = queues.take(&id);
+        drop(state);
         let data = self.key.seal(raft_client::proto::frame_envelopes(
             envelopes.iter().map(Vec::as_slice),
         ));
@@ -151,53 +142,51 @@ impl Outbox {
         let promise = request.send().promise;
         let this = self.clone();
         ww_guest::spawn(async move {
-            let problem = match ww_guest::timeout(Duration::from_millis(CALL_TIMEOUT_MS), promise)
+            let problem = send_within(&GuestRuntime, promise)
                 .await
-            {
-                Ok(Ok(_)) => None,
-                Ok(Err(err)) => Some(format!("a send to raft node {id} failed: {err}")),
-                Err(elapsed) => Some(format!("a send to raft node {id} got no answer: {elapsed}")),
-            };
-            let now_ms = ww_guest::now_ms();
-            if let Some(peer) = this.peers.borrow_mut().get_mut(&id) {
-                peer.busy = false;
-                if problem.is_some() {
-                    // The peer's replica or host is gone: resolve it again
-                    // later (its envelopes are lost; Raft resends).
-                    peer.sender = None;
-                    peer.retry_after_ms = now_ms + RESOLVE_RETRY_MS;
-                }
-                peer.report(problem);
-            }
-            this.flush_peer(id, now_ms);
+                .err()
+                .map(|err| format!("a send to raft node {id} failed: {err}"));
+            this.settle(id, None, problem);
         });
     }
 
     fn resolve(&self, id: u64, path: String) {
         let this = self.clone();
         ww_guest::spawn(async move {
-            let lookup = ops::get_cap::<sender::Client>(&this.root, &path);
-            let (sender, problem) =
-                match ww_guest::timeout(Duration::from_millis(CALL_TIMEOUT_MS), lookup).await {
-                    Ok(Ok(Some(found))) => (Some(found), None),
-                    Ok(Ok(None)) => (None, Some(format!("{path} is not anchored"))),
-                    Ok(Err(err)) => (None, Some(format!("looking up {path} failed: {err}"))),
-                    Err(elapsed) => (
-                        None,
-                        Some(format!("looking up {path} got no answer: {elapsed}")),
-                    ),
-                };
-            let now_ms = ww_guest::now_ms();
-            if let Some(peer) = this.peers.borrow_mut().get_mut(&id) {
-                peer.busy = false;
-                match sender {
-                    Some(sender) => peer.sender = Some(sender),
-                    None => peer.retry_after_ms = now_ms + RESOLVE_RETRY_MS,
+            let found = send_within(
+                &GuestRuntime,
+                ops::get_cap::<sender::Client>(&this.root, &path),
+            )
+            .await;
+            let (sender, problem) = match found {
+                Ok(Some(found)) => (Some(found), None),
+                Ok(None) => (None, Some(format!("{path} is not anchored"))),
+                Err(err) => (None, Some(format!("looking up {path} failed: {err}"))),
+            };
+            this.settle(id, sender, problem);
+        });
+    }
+
+    /// Ends `id`'s claim after a send or a lookup, and sends again what
+    /// queued meanwhile. A failure drops the inbox: it is looked up again
+    /// after [`RESOLVE_RETRY_MS`] (what the failed send held is lost; Raft
+    /// resends).
+    fn settle(&self, id: u64, found: Option<sender::Client>, problem: Option<String>) {
+        let now_ms = ww_guest::now_ms();
+        {
+            let mut state = self.state.borrow_mut();
+            state.queues.release(&id);
+            if let Some(peer) = state.peers.get_mut(&id) {
+                if found.is_some() {
+                    peer.sender = found;
+                } else if problem.is_some() {
+                    peer.sender = None;
+                    peer.retry_after_ms = now_ms + RESOLVE_RETRY_MS;
                 }
                 peer.report(problem);
             }
-            this.flush_peer(id, now_ms);
-        });
+        }
+        self.flush_peer(id, now_ms);
     }
 }
 
@@ -222,16 +211,9 @@ impl Peer {
 
 impl Transport for Outbox {
     fn send(&mut self, to: u64, envelope: Vec<u8>) -> Result<(), SendError> {
-        let mut peers = self.peers.borrow_mut();
-        let peer = peers.entry(to).or_default();
-        peer.queued_bytes += envelope.len();
-        peer.queued.push_back(envelope);
-        while peer.queued_bytes > QUEUED_BYTES_MAX && peer.queued.len() > 1 {
-            if let Some(old) = peer.queued.pop_front() {
-                peer.queued_bytes -= old.len();
-                peer.dropped_count += 1;
-            }
-        }
+        let bytes = envelope.len();
+        // Dropped envelopes are counted by the queues; Raft resends them.
+        drop(self.state.borrow_mut().queues.push(to, envelope, bytes));
         Ok(())
     }
 }
