@@ -50,6 +50,29 @@ pub async fn connect_host(
     Ok(bootstrap(peer, stream, on_close))
 }
 
+/// Connects to the `Host` of a host known by its `addrs` (from another
+/// host's view): the first address that answers, once each, no retries.
+/// For a client that reaches hosts itself rather than through the host it
+/// dialed; the caller keeps that relayed route as its fallback.
+///
+/// # Errors
+///
+/// When no address answers; the last failure is named.
+pub async fn connect_at(node: &Node, addrs: &[libp2p::Multiaddr]) -> Result<host::Client> {
+    let mut last = anyhow!("no address to dial");
+    for addr in addrs {
+        let connected = match node.dial(addr.clone()).await {
+            Ok(peer) => connect_host(node, peer, || ()).await,
+            Err(err) => Err(err),
+        };
+        match connected {
+            Ok(host) => return Ok(host),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
 /// Connects to the `Host` at `addr` (which need not name a peer id), and
 /// checks that it answers. Retries for up to [`CONNECT_DEADLINE_MS`] while
 /// the failure may pass: a connection or stream closed while connecting

@@ -229,9 +229,14 @@ impl Spawned {
         self.stdout_lines().join("\n")
     }
 
+    /// The stderr lines so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().expect("lines lock").clone()
+    }
+
     /// Stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().expect("lines lock").join("\n")
+        self.stderr_lines().join("\n")
     }
 
     /// Waits until a stderr line contains `needle`.

@@ -1,8 +1,8 @@
 //! Least authority, on a real host: a process gets only what its spawner
 //! grants.
 //!
-//! - a grant-only process is refused root, view, pubsub, executor and dial
-//!   ("not permitted"), and through a `readPath` grant may only read; the
+//! - a grant-only process is refused root, view, pubsub, executor, dial and
+//!   connect ("not permitted"), and through a `readPath` grant may only read; the
 //!   process and the anchor it went after are untouched;
 //! - data, cap and readPath grants reach the child;
 //! - a volume belongs to its key: a second spawn without it is refused;
@@ -123,6 +123,7 @@ fn a_grant_only_process_is_refused_everything_else_and_changes_nothing() {
         "refused root:",
         "refused executor.kill:",
         "refused dial:",
+        "refused connect:",
         "refused readPath set:",
     ] {
         assert!(log.contains(refused), "{refused}: {log}");

@@ -1,8 +1,11 @@
-//! Many native client processes at once, each reaching the replicas over
-//! its own connections to their hosts (raft-client's direct routes), while
-//! a follower's host is stopped (SIGSTOP) and then the leader's host is
-//! killed (kill -9): every write a client saw acknowledged reads back, and
-//! the clients keep writing after the faults.
+//! Clients that reach the replicas over their own connections to the
+//! replicas' hosts (raft-client's direct routes):
+//! - many native client processes at once, while a follower's host is
+//!   stopped (SIGSTOP) and then the leader's host is killed (kill -9):
+//!   every write a client saw acknowledged reads back, and the clients keep
+//!   writing after the faults;
+//! - a `ww run` ROM client, which keeps writing with the host it dialed
+//!   stopped: its requests no longer pass through that host.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ww_tests::cluster::Spawned;
-use ww_tests::{raft_rom, signal, wait_until};
+use ww_tests::{raft_rom, rom, signal, wait_until};
 
 const WRITERS: usize = 6;
 const PUTS_PER_WRITER: usize = 150;
@@ -130,4 +133,58 @@ fn many_native_clients_keep_every_acknowledged_write_through_sigstop_and_kill() 
             }
         }
     });
+}
+
+/// `(writes, direct replicas)` from the last `load: N writes, D of M
+/// replicas direct` progress line.
+fn load_progress(lines: &[String]) -> Option<(u64, u64)> {
+    let line = lines.iter().rev().find(|line| line.starts_with("load: "))?;
+    let mut words = line.split_whitespace();
+    let writes = words.nth(1)?.parse().ok()?;
+    let direct = words.nth(1)?.parse().ok()?;
+    Some((writes, direct))
+}
+
+#[test]
+fn a_ww_run_client_moves_to_direct_routes_and_writes_on_with_the_host_it_dialed_stopped() {
+    let cluster = raft_rom::deployed(4, TIMEOUT);
+    // Host 0 holds no replica: the client's only reason to cross it is
+    // that it dialed it.
+    let client = cluster.hosts[0].addr.clone();
+    let raft = rom("raft");
+    let mut load = Spawned::start(&[
+        "run",
+        "--peer",
+        &client,
+        raft.to_str().unwrap(),
+        "load",
+        "--writers",
+        "4",
+        "--duration-ms",
+        "6000",
+        "--json",
+    ]);
+    wait_until("direct routes to all three replicas", TIMEOUT, || {
+        let (writes, direct) = load_progress(&load.stderr_lines())?;
+        (direct == 3 && writes > 50).then_some(())
+    });
+    let host0 = cluster.hosts[0].pid();
+    signal(host0, "STOP");
+    let (stopped_at, _) = load_progress(&load.stderr_lines()).unwrap();
+    wait_until("writes with host 0 stopped", TIMEOUT, || {
+        let (writes, _) = load_progress(&load.stderr_lines())?;
+        (writes >= stopped_at + 200).then_some(())
+    });
+    signal(host0, "CONT");
+    wait_until("the load to end", TIMEOUT, || {
+        (!load.is_running()).then_some(())
+    });
+    let summary: serde_json::Value = serde_json::from_str(
+        load.stdout_lines()
+            .last()
+            .unwrap_or_else(|| panic!("no summary; stderr: {}", load.stderr())),
+    )
+    .unwrap();
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert_eq!(summary["direct_replicas"], 3, "{summary}");
 }

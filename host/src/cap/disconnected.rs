@@ -65,6 +65,13 @@ impl host::Server for DisconnectedHost {
     ) -> Result<(), capnp::Error> {
         Err(not_connected())
     }
+    async fn connect(
+        self: CapRc<Self>,
+        _: host::ConnectParams,
+        _: host::ConnectResults,
+    ) -> Result<(), capnp::Error> {
+        Err(not_connected())
+    }
     async fn new_channel(
         self: CapRc<Self>,
         _: host::NewChannelParams,

@@ -77,6 +77,31 @@ impl HostServer {
     }
 
     /// Refuses `what` to a grant-only process.
+    /// The `Host` of peer `raw` (a peer id's text), reached over this
+    /// host's connection: `dial` and `connect`.
+    async fn reach(&self, raw: &str) -> Result<host::Client, capnp::Error> {
+        let peer: PeerId = raw.parse().map_err(|err| {
+            invalid(format!(
+                "{raw:?} is not a peer id ({err}); `ww ls /` lists the hosts"
+            ))
+        })?;
+        if peer == self.ctx.node.peer_id() {
+            return Ok(capnp_rpc::new_client(HostServer {
+                ctx: self.ctx.clone(),
+                caller: self.caller,
+                full: self.full,
+                grants: self.grants.clone(),
+            }));
+        }
+        let in_view = self.ctx.node.view().get(&peer).is_some();
+        if !in_view && !self.ctx.node.is_connected(peer).await {
+            return Err(capnp::Error::failed(format!(
+                "host {peer} is not in the cluster view: it is unknown here, or it stopped more than a TTL ago; `ww ls /` lists the hosts"
+            )));
+        }
+        self.ctx.peers.host(peer).await
+    }
+
     fn permit(&self, what: &str) -> Result<(), capnp::Error> {
         if self.full {
             return Ok(());
@@ -189,27 +214,19 @@ impl host::Server for HostServer {
     ) -> Result<(), capnp::Error> {
         self.permit("dial")?;
         let raw = text(params.get()?.get_peer_id(), "peer id")?;
-        let peer: PeerId = raw.parse().map_err(|err| {
-            invalid(format!(
-                "{raw:?} is not a peer id ({err}); `ww ls /` lists the hosts"
-            ))
-        })?;
-        if peer == self.ctx.node.peer_id() {
-            results.get().set_host(capnp_rpc::new_client(HostServer {
-                ctx: self.ctx.clone(),
-                caller: self.caller,
-                full: self.full,
-                grants: self.grants.clone(),
-            }));
-            return Ok(());
-        }
-        let in_view = self.ctx.node.view().get(&peer).is_some();
-        if !in_view && !self.ctx.node.is_connected(peer).await {
-            return Err(capnp::Error::failed(format!(
-                "host {peer} is not in the cluster view: it is unknown here, or it stopped more than a TTL ago; `ww ls /` lists the hosts"
-            )));
-        }
-        results.get().set_host(self.ctx.peers.host(peer).await?);
+        results.get().set_host(self.reach(&raw).await?);
+        Ok(())
+    }
+
+    async fn connect(
+        self: CapRc<Self>,
+        params: host::ConnectParams,
+        mut results: host::ConnectResults,
+    ) -> Result<(), capnp::Error> {
+        // A process's connections are its host's: this is `dial`.
+        self.permit("connect")?;
+        let raw = text(params.get()?.get_peer_id(), "peer id")?;
+        results.get().set_host(self.reach(&raw).await?);
         Ok(())
     }
 

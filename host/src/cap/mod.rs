@@ -22,6 +22,7 @@ pub mod path;
 pub mod peers;
 pub mod pubsub;
 pub mod read_view;
+pub mod run_host;
 pub mod tree;
 pub mod volume;
 

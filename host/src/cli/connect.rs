@@ -28,8 +28,7 @@ pub struct PeerArgs {
 pub struct Session {
     /// The client's node. Dropping it closes the connection, so the session
     /// owns it for as long as the `host` capability is used.
-    #[allow(dead_code)]
-    node: Node,
+    pub node: Node,
     /// The host that answered.
     pub peer: PeerId,
     /// Its `Host` capability.

@@ -11,6 +11,7 @@ use clap::Args as ClapArgs;
 use super::connect::PeerArgs;
 use super::{EXIT_ERROR, EXIT_TRAPPED};
 use crate::cap::disconnected::DisconnectedHost;
+use crate::cap::run_host::RunHost;
 use crate::runner::{self, ExitKind, Limits, Runtime, SpawnSpec, Stdio};
 
 #[derive(ClapArgs, Debug)]
@@ -81,7 +82,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         None
     };
     let host = match &session {
-        Some(session) => session.host.clone(),
+        Some(session) => RunHost::client(session.host.clone(), session.peer, session.node.clone()),
         None => DisconnectedHost::client(),
     };
     let spec = SpawnSpec {

@@ -54,6 +54,16 @@ interface Host {
   # Where this process reports its own metrics, which the host exports
   # (`ww start --http`) labelled with the process id and anchor. Allowed
   # to every process: it speaks only for itself.
+
+  connect @10 (peerId :Text) -> (host :Host);
+  # `dial`, over a connection of the caller's own where it has one. Under
+  # `ww run` the `ww run` process dials the host itself, so the ROM's calls
+  # to it skip the host `ww run` dialed; a host's own processes have no
+  # connection of their own, so for them this is `dial`. What is reached
+  # this way lives only as long as the caller's connection: a capability
+  # from it stored on a third host depends on the caller staying up. Use it
+  # for the caller's own traffic (a Raft client's routes to replicas), and
+  # `dial` for what must outlive the caller.
 }
 
 struct Grant {

@@ -47,7 +47,7 @@ fn refused<T>(failures: &mut Vec<String>, what: &str, result: Result<T, capnp::E
     }
 }
 
-/// Root, view, pubsub, the executor and dial, each of which a grant-only
+/// Root, view, pubsub, the executor, dial and connect, each of which a grant-only
 /// process must be refused; returns this host's peer id.
 async fn try_host_authority(
     host: &host::Client,
@@ -78,6 +78,9 @@ async fn try_host_authority(
     let mut dial = host.dial_request();
     dial.get().set_peer_id(&peer);
     refused(failures, "dial", dial.send().promise.await);
+    let mut connect = host.connect_request();
+    connect.get().set_peer_id(&peer);
+    refused(failures, "connect", connect.send().promise.await);
     Ok(peer)
 }
 

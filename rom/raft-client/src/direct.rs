@@ -3,9 +3,11 @@
 //! host the client dialed: every request and every reply crosses that host
 //! too (capnp-rpc in Rust has no three-party handoff), two libp2p hops and
 //! a relay's work each way. A client that can dial hosts itself (the native
-//! client) opens its own connection to each replica's host instead, looks
-//! the `request` anchor up there, and gets replies on a channel on that
-//! same host, which the replica reaches without leaving its host.
+//! client, or a ROM under `ww run`, whose `Host::connect` the `ww run`
+//! process answers from its own node) opens its own connection to each replica's
+//! host instead, looks the `request` anchor up there, and gets replies on a
+//! channel on that same host, which the replica reaches without leaving its
+//! host.
 //!
 //! Best effort: a host that cannot be dialed within [`DIAL_TIMEOUT`] keeps
 //! the relayed route, and a route whose send fails is forgotten and dialed
@@ -29,9 +31,25 @@ use crate::Runtime;
 /// in milliseconds; a dead one must not hold up finding the others.
 pub const DIAL_TIMEOUT: Duration = Duration::from_millis(1_000);
 
-/// Dials a host given its multiaddrs (from the dialed host's `view`);
-/// `None` when none of them answers.
-pub type Dial = Rc<dyn Fn(Vec<String>) -> Pin<Box<dyn Future<Output = Option<host::Client>>>>>;
+/// Dials a host given its peer id and its multiaddrs (from the dialed
+/// host's `view`); `None` when it cannot be reached.
+pub type Dial =
+    Rc<dyn Fn(String, Vec<String>) -> Pin<Box<dyn Future<Output = Option<host::Client>>>>>;
+
+/// Dials with `host`'s `connect`: for a ROM on a host, the connection is
+/// its host's. Under `ww run` it is the `ww run` process's own, so calls
+/// skip the host it dialed.
+pub fn through(host: host::Client) -> Dial {
+    Rc::new(move |peer: String, _addrs: Vec<String>| {
+        let host = host.clone();
+        Box::pin(async move {
+            let mut request = host.connect_request();
+            request.get().set_peer_id(&peer);
+            let response = request.send().promise.await.ok()?;
+            response.get().ok()?.get_host().ok()
+        })
+    })
+}
 
 /// A replica reached over the client's own connection to its host.
 #[derive(Clone)]
@@ -94,7 +112,7 @@ impl Direct {
                 let path = format!("{peer}/raft/{version}/request");
                 Some(async move {
                     let lookup = async {
-                        let host = dial(addrs).await?;
+                        let host = dial(peer.clone(), addrs).await?;
                         open_route(&host, &path, reply_capacity).await
                     };
                     match select(Box::pin(lookup), runtime.sleep(DIAL_TIMEOUT)).await {

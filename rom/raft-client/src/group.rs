@@ -125,6 +125,9 @@ struct Inner<R: Runtime> {
     keepalive: RefCell<Vec<Box<dyn std::any::Any>>>,
     /// Routes to replicas over the client's own connections to their hosts.
     direct: crate::direct::Direct,
+    /// A dialer to start using once this many more requests were sent
+    /// ([`Group::dial_replicas_after`]).
+    dial_later: RefCell<Option<(crate::direct::Dial, u64)>>,
 }
 
 /// A connection to one Raft group (one version), through a `Host`.
@@ -244,6 +247,7 @@ impl<R: Runtime> Group<R> {
                 leader_waiters: RefCell::new(Vec::new()),
                 keepalive: RefCell::new(Vec::new()),
                 direct: crate::direct::Direct::default(),
+                dial_later: RefCell::new(None),
             }),
         };
         runtime.spawn(Box::pin(receive_replies(
@@ -271,6 +275,39 @@ impl<R: Runtime> Group<R> {
     pub async fn dial_replicas_with(&self, dial: crate::direct::Dial) -> Result<usize, GroupError> {
         self.inner.direct.set_dial(dial);
         self.discover().await
+    }
+
+    /// [`Group::dial_replicas_with`], in the background, once the client
+    /// has sent `requests` more requests: a one-shot command (one or two
+    /// requests) keeps the relayed route it already has rather than pay for
+    /// a connection to every replica's host, while a long-lived client
+    /// moves to direct routes. Calls go on meanwhile, relayed.
+    pub fn dial_replicas_after(&self, dial: crate::direct::Dial, requests: u64) {
+        *self.inner.dial_later.borrow_mut() = Some((dial, requests));
+    }
+
+    /// Starts the dialer set by [`Group::dial_replicas_after`] when its
+    /// count of requests runs out.
+    fn count_request(&self) {
+        let due = {
+            let mut later = self.inner.dial_later.borrow_mut();
+            match later.as_mut() {
+                Some((_, left)) if *left > 1 => {
+                    *left -= 1;
+                    None
+                }
+                Some(_) => later.take(),
+                None => None,
+            }
+        };
+        if let Some((dial, _)) = due {
+            let group = self.clone();
+            self.inner.runtime.spawn(Box::pin(async move {
+                // A failed lookup keeps the relayed routes; a later one
+                // (after a send fails) dials again.
+                drop(group.dial_replicas_with(dial).await);
+            }));
+        }
     }
 
     /// How many replicas are reached over the client's own connection to
@@ -511,6 +548,7 @@ impl<R: Runtime> Group<R> {
                 "no replica of this group is anchored there",
             ));
         }
+        self.count_request();
         let id = self.inner.next_request.get();
         self.inner.next_request.set(id + 1);
         let (done, answer) = oneshot::channel();

@@ -82,22 +82,11 @@ pub async fn connect_with(
 /// Dials a host at the first of its multiaddrs that answers, once each (no
 /// retries: the relayed route is the fallback).
 fn dialer(node: ww_net::Node) -> crate::direct::Dial {
-    std::rc::Rc::new(move |addrs: Vec<String>| {
+    std::rc::Rc::new(move |_peer: String, addrs: Vec<String>| {
         let node = node.clone();
         Box::pin(async move {
-            for addr in addrs {
-                let Ok(addr) = addr.parse::<Multiaddr>() else {
-                    continue;
-                };
-                let Ok(peer) = node.dial(addr).await else {
-                    continue;
-                };
-                let connected = ww_net::dial::connect_host(&node, peer, || ()).await;
-                if let Ok(host) = connected {
-                    return Some(host);
-                }
-            }
-            None
+            let addrs: Vec<Multiaddr> = addrs.iter().filter_map(|addr| addr.parse().ok()).collect();
+            ww_net::dial::connect_at(&node, &addrs).await.ok()
         })
     })
 }
