@@ -20,7 +20,7 @@ WORKLOAD ?= kv
 # `make sim SIM_PROFILE=release` for long runs (see docs/simulation.md).
 SIM_PROFILE ?= dev
 
-.PHONY: setup host roms build test sim chaos demo bench bench-raft-core bench-queue bench-runtime bench-raft bench-raft-scale bench-crawl fmt clippy
+.PHONY: setup host roms build test sim chaos demo bench bench-raft-core bench-queue bench-runtime bench-raft bench-raft-scale bench-raft-rom-client bench-crawl fmt clippy
 
 setup:
 	@./scripts/setup.sh
@@ -99,7 +99,7 @@ else
 bench: bench-raft
 endif
 else
-bench: build bench-raft-core bench-queue bench-runtime bench-raft bench-raft-scale bench-crawl
+bench: build bench-raft-core bench-queue bench-runtime bench-raft bench-raft-scale bench-raft-rom-client bench-crawl
 endif
 
 bench-raft-core:
@@ -132,6 +132,14 @@ else
 	out=$$($(CARGO) bench -q -p ww-tests --bench raft -- matrix --runs $(RUNS) --duration $(DURATION)) || exit 1; \
 	printf '%s\n' "$$out" | ./scripts/bench-record.sh raft-group
 endif
+
+# A `ww run` ROM client relayed through host 0 against direct routes
+# (tests/benches/raft/rom_client.rs); recorded in docs/benchmarks.md.
+bench-raft-rom-client: roms
+	$(CARGO) build --release -q -p ww
+	out=$$($(CARGO) bench -q -p ww-tests --bench raft -- rom-client --clients $(CLIENTS) \
+	  --duration $(DURATION) --runs $(RUNS)) || exit 1; \
+	printf '%s\n' "$$out" | ./scripts/bench-record.sh raft-rom-client
 
 # Scale curves (tests/benches/raft/scale.rs): 1, 2, 4, 8 groups on four
 # hosts, and one group of 3, 5, 9 replicas; recorded in docs/benchmarks.md.

@@ -57,6 +57,8 @@ use serde_json::{json, Value};
 use ww_tests::cluster::workspace_root;
 use ww_tests::{cpu_ns, rom, Host};
 
+#[path = "raft/rom_client.rs"]
+mod rom_client;
 #[path = "raft/scale.rs"]
 mod scale;
 
@@ -102,6 +104,8 @@ impl Workload {
 struct Args {
     matrix: bool,
     scale: bool,
+    /// A ROM client's route, relayed against direct.
+    rom_client: bool,
     /// For `scale`: group counts to measure on four hosts.
     groups: Vec<usize>,
     /// For `scale`: sizes of one group to measure.
@@ -119,6 +123,7 @@ fn parse_args() -> Result<Args> {
     let mut args = Args {
         matrix: false,
         scale: false,
+        rom_client: false,
         groups: vec![1, 2, 4, 8],
         replicas: vec![3, 5, 9],
         workload: None,
@@ -139,6 +144,7 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "matrix" => args.matrix = true,
             "scale" => args.scale = true,
+            "rom-client" => args.rom_client = true,
             "--groups" => args.groups = counts(&value("--groups")?)?,
             "--replicas" => args.replicas = counts(&value("--replicas")?)?,
             "--workload" => args.workload = Some(Workload::parse(&value("--workload")?)?),
@@ -156,8 +162,8 @@ fn parse_args() -> Result<Args> {
     if args.clients == 0 {
         bail!("--clients must be at least 1");
     }
-    if !args.matrix && !args.scale && args.workload.is_none() {
-        bail!("give --workload write|read|queue, `matrix` or `scale`");
+    if !args.matrix && !args.scale && !args.rom_client && args.workload.is_none() {
+        bail!("give --workload write|read|queue, `matrix`, `scale` or `rom-client`");
     }
     Ok(args)
 }
@@ -191,6 +197,8 @@ fn main() {
             matrix(&args).await
         } else if args.scale {
             scale::scale(&args).await
+        } else if args.rom_client {
+            rom_client::rom_client(&args).await
         } else {
             single(&args).await
         }
