@@ -84,7 +84,9 @@ fn print_rom_client(args: &Args, reports: &[Value]) {
         args.clients,
         args.duration.as_millis(),
     );
-    println!("| run | route | writes/s | p50 | p99 | hosts' CPU per write | direct replicas | errors |");
+    println!(
+        "| run | route | writes/s | p50 | p99 | hosts' CPU per write | direct replicas | errors |"
+    );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for (index, report) in reports.iter().enumerate() {
         println!(
