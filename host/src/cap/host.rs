@@ -80,11 +80,7 @@ impl HostServer {
     /// The `Host` of peer `raw` (a peer id's text), reached over this
     /// host's connection: `dial` and `connect`.
     async fn reach(&self, raw: &str) -> Result<host::Client, capnp::Error> {
-        let peer: PeerId = raw.parse().map_err(|err| {
-            invalid(format!(
-                "{raw:?} is not a peer id ({err}); `ww ls /` lists the hosts"
-            ))
-        })?;
+        let peer = super::peer_id(raw)?;
         if peer == self.ctx.node.peer_id() {
             return Ok(capnp_rpc::new_client(HostServer {
                 ctx: self.ctx.clone(),

@@ -43,3 +43,12 @@ pub(crate) fn text(
         .to_string()
         .map_err(|_| invalid(format!("{what} is not valid UTF-8")))
 }
+
+/// A peer id from the text a caller passed to `dial` or `connect`.
+pub(crate) fn peer_id(raw: &str) -> Result<libp2p::PeerId, capnp::Error> {
+    raw.parse().map_err(|err| {
+        invalid(format!(
+            "{raw:?} is not a peer id ({err}); `ww ls /` lists the hosts"
+        ))
+    })
+}

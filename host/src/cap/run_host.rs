@@ -18,7 +18,7 @@ use capnp::capability::Rc as CapRc;
 use libp2p::{Multiaddr, PeerId};
 use ww_api::host;
 
-use super::{invalid, text};
+use super::text;
 use crate::net::Node;
 
 /// Longest an own dial may take before the relayed `dial` is used instead.
@@ -143,11 +143,7 @@ impl host::Server for RunHost {
         mut results: host::ConnectResults,
     ) -> Result<(), capnp::Error> {
         let raw = text(params.get()?.get_peer_id(), "peer id")?;
-        let peer: PeerId = raw.parse().map_err(|err| {
-            invalid(format!(
-                "{raw:?} is not a peer id ({err}); `ww ls /` lists the hosts"
-            ))
-        })?;
+        let peer = super::peer_id(&raw)?;
         if peer == self.remote_peer {
             results.get().set_host(self.remote.clone());
             return Ok(());
