@@ -562,7 +562,7 @@ impl<R: Runtime> Group<R> {
         if !dropped.is_empty() {
             fail(
                 &self.inner,
-                &dropped,
+                dropped.into_iter().map(|(id, _)| id),
                 &format!("overloaded: over {QUEUED_BYTES_MAX} bytes queued for the replica on {peer} (QUEUED_BYTES_MAX)"),
             );
         }
@@ -819,13 +819,20 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: String) {
     let batch = inner.outbox.borrow_mut().take(&peer);
     let replica = inner.replicas.borrow().get(&peer).cloned();
     let (Some(replica), false) = (replica, batch.is_empty()) else {
-        fail(inner, &batch, "the replica is no longer anchored");
+        fail(
+            inner,
+            batch.into_iter().map(|(id, _)| id),
+            "the replica is no longer anchored",
+        );
         inner.outbox.borrow_mut().release(&peer);
         return;
     };
+    // The ids stay for failing the batch's calls; the requests go into the
+    // message without a copy.
+    let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
     let bytes = proto::encode(&RequestBatch {
         token: inner.token.borrow().clone(),
-        requests: batch.clone(),
+        requests: batch,
     });
     let mut request = replica.request.send_request();
     {
@@ -853,7 +860,7 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: String) {
         if let Err(err) = result {
             fail(
                 &inner,
-                &batch,
+                ids,
                 &format!("sending to the replica on {peer} failed: {err}"),
             );
             inner.replicas.borrow_mut().remove(&peer);
@@ -874,10 +881,10 @@ fn request_size(request: &Request) -> usize {
 
 /// Answers `batch`'s waiters with a retryable error: none of it was
 /// delivered.
-fn fail<R: Runtime>(inner: &Rc<Inner<R>>, batch: &[(u64, Request)], reason: &str) {
+fn fail<R: Runtime>(inner: &Rc<Inner<R>>, ids: impl IntoIterator<Item = u64>, reason: &str) {
     let mut pending = inner.pending.borrow_mut();
-    for (id, _) in batch {
-        if let Some(done) = pending.remove(id) {
+    for id in ids {
+        if let Some(done) = pending.remove(&id) {
             let _ = done.send(Response::Error {
                 retryable: true,
                 message: reason.to_owned(),
