@@ -820,3 +820,87 @@ fn guests_opens_stop_at_the_hosts_descriptor_bound_and_the_group_keeps_writing()
     // The group's replicas open their own files meanwhile.
     assert_opener_gone(&cluster, host, before, "descriptor-bound");
 }
+
+/// A client's queue to a replica that does not answer: the client keeps
+/// one message in flight to it and queues the rest, up to
+/// `QUEUED_BYTES_MAX`; past it the oldest calls fail at once with a
+/// retryable "overloaded" naming the bound, instead of the client holding
+/// every byte until the send times out. The replica's host is stopped
+/// (SIGSTOP) while the calls are made, then let go; the group keeps
+/// writing.
+#[test]
+fn a_clients_queue_to_a_silent_replica_stops_at_its_byte_bound() {
+    use raft_client::group::QUEUED_BYTES_MAX;
+    use raft_client::proto::{Request, Response};
+    use std::time::Instant;
+
+    const QUERY_BYTES: usize = 1024 * 1024;
+    const CALLS: usize = 72;
+    let cluster = beside_a_group(&[]);
+    let addr: libp2p::Multiaddr = cluster.hosts[0].addr.parse().unwrap();
+    let silent = &cluster.hosts[FLOODED];
+    let outcomes: Vec<(Duration, String)> = support::native(async {
+        let group = raft_client::native::connect(std::slice::from_ref(&addr), "v1")
+            .await
+            .unwrap();
+        assert!(
+            group.replicas().contains(&silent.peer_id),
+            "{:?}",
+            group.replicas()
+        );
+        ww_tests::signal(silent.pid(), "STOP");
+        let started = Instant::now();
+        let calls = (0..CALLS).map(|_| {
+            let request = Request::Query {
+                query: vec![0; QUERY_BYTES],
+            };
+            let call = group.call(&silent.peer_id, request, TIMEOUT);
+            async move {
+                let outcome = match call.await {
+                    Ok(Response::Error { message, .. }) => message,
+                    other => format!("{other:?}"),
+                };
+                (started.elapsed(), outcome)
+            }
+        });
+        futures::future::join_all(calls).await
+    });
+    ww_tests::signal(silent.pid(), "CONT");
+
+    // Each query counts its bytes and 16 more; the first messages' worth
+    // may already be in flight, so at least the overflow past the bound
+    // fails, and all of it at once.
+    let fit = QUEUED_BYTES_MAX / (QUERY_BYTES + 16);
+    let overloaded: Vec<&(Duration, String)> = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.starts_with("overloaded"))
+        .collect();
+    assert!(
+        overloaded.len() >= CALLS - fit - 4 && overloaded.len() <= CALLS - fit,
+        "{} of {CALLS} calls overloaded, {fit} fit: {outcomes:?}",
+        overloaded.len()
+    );
+    for (took, outcome) in &overloaded {
+        assert!(outcome.contains("QUEUED_BYTES_MAX"), "{outcome}");
+        assert!(
+            *took < Duration::from_millis(raft_client::outbox::SEND_TIMEOUT_MS),
+            "an overloaded call waited {took:?}"
+        );
+    }
+    // The rest waited for the silent replica and failed with it (none was
+    // answered: its host was stopped), soon after the send's deadline, not
+    // at each call's own timeout.
+    let latest = outcomes.iter().map(|(took, _)| *took).max().unwrap();
+    assert!(
+        latest
+            < Duration::from_millis(raft_client::outbox::SEND_TIMEOUT_MS) + Duration::from_secs(5),
+        "the last call ended after {latest:?}: {outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, outcome)| !outcome.starts_with("Ok(Answer")),
+        "{outcomes:?}"
+    );
+    assert_group_writes(&cluster, "client-queue");
+}

@@ -38,7 +38,7 @@ const REPLY_CHANNEL_CAPACITY: u32 = 4096;
 /// Most bytes of requests queued for one replica while a message to it is
 /// in flight. Past it the oldest calls fail with a retryable error: a
 /// replica that stopped answering must not make the client hoard memory.
-const QUEUED_BYTES_MAX: usize = 64 * 1024 * 1024;
+pub const QUEUED_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -818,15 +818,22 @@ async fn yield_once() {
 fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: String) {
     let batch = inner.outbox.borrow_mut().take(&peer);
     let replica = inner.replicas.borrow().get(&peer).cloned();
-    let (Some(replica), false) = (replica, batch.is_empty()) else {
+    let Some(replica) = replica else {
+        // Nothing would send what waits behind this batch either: fail it
+        // all now, not at each caller's timeout.
+        let rest = inner.outbox.borrow_mut().drain(&peer);
         fail(
             inner,
-            batch.into_iter().map(|(id, _)| id),
+            batch.into_iter().chain(rest).map(|(id, _)| id),
             "the replica is no longer anchored",
         );
         inner.outbox.borrow_mut().release(&peer);
         return;
     };
+    if batch.is_empty() {
+        inner.outbox.borrow_mut().release(&peer);
+        return;
+    }
     // The ids stay for failing the batch's calls; the requests go into the
     // message without a copy.
     let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();

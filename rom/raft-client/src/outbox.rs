@@ -162,6 +162,18 @@ impl<K: Hash + Eq + Clone, T> Outbox<K, T> {
         }
     }
 
+    /// Takes everything queued for `to` (its claim, if any, stays).
+    pub fn drain<Q: Hash + Eq + ?Sized>(&mut self, to: &Q) -> Vec<T>
+    where
+        K: Borrow<Q>,
+    {
+        let Some(queue) = self.queues.get_mut(to) else {
+            return Vec::new();
+        };
+        queue.bytes = 0;
+        queue.items.drain(..).map(|(item, _)| item).collect()
+    }
+
     /// Destinations with something queued and nothing in flight.
     pub fn ready(&self) -> Vec<K> {
         self.queues
@@ -269,6 +281,19 @@ mod tests {
             outbox.push(4, 9, 8).is_empty(),
             "bounds are per destination"
         );
+    }
+
+    #[test]
+    fn a_drained_queue_is_empty_and_keeps_its_claim() {
+        let mut outbox = new_outbox(1, 1 << 20);
+        outbox.push(5, 1, 4);
+        outbox.push(5, 2, 4);
+        assert!(outbox.claim(&5));
+        assert_eq!(outbox.take(&5), vec![1]);
+        assert_eq!(outbox.drain(&5), vec![2]);
+        assert_eq!(outbox.queued_bytes(&5), 0);
+        outbox.push(5, 3, 4);
+        assert!(!outbox.claim(&5), "still in flight");
     }
 
     #[test]
