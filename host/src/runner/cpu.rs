@@ -243,6 +243,8 @@ struct Share {
 pub(crate) struct Metered<F> {
     inner: Pin<Box<F>>,
     slice: Arc<Slice>,
+    /// Kept ticking while the guest is polled.
+    ticks: Arc<super::ticker::Ticks>,
     /// Where every poll's time is added, in ns (the executor's sum over a
     /// process's incarnations, for `/metrics`).
     cpu_ns: Rc<Cell<u64>>,
@@ -256,6 +258,7 @@ impl<F: Future> Metered<F> {
     /// process's pid when it is held to a share.
     pub(crate) fn new(
         slice: Arc<Slice>,
+        ticks: Arc<super::ticker::Ticks>,
         share: Option<(Rc<CpuShares>, u64)>,
         cpu_ns: Rc<Cell<u64>>,
         inner: F,
@@ -263,6 +266,7 @@ impl<F: Future> Metered<F> {
         Self {
             inner: Box::pin(inner),
             slice,
+            ticks,
             cpu_ns,
             share: share.map(|(shares, pid)| Share {
                 account: shares.open(pid),
@@ -293,9 +297,11 @@ impl<F: Future> Future for Metered<F> {
             this.waiting = None;
         }
         this.slice.start();
+        this.ticks.enter();
         let started = Instant::now();
         let polled = this.inner.as_mut().poll(cx);
         let now = Instant::now();
+        this.ticks.exit();
         let ran_ns = duration_ns(now.duration_since(started));
         this.cpu_ns.set(this.cpu_ns.get().saturating_add(ran_ns));
         let Some(share) = &this.share else {

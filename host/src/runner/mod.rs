@@ -15,6 +15,7 @@ mod descriptors;
 mod limits;
 mod process;
 mod quota;
+mod ticker;
 mod transport;
 
 pub use cache::{Rom, RomCache};
@@ -27,9 +28,7 @@ pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};
 pub use quota::VolumeQuota;
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use wasmtime::component::Linker;
@@ -42,11 +41,6 @@ use process::ProcState;
 /// a busy guest delays the host's RPC by at most 1.5 ticks; a host's
 /// computing guests then wait for their CPU shares (`cpu.rs`).
 pub const EPOCH_TICK_MS: u64 = 1;
-
-/// Ticks since the engine started; the busy limit compares against it.
-/// Kept beside the engine's own epoch because wasmtime does not expose that.
-#[derive(Default)]
-struct Ticks(AtomicU64);
 
 /// The wasmtime engine, its linker, and the ROM cache. One per host (and
 /// one per `ww run`).
@@ -83,7 +77,7 @@ pub struct Budgets {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<ProcState>,
-    ticks: Arc<Ticks>,
+    ticks: Arc<ticker::Ticks>,
     cache: RomCache,
     cpu: Rc<cpu::CpuShares>,
     /// The linear memory of all of this runtime's processes.
@@ -135,8 +129,7 @@ impl Runtime {
         descriptors::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking the descriptor bound's opens")?;
-        let ticks = Arc::new(Ticks::default());
-        start_ticker(engine.weak(), Arc::downgrade(&ticks));
+        let ticks = ticker::start(engine.weak());
         Ok(Rc::new(Self {
             cache: RomCache::new(engine.clone(), cache_dir),
             engine,
@@ -176,21 +169,6 @@ impl Runtime {
     }
 
     fn now_ticks(&self) -> u64 {
-        self.ticks.0.load(Ordering::Relaxed)
+        self.ticks.now()
     }
-}
-
-fn start_ticker(engine: wasmtime::EngineWeak, ticks: Weak<Ticks>) {
-    std::thread::Builder::new()
-        .name("ww-epoch".to_owned())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
-            let (Some(engine), Some(ticks)) = (engine.upgrade(), ticks.upgrade()) else {
-                return;
-            };
-            ticks.0.fetch_add(1, Ordering::Relaxed);
-            engine.increment_epoch();
-        })
-        .map(drop)
-        .unwrap_or_else(|err| tracing::error!("cannot start the epoch ticker: {err}"));
 }

@@ -255,7 +255,7 @@ pub fn start(
     let slice = Arc::new(Slice::default());
     let in_slice = slice.clone();
     store.epoch_deadline_callback(move |mut ctx| {
-        let now = ticks.0.load(std::sync::atomic::Ordering::Relaxed);
+        let now = ticks.now();
         let busy = &mut ctx.data_mut().busy;
         if busy.host_calls - busy.host_calls_at_check > 1 {
             busy.since_tick = now;
@@ -312,7 +312,13 @@ pub fn start(
     // A host's processes share its event loop, so they are held to their
     // CPU shares; `ww run`'s one process has the loop to itself.
     let share = process.map(|pid| (runtime.cpu.clone(), pid));
-    let metered = Metered::new(slice, share, spec.cpu_ns.clone(), guest);
+    let metered = Metered::new(
+        slice,
+        runtime.ticks.clone(),
+        share,
+        spec.cpu_ns.clone(),
+        guest,
+    );
     let handle = tokio::task::spawn_local(metered);
     let task = handle.abort_handle();
     let exit = async move {
