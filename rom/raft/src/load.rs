@@ -6,9 +6,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use std::time::{Duration, Instant};
 
 use raft_client::{Group, GuestRuntime};
 use ww_guest::args::Args;

@@ -19,7 +19,7 @@ const USAGE: &str = "usage: ww run raft.wasm [--version V] [--relayed] SUBCOMMAN
   deploy [--replicas N]            spawn N replicas on N hosts (not this one) and elect a leader
   status [--json]                  every replica: role, term, commit, applied, lag
   put K V | get K | delete K | cas K OLD NEW
-  load [--writers N] [--duration-ms MS] [--json]   closed-loop puts from here: writes/s, latency, route
+  load [--writers N] [--duration-ms MS] [--json]   closed-loop puts of keys load/W/N from here: writes/s, latency, route
   enqueue TOPIC MSG...             | lease TOPIC [--n N] [--lease-ms MS] [--consumer C] [--json]
   ack TOPIC RECEIPT...             | nack TOPIC RECEIPT... [--delay-ms MS] | extend TOPIC RECEIPT... [--lease-ms MS]
   stats [TOPIC] | peek TOPIC [--n N] | purge TOPIC
