@@ -389,6 +389,25 @@ impl Host {
         self.process.as_mut().is_some_and(Spawned::is_running)
     }
 
+    /// Checks that the host still runs a new process: `ww run` of the
+    /// misbehave ROM's `peer-id` through it prints the host's peer id.
+    ///
+    /// # Panics
+    ///
+    /// When the run fails or prints another peer id.
+    pub fn assert_runs_a_new_process(&self) {
+        let misbehave = rom("misbehave");
+        let out = ww(&[
+            "run",
+            "--peer",
+            &self.addr,
+            misbehave.to_str().expect("a UTF-8 path"),
+            "peer-id",
+        ]);
+        out.assert_ok();
+        assert!(out.stdout.contains(&self.peer_id), "{out:#?}");
+    }
+
     /// What the host logged so far.
     pub fn log(&self) -> String {
         self.process

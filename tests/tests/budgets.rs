@@ -493,16 +493,7 @@ fn assert_opener_gone(cluster: &Cluster, host: &ww_tests::Host, before: usize, f
     wait_until("the opener's descriptors closed", TIMEOUT, || {
         (open_fds(host.pid()) < before + 64).then_some(())
     });
-    let misbehave = rom("misbehave");
-    let peer = ww(&[
-        "run",
-        "--peer",
-        &host.addr,
-        misbehave.to_str().unwrap(),
-        "peer-id",
-    ]);
-    peer.assert_ok();
-    assert!(peer.stdout.contains(&host.peer_id), "{peer:#?}");
+    host.assert_runs_a_new_process();
     assert_group_writes(cluster, flood);
 }
 

@@ -257,14 +257,5 @@ fn clock_spinning_guests_beside_a_raft_leader_cause_no_election_and_bounded_writ
     // Waiting is not dying: every spinner still runs, and the host serves
     // a new process.
     assert_eq!(running_spinners(&leader_host.addr), SPINNERS);
-    let misbehave = rom("misbehave");
-    let peer = ww(&[
-        "run",
-        "--peer",
-        &leader_host.addr,
-        misbehave.to_str().unwrap(),
-        "peer-id",
-    ]);
-    peer.assert_ok();
-    assert!(peer.stdout.contains(&leader_host.peer_id), "{peer:#?}");
+    leader_host.assert_runs_a_new_process();
 }
