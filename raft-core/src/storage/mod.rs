@@ -310,7 +310,17 @@ impl<D: Dir> LogStore<D> {
             self.hard_state = hard_state.clone();
             self.hard_state.commit = commit;
         }
-        if self.hard_state != self.written_hard_state {
+        let hard_state_moved = self.hard_state.term != self.written_hard_state.term
+            || self.hard_state.vote != self.written_hard_state.vote;
+        // A frame that would only move the commit index is not written: it
+        // waits for the next frame, as a LightReady's commit does
+        // (`set_commit`). On a leader that frame came after every commit,
+        // a file write on the path of every reply; losing it in a crash is
+        // harmless, since the open takes the commit up to the snapshot and
+        // the leader sends it again.
+        if self.hard_state != self.written_hard_state
+            && (snapshot.is_some() || !entries.is_empty() || hard_state_moved)
+        {
             frame.hard_state(&self.hard_state);
         }
         if frame.is_empty() {

@@ -213,6 +213,48 @@ fn damage_in_the_middle_of_the_last_segment_refuses_to_start() {
 }
 
 #[test]
+fn a_commit_alone_waits_for_the_next_frame_and_a_vote_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = create(&dir);
+    let state = |term, vote, commit| HardState { term, vote, commit };
+    store
+        .persist_ready(None, &[entry(2, 1, 10)], Some(&state(1, 1, 1)), true)
+        .expect("persist");
+    let frames = store.counters().frame_count;
+    store
+        .persist_ready(None, &[], Some(&state(1, 1, 2)), false)
+        .expect("commit only");
+    assert_eq!(
+        store.counters().frame_count,
+        frames,
+        "a commit alone is not written"
+    );
+    assert_eq!(store.initial_state().expect("state").hard_state.commit, 2);
+    drop(store);
+    let mut store = reopen(&dir).expect("reopen");
+    assert_eq!(
+        store.initial_state().expect("state").hard_state.commit,
+        1,
+        "the unwritten commit is lost in a crash, as allowed"
+    );
+    store
+        .persist_ready(None, &[], Some(&state(2, 3, 2)), true)
+        .expect("vote");
+    assert_eq!(store.counters().frame_count, 1, "a vote is written at once");
+    store
+        .persist_ready(None, &[entry(3, 2, 10)], None, true)
+        .expect("persist");
+    drop(store);
+    let store = reopen(&dir).expect("reopen");
+    let hard_state = store.initial_state().expect("state").hard_state;
+    assert_eq!(
+        (hard_state.term, hard_state.vote, hard_state.commit),
+        (2, 3, 2)
+    );
+    assert_eq!(store.last_index().expect("last"), 3);
+}
+
+#[test]
 fn compaction_deletes_old_segments_and_keeps_a_catch_up_window() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = create(&dir);
