@@ -76,11 +76,18 @@ impl HostServer {
         })
     }
 
-    /// Refuses `what` to a grant-only process.
-    /// The `Host` of peer `raw` (a peer id's text), reached over this
-    /// host's connection: `dial` and `connect`.
-    async fn reach(&self, raw: &str) -> Result<host::Client, capnp::Error> {
-        let peer = super::peer_id(raw)?;
+    /// The `Host` of the peer `peer_id` names, reached over this host's
+    /// connection: `dial` and `connect` (named by `what`). A process's
+    /// connections are its host's, so the two differ only in the name a
+    /// grant-only process is refused.
+    async fn reach(
+        &self,
+        what: &str,
+        peer_id: capnp::Result<capnp::text::Reader<'_>>,
+    ) -> Result<host::Client, capnp::Error> {
+        self.permit(what)?;
+        let raw = text(peer_id, "peer id")?;
+        let peer = super::peer_id(&raw)?;
         if peer == self.ctx.node.peer_id() {
             return Ok(capnp_rpc::new_client(HostServer {
                 ctx: self.ctx.clone(),
@@ -98,6 +105,7 @@ impl HostServer {
         self.ctx.peers.host(peer).await
     }
 
+    /// Refuses `what` to a grant-only process.
     fn permit(&self, what: &str) -> Result<(), capnp::Error> {
         if self.full {
             return Ok(());
@@ -208,9 +216,8 @@ impl host::Server for HostServer {
         params: host::DialParams,
         mut results: host::DialResults,
     ) -> Result<(), capnp::Error> {
-        self.permit("dial")?;
-        let raw = text(params.get()?.get_peer_id(), "peer id")?;
-        results.get().set_host(self.reach(&raw).await?);
+        let host = self.reach("dial", params.get()?.get_peer_id()).await?;
+        results.get().set_host(host);
         Ok(())
     }
 
@@ -219,10 +226,8 @@ impl host::Server for HostServer {
         params: host::ConnectParams,
         mut results: host::ConnectResults,
     ) -> Result<(), capnp::Error> {
-        // A process's connections are its host's: this is `dial`.
-        self.permit("connect")?;
-        let raw = text(params.get()?.get_peer_id(), "peer id")?;
-        results.get().set_host(self.reach(&raw).await?);
+        let host = self.reach("connect", params.get()?.get_peer_id()).await?;
+        results.get().set_host(host);
         Ok(())
     }
 
