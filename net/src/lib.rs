@@ -17,6 +17,7 @@ pub mod limits;
 pub mod node;
 pub mod private;
 pub mod pubsub;
+pub mod signed;
 pub mod view;
 
 pub use node::{HeartbeatConfig, IncomingStreams, Node, NodeConfig, RPC_PROTOCOL};

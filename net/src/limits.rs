@@ -30,6 +30,15 @@ pub const CONNECTIONS_PENDING_OUTGOING_MAX: u32 = 256;
 /// Largest gossipsub message, in bytes.
 pub const PUBSUB_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 
+/// Longest publisher peer id a pubsub envelope may carry, in bytes
+/// (`signed`). An Ed25519 peer id (the public key inlined in an identity
+/// multihash) is 38.
+pub const PUBSUB_ENVELOPE_FROM_BYTES_MAX: usize = 64;
+
+/// Longest signature a pubsub envelope may carry, in bytes. Ed25519's is
+/// 64.
+pub const PUBSUB_ENVELOPE_SIGNATURE_BYTES_MAX: usize = 128;
+
 /// Bytes of publishes waiting for a first subscriber to their topic, each
 /// for up to `PUBLISH_WAIT_MS`, on one host. Past it (or past
 /// [`PENDING_PUBLISHES_MAX`]) a publish that would wait is refused at once,

@@ -34,6 +34,7 @@ use super::limits::{
     CONNECTIONS_PER_PEER_MAX, PENDING_PUBLISHES_BYTES_MAX, PENDING_PUBLISHES_MAX,
 };
 use super::pubsub::{Hub, Membership};
+use super::signed::{self, Sealer};
 use super::view::{Admission, Heartbeat, View};
 
 /// The protocol on which every host serves capnp-rpc (bootstrap: `Host`).
@@ -54,6 +55,11 @@ pub const DIAL_TIMEOUT_MS: u64 = 5_000;
 
 /// How long an unused connection stays open.
 const IDLE_CONNECTION_MS: u64 = 60_000;
+
+/// Bytes of a gossipsub message id (a prefix of the BLAKE3 hash of the
+/// message's bytes): 160 bits, so that no one finds two messages with one
+/// id, which would let the first suppress the second.
+const MESSAGE_ID_BYTES: usize = 20;
 
 /// Inbound RPC streams, in the order they were negotiated. Poll it
 /// continuously.
@@ -165,6 +171,7 @@ impl Node {
     /// When the transport cannot be built or an address cannot be listened on.
     pub async fn start(config: NodeConfig) -> Result<Node> {
         let peer_id = config.keypair.public().to_peer_id();
+        let sealer = Sealer::new(config.keypair.clone());
         let mut swarm = build_swarm(config.keypair, config.psk)?;
         for addr in &config.listen {
             swarm
@@ -212,6 +219,7 @@ impl Node {
             pending_dials: HashMap::new(),
             dialing: HashSet::new(),
             heartbeats_refused: 0,
+            sealer,
         };
         tokio::task::spawn_local(task.run());
         Ok(Node {
@@ -403,20 +411,27 @@ fn build_swarm(keypair: Keypair, psk: Option<PreSharedKey>) -> Result<Swarm<Beha
 fn new_behaviour(key: &Keypair) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let gossipsub_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(500))
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        // gossipsub carries envelopes this host signs and checks itself
+        // (`signed`): its own signing would check every message's
+        // signature before the host could refuse it by a cheap bound.
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        // Anonymous messages have no source and sequence number to be
+        // named by; an envelope's bytes name it (its sequence number makes
+        // each publication distinct).
+        .message_id_fn(|message: &gossipsub::Message| {
+            gossipsub::MessageId::new(&blake3::hash(&message.data).as_bytes()[..MESSAGE_ID_BYTES])
+        })
         // Nothing is forwarded before this host has looked at it (see
         // `on_gossipsub`): a heartbeat the view refuses goes no further, so
         // one peer's flood of fakes costs the hosts it reaches directly,
         // not the whole cluster.
         .validate_messages()
-        .max_transmit_size(PUBSUB_MESSAGE_BYTES_MAX + 4096)
+        .max_transmit_size(PUBSUB_MESSAGE_BYTES_MAX + signed::ENVELOPE_OVERHEAD_BYTES_MAX + 4096)
         .build()
         .map_err(|err| format!("gossipsub config: {err}"))?;
-    let gossipsub = gossipsub::Behaviour::new(
-        gossipsub::MessageAuthenticity::Signed(key.clone()),
-        gossipsub_config,
-    )
-    .map_err(|err| format!("gossipsub: {err}"))?;
+    let gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossipsub_config)
+            .map_err(|err| format!("gossipsub: {err}"))?;
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(CONNECTIONS_MAX))
         .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
@@ -460,6 +475,8 @@ struct SwarmTask {
     dialing: HashSet<PeerId>,
     /// Heartbeats whose host the view did not admit, since the start.
     heartbeats_refused: u64,
+    /// Signs what this host publishes (see `signed`).
+    sealer: Sealer,
 }
 
 impl SwarmTask {
@@ -530,12 +547,15 @@ impl SwarmTask {
             true,
             self.peer_id,
         );
-        if let Ok(bytes) = serde_json::to_vec(&heartbeat) {
+        let sealed = serde_json::to_vec(&heartbeat)
+            .map_err(|err| err.to_string())
+            .and_then(|bytes| self.sealer.seal(HEARTBEAT_TOPIC, &bytes));
+        if let Ok(sealed) = sealed {
             match self
                 .swarm
                 .behaviour_mut()
                 .gossipsub
-                .publish(heartbeat_topic.clone(), bytes)
+                .publish(heartbeat_topic.clone(), sealed)
             {
                 Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => {}
                 Err(err) => debug!("heartbeat not published: {err}"),
@@ -655,12 +675,14 @@ impl SwarmTask {
 
     fn publish(&mut self, pending: PendingPublish, delivered_locally: bool) {
         let topic = IdentTopic::new(&pending.topic);
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(topic, pending.data.clone())
-        {
+        let sealed = match self.sealer.seal(&pending.topic, &pending.data) {
+            Ok(sealed) => sealed,
+            Err(err) => {
+                let _ = pending.reply.send(Err(anyhow!(err)));
+                return;
+            }
+        };
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, sealed) {
             Ok(_) => {
                 let _ = pending.reply.send(Ok(()));
             }
@@ -790,17 +812,26 @@ impl SwarmTask {
                 propagation_source,
                 message_id,
             } => {
-                let acceptance = match message.source {
-                    // Strict validation admits only signed messages.
-                    None => MessageAcceptance::Reject,
-                    Some(source) if message.topic.as_str() == HEARTBEAT_TOPIC => {
-                        self.on_heartbeat(&message.data, source, propagation_source)
+                let topic = message.topic.as_str();
+                let acceptance = match signed::open(&message.data) {
+                    Err(reason) => {
+                        debug!(%propagation_source, %topic, "dropping a pubsub message: {reason}");
+                        MessageAcceptance::Reject
                     }
-                    Some(source) => {
-                        let topic = message.topic.as_str();
-                        self.hub.deliver(topic, &message.data, &source.to_base58());
-                        MessageAcceptance::Accept
+                    Ok(opened) if topic == HEARTBEAT_TOPIC => {
+                        self.on_heartbeat(&opened, propagation_source)
                     }
+                    Ok(opened) => match opened.verify(topic) {
+                        Ok(()) => {
+                            let origin = opened.from().to_base58();
+                            self.hub.deliver(topic, opened.payload(), &origin);
+                            MessageAcceptance::Accept
+                        }
+                        Err(reason) => {
+                            debug!(%propagation_source, %topic, "dropping a pubsub message: {reason}");
+                            MessageAcceptance::Reject
+                        }
+                    },
                 };
                 // Forwards it to the mesh, or drops it from the cache.
                 self.swarm
@@ -835,8 +866,9 @@ impl SwarmTask {
     /// Takes a heartbeat into the view, and says whether gossipsub should
     /// forward it: only what the view admitted (a host or a candidate)
     /// goes further.
-    fn on_heartbeat(&mut self, data: &[u8], source: PeerId, relay: PeerId) -> MessageAcceptance {
-        let (peer, addrs, ttl_ms) = match Heartbeat::decode(data, &source) {
+    fn on_heartbeat(&mut self, opened: &signed::Opened<'_>, relay: PeerId) -> MessageAcceptance {
+        let source = opened.from();
+        let (peer, addrs, ttl_ms) = match Heartbeat::decode(opened.payload(), &source) {
             Ok(decoded) => decoded,
             Err(reason) => {
                 warn!(%source, %relay, "dropping heartbeat: {reason}");
@@ -849,14 +881,27 @@ impl SwarmTask {
         let addrs: Vec<Multiaddr> = addrs.into_iter().filter(is_dialable).collect();
         let ttl = Duration::from_millis(u64::from(ttl_ms.clamp(1_000, 600_000)));
         let connected = self.swarm.is_connected(&peer);
-        let admission = self.view.borrow_mut().observe(
-            peer,
-            addrs.clone(),
-            ttl,
-            Instant::now(),
-            connected,
-            relay,
-        );
+        // The view's bounds first, its signature only if they let it in: a
+        // flood of fakes past a relay's bound costs a parse and a few
+        // lookups each, not a signature check.
+        let refusal = self.view.borrow().refusal(&peer, connected, &relay);
+        let admission = match refusal {
+            Some(limit) => Admission::Refused(limit),
+            None => {
+                if let Err(reason) = opened.verify(HEARTBEAT_TOPIC) {
+                    warn!(%source, %relay, "dropping heartbeat: {reason}");
+                    return MessageAcceptance::Reject;
+                }
+                self.view.borrow_mut().observe(
+                    peer,
+                    addrs.clone(),
+                    ttl,
+                    Instant::now(),
+                    connected,
+                    relay,
+                )
+            }
+        };
         match admission {
             Admission::Joined => info!(%peer, "host joined the view"),
             Admission::Refused(limit) => {

@@ -113,9 +113,31 @@ pub struct View {
 }
 
 impl View {
+    /// The bound that [`View::observe`] would refuse a heartbeat of `peer`
+    /// by, passed on by `relay`, if any. It changes nothing and costs a few
+    /// lookups: a host asks it before checking the heartbeat's signature,
+    /// so a flood of fakes the view would refuse costs no cryptography.
+    pub fn refusal(&self, peer: &PeerId, connected: bool, relay: &PeerId) -> Option<&'static str> {
+        if self.hosts.contains_key(peer) {
+            return None;
+        }
+        if connected {
+            return (self.hosts.len() >= HOSTS_MAX).then_some("HOSTS_MAX");
+        }
+        if self.candidates.contains_key(peer) {
+            return None;
+        }
+        if self.candidates.len() >= VIEW_CANDIDATES_MAX {
+            return Some("VIEW_CANDIDATES_MAX");
+        }
+        let from_relay = self.candidates_per_relay.get(relay).copied().unwrap_or(0);
+        (from_relay >= VIEW_CANDIDATES_PER_RELAY_MAX).then_some("VIEW_CANDIDATES_PER_RELAY_MAX")
+    }
+
     /// Records a heartbeat from `peer`, passed on by `relay` (`peer`
     /// itself when it came directly). `connected` says whether `peer` is
-    /// directly connected to this host now.
+    /// directly connected to this host now. Refuses by the bound that
+    /// [`View::refusal`] names.
     pub fn observe(
         &mut self,
         peer: PeerId,
@@ -125,6 +147,9 @@ impl View {
         connected: bool,
         relay: PeerId,
     ) -> Admission {
+        if let Some(limit) = self.refusal(&peer, connected, &relay) {
+            return Admission::Refused(limit);
+        }
         let entry = Entry {
             addrs,
             ttl,
@@ -143,13 +168,9 @@ impl View {
             candidate.entry = entry;
             return Admission::CandidateRefreshed;
         }
-        if self.candidates.len() >= VIEW_CANDIDATES_MAX {
-            return Admission::Refused("VIEW_CANDIDATES_MAX");
-        }
         let from_relay = self.candidates_per_relay.entry(relay).or_default();
-        if *from_relay >= VIEW_CANDIDATES_PER_RELAY_MAX {
-            return Admission::Refused("VIEW_CANDIDATES_PER_RELAY_MAX");
-        }
+        assert!(*from_relay < VIEW_CANDIDATES_PER_RELAY_MAX);
+        assert!(self.candidates.len() < VIEW_CANDIDATES_MAX);
         *from_relay += 1;
         self.candidates.insert(peer, Candidate { entry, relay });
         Admission::Candidate
@@ -321,6 +342,52 @@ mod tests {
             view.observe(PeerId::random(), vec![], ttl, now, false, relay),
             Admission::Candidate
         );
+    }
+
+    #[test]
+    fn refusal_names_what_observe_would_refuse_and_changes_nothing() {
+        let mut view = View::default();
+        let now = Instant::now();
+        let ttl = Duration::from_secs(600);
+        let relay = PeerId::random();
+        let mut candidates = Vec::new();
+        // Every outcome observe can have, each asked first.
+        for _ in 0..VIEW_CANDIDATES_PER_RELAY_MAX + 3 {
+            let fake = PeerId::random();
+            let asked = view.refusal(&fake, false, &relay);
+            let before = view.candidates();
+            let admission = view.observe(fake, vec![], ttl, now, false, relay);
+            match asked {
+                Some(limit) => {
+                    assert_eq!(admission, Admission::Refused(limit));
+                    assert_eq!(view.candidates(), before);
+                }
+                None => {
+                    assert_eq!(admission, Admission::Candidate);
+                    candidates.push(fake);
+                }
+            }
+        }
+        assert_eq!(candidates.len(), VIEW_CANDIDATES_PER_RELAY_MAX);
+        // A known candidate is refreshed, and a connected peer joins, past
+        // the relay's bound.
+        assert_eq!(view.refusal(&candidates[0], false, &relay), None);
+        assert_eq!(
+            view.observe(candidates[0], vec![], ttl, now, false, relay),
+            Admission::CandidateRefreshed
+        );
+        let connected = PeerId::random();
+        assert_eq!(view.refusal(&connected, true, &relay), None);
+        assert_eq!(
+            view.observe(connected, vec![], ttl, now, true, relay),
+            Admission::Joined
+        );
+        // Asking changed nothing.
+        let candidates_now = view.candidates();
+        for _ in 0..100 {
+            assert!(view.refusal(&PeerId::random(), false, &relay).is_some());
+        }
+        assert_eq!(view.candidates(), candidates_now);
     }
 
     #[test]

@@ -9,10 +9,10 @@
 //! (`/dns4/round-N.invalid/tcp/9`). Prints `peer ID` (its own), then
 //! `round N` after each round.
 //!
-//! gossipsub's own behaviour signs only with its node's key, so this peer
-//! speaks gossipsub by hand: one `/meshsub/1.1.0` stream, length-prefixed
-//! protobuf RPC frames (the wire format of `libp2p-gossipsub`'s
-//! `rpc.proto`). It also accepts the host's gossipsub streams and drains
+//! A host's node seals only with its own key, so this peer speaks gossipsub
+//! by hand: one `/meshsub/1.1.0` stream, length-prefixed protobuf RPC
+//! frames (the wire format of `libp2p-gossipsub`'s `rpc.proto`), each
+//! message's data an envelope sealed by a fake's key. It also accepts the host's gossipsub streams and drains
 //! them: a peer that refused them would have its gossipsub disabled by
 //! the host, which would then ignore what it sends.
 
@@ -49,20 +49,15 @@ fn field(out: &mut Vec<u8>, number: u64, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-/// A gossipsub `Message` signed by `key`: fields `from` (1), `data` (2),
-/// `seqno` (3), `topic` (4), and `signature` (5) over
-/// `"libp2p-pubsub:"` followed by the first four, encoded in field order
-/// as prost does.
+/// A gossipsub `Message` carrying `data` sealed by `key` (the host's
+/// envelope, `ww_net::signed`): fields `data` (2) and `topic` (4), anonymous
+/// as hosts send them.
 fn signed_message(key: &Keypair, data: &[u8], seqno: u64) -> Result<Vec<u8>> {
+    let sealed =
+        ww_net::signed::seal(key, HEARTBEAT_TOPIC, seqno, data).map_err(|err| anyhow!(err))?;
     let mut message = Vec::new();
-    field(&mut message, 1, &key.public().to_peer_id().to_bytes());
-    field(&mut message, 2, data);
-    field(&mut message, 3, &seqno.to_be_bytes());
+    field(&mut message, 2, &sealed);
     field(&mut message, 4, HEARTBEAT_TOPIC.as_bytes());
-    let mut signed = b"libp2p-pubsub:".to_vec();
-    signed.extend_from_slice(&message);
-    let signature = key.sign(&signed).map_err(|err| anyhow!("signing: {err}"))?;
-    field(&mut message, 5, &signature);
     Ok(message)
 }
 
