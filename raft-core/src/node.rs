@@ -874,6 +874,18 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         Membership::from_conf_state(&self.raw.raft.prs().conf().to_conf_state(), &self.metadata)
     }
 
+    /// Whether `id` is a voter or learner now, as [`Node::members`] would
+    /// say, without building the membership (a replica asks per message).
+    pub fn is_member(&self, id: u64) -> bool {
+        self.raw.raft.prs().get(id).is_some()
+    }
+
+    /// The metadata `id` was added with, as [`Node::members`] would report
+    /// it, without copying the membership.
+    pub fn metadata_of(&self, id: u64) -> Option<&[u8]> {
+        self.metadata.get(&id).map(Vec::as_slice)
+    }
+
     /// This replica's raft id.
     pub fn id(&self) -> u64 {
         self.id

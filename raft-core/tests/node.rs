@@ -318,6 +318,17 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
             "replica {id}"
         );
         assert_eq!(membership.metadata_of(1), Some(&b"peer-1"[..]));
+        // The per-message shortcuts agree with the whole membership.
+        for member in 1..=5 {
+            assert_eq!(
+                group.node(id).is_member(member),
+                membership.contains(member)
+            );
+            assert_eq!(
+                group.node(id).metadata_of(member),
+                membership.metadata_of(member)
+            );
+        }
     }
     assert!(group.node(4).counters().snapshots_installed_count >= 1);
     assert_eq!(
@@ -340,6 +351,7 @@ fn a_learner_joins_with_metadata_is_promoted_and_a_voter_is_removed() {
     group.run_until(300, "removed", |g| {
         !g.node(leader).members().contains(victim)
     });
+    assert!(!group.node(leader).is_member(victim));
     group.run_until(300, "the victim learns it", |g| {
         g.outputs[(victim - 1) as usize]
             .iter()

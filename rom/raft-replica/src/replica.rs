@@ -368,6 +368,17 @@ async fn pump_envelopes(receiver: receiver::Client, inputs: mpsc::UnboundedSende
     .await;
 }
 
+/// Whether `output` answers a request with an error.
+fn failed(output: &Output) -> bool {
+    match output {
+        Output::Proposal { result, .. } => result.is_err(),
+        Output::Registered { result, .. } => result.is_err(),
+        Output::Read { result, .. } => result.is_err(),
+        Output::MembershipChange { result, .. } => result.is_err(),
+        Output::Event(_) => false,
+    }
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::Leader => "leader",
@@ -397,31 +408,45 @@ fn refused(message: impl Into<String>) -> Response {
     }
 }
 
+/// Every member of `node`'s group, as applied (none before it is open).
+fn members_of(node: Option<&Node<QueueMachine, FsDir>>) -> Vec<Member> {
+    let Some(node) = node else {
+        return Vec::new();
+    };
+    let membership = node.members();
+    membership
+        .ids()
+        .into_iter()
+        .map(|id| Member {
+            id,
+            peer_id: membership
+                .metadata_of(id)
+                .map(|meta| String::from_utf8_lossy(meta).into_owned())
+                .unwrap_or_default(),
+            voter: membership.is_voter(id),
+        })
+        .collect()
+}
+
 impl Replica {
     fn members(&self) -> Vec<Member> {
-        let Some(node) = &self.node else {
-            return Vec::new();
-        };
-        let membership = node.members();
-        membership
-            .ids()
-            .into_iter()
-            .map(|id| Member {
-                id,
-                peer_id: membership
-                    .metadata_of(id)
-                    .map(|meta| String::from_utf8_lossy(meta).into_owned())
-                    .unwrap_or_default(),
-                voter: membership.is_voter(id),
-            })
-            .collect()
+        members_of(self.node.as_ref())
     }
 
+    /// The leader, if known and a member. Built alone, not found in
+    /// [`Replica::members`]: error answers ask for it, per request.
     fn leader(&self) -> Option<Member> {
-        let leader_id = self.node.as_ref()?.leader_id()?;
-        self.members()
-            .into_iter()
-            .find(|member| member.id == leader_id)
+        let node = self.node.as_ref()?;
+        let id = node.leader_id()?;
+        node.is_member(id).then(|| Member {
+            id,
+            peer_id: node
+                .metadata_of(id)
+                .map(|meta| String::from_utf8_lossy(meta).into_owned())
+                .unwrap_or_default(),
+            // Only voters are elected.
+            voter: true,
+        })
     }
 
     /// Points the outbox at the current members.
@@ -544,7 +569,7 @@ impl Replica {
                         continue;
                     }
                 };
-                match node.members().metadata_of(header.from) {
+                match node.metadata_of(header.from) {
                     // A sender this replica does not know yet (it joined and
                     // has not applied the membership): answer it at the
                     // host its message came through.
@@ -645,7 +670,6 @@ impl Replica {
     /// Handles one request; returns its response now, or `None` when it
     /// will come from an output.
     fn handle(&mut self, slot: Slot, request: Request) -> Option<Response> {
-        let leader = self.leader();
         match request {
             Request::Status => Some(Response::Status(Box::new(self.status()))),
             Request::Init {
@@ -712,10 +736,11 @@ impl Replica {
                         self.changes.insert(change, slot);
                     }),
                     Request::TransferLeader { id } => {
-                        return Some(match node.transfer_leader(id) {
+                        let result = node.transfer_leader(id);
+                        return Some(match result {
                             Ok(()) => Response::Done,
-                            Err(err) => error_response(&err, leader),
-                        })
+                            Err(err) => error_response(&err, self.leader()),
+                        });
                     }
                     Request::Status
                     | Request::Init { .. }
@@ -724,7 +749,7 @@ impl Replica {
                     | Request::Mint { .. }
                     | Request::GroupKey => return Some(refused("unreachable request kind")),
                 };
-                result.err().map(|err| error_response(&err, leader))
+                result.err().map(|err| error_response(&err, self.leader()))
             }
         }
     }
@@ -863,7 +888,12 @@ impl Replica {
         if took > Duration::from_millis(100) {
             self.activity.slow_rounds_100ms += 1;
         }
-        let leader = self.leader();
+        // Error answers name the leader; most rounds have none.
+        let leader = if outputs.iter().any(failed) {
+            self.leader()
+        } else {
+            None
+        };
         let mut membership_changed = false;
         for output in outputs {
             match output {
@@ -920,8 +950,9 @@ impl Replica {
             self.sync_peers();
         }
         // Members answers carry the membership as applied.
-        let members = self.members();
+        let mut members = None;
         for batch_response in self.replies.pending_members() {
+            let members = members.get_or_insert_with(|| members_of(self.node.as_ref()));
             *batch_response = Response::Members(members.clone());
         }
         Ok(())
