@@ -15,7 +15,10 @@
 //! equal parts: each has a bucket of CPU time that refills at its part and
 //! holds at most [`CPU_BURST_MS`], every slice is charged to it, and a
 //! process in debt waits, off the run queue, until its part has paid the
-//! debt back. It is never killed for this (the busy limit still kills a
+//! debt back, and while computing its slices end at the first tick, however
+//! short (others run to the first tick after half a tick), so that what
+//! waits behind one of its slices waits at most a tick. It is never killed
+//! for this (the busy limit still kills a
 //! guest that never calls its host). A slice that ends because the guest
 //! waits (for a message, a timer) ends the streak: the process is neither
 //! charged nor delayed, so a Raft replica that computes a long batch and
@@ -197,6 +200,10 @@ pub(crate) struct Slice {
     started_ns: AtomicU64,
     /// Set when a tick cut the slice short.
     preempted: AtomicBool,
+    /// Set while the process is held to its share (computing): its slices
+    /// end at the first tick, however short, so that what waits behind
+    /// one waits at most a tick.
+    held: AtomicBool,
 }
 
 impl Default for Slice {
@@ -205,6 +212,7 @@ impl Default for Slice {
             base: Instant::now(),
             started_ns: AtomicU64::new(0),
             preempted: AtomicBool::new(false),
+            held: AtomicBool::new(false),
         }
     }
 }
@@ -223,7 +231,7 @@ impl Slice {
     pub(crate) fn preempt(&self) -> bool {
         let ran_ns = duration_ns(self.base.elapsed())
             .saturating_sub(self.started_ns.load(Ordering::Relaxed));
-        if ran_ns < EPOCH_TICK_MS * 1_000_000 / 2 {
+        if ran_ns < EPOCH_TICK_MS * 1_000_000 / 2 && !self.held.load(Ordering::Relaxed) {
             return false;
         }
         self.preempted.store(true, Ordering::Relaxed);
@@ -311,6 +319,9 @@ impl<F: Future> Future for Metered<F> {
         let wait = share
             .shares
             .charge(&share.account, now.duration_since(started), preempted, now);
+        this.slice
+            .held
+            .store(share.account.computing(now), Ordering::Relaxed);
         if polled.is_ready() {
             return polled;
         }
@@ -454,6 +465,22 @@ mod tests {
         }
         assert!(account.computing(now));
         assert!(!account.computing(now + Duration::from_millis(CPU_WINDOW_MS)));
+    }
+
+    #[test]
+    fn a_held_process_yields_at_the_first_tick_and_others_after_half_a_tick() {
+        let slice = Slice::default();
+        slice.start();
+        // Just started: a process that is not held runs on to the next
+        // tick; one held to its share yields at once.
+        assert!(!slice.preempt());
+        assert!(!slice.preempted.load(Ordering::Relaxed));
+        slice.held.store(true, Ordering::Relaxed);
+        assert!(slice.preempt());
+        assert!(slice.preempted.load(Ordering::Relaxed));
+        // A new slice starts unmarked.
+        slice.start();
+        assert!(!slice.preempted.load(Ordering::Relaxed));
     }
 
     const EPOCH_SLICE_MS: u64 = super::super::EPOCH_TICK_MS;
