@@ -63,9 +63,9 @@ pub const DESCRIPTORS_RESERVED_MIN: usize = 256;
 /// --guests-cpu-percent`), in equal parts; the rest stays for the swarm,
 /// the RPC and the guests that only answer. See `runner/cpu.rs`. Every
 /// computing slice may delay a Raft write's crossing of the loop, so the
-/// default is what keeps a write's p99 within twice its idle value beside
-/// 32 spinners (measured: median 1.53 times at 12%, 10 of 11 runs under
-/// 2; 1.7 to 2.4 times at 25%).
+/// default is what keeps a write's p99 near twice its idle value beside 32
+/// spinners (measured: median 1.56 times at 12%, 17 of 20 runs under 2; 1.7
+/// to 2.4 times at 25%; see docs/architecture.md).
 pub const GUESTS_CPU_PERCENT_DEFAULT: u32 = 12;
 
 /// Slices cut short by the tick, one after the other, that make a process
