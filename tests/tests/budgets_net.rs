@@ -79,18 +79,34 @@ fn view_of(addr: &str) -> Vec<(String, Vec<String>)> {
 }
 
 /// Waits until the host at `addr` has taken in round `round` of `flooder`'s
-/// heartbeats (its own, sent after the round's fakes, names the round), or
-/// its view holds more than `bound` hosts, and returns the peers in its
-/// view then.
-fn view_after_round(addr: &str, flooder: &str, round: u64, bound: usize) -> BTreeSet<String> {
+/// heartbeats (its own, sent after the round's fakes and forgery, names the
+/// round), or its view holds more than `bound` hosts, and returns the peers
+/// in its view then. Checks that `victim`'s addresses in that same view are
+/// not the round's forged ones: a host that took the forgery would show
+/// them until the victim's next heartbeat, up to a second later.
+fn view_after_round(
+    addr: &str,
+    flooder: &str,
+    victim: &str,
+    round: u64,
+    bound: usize,
+) -> BTreeSet<String> {
     let mark = format!("round-{round}.invalid");
-    wait_until(&format!("round {round} in the view"), TIMEOUT, || {
+    let view = wait_until(&format!("round {round} in the view"), TIMEOUT, || {
         let view = view_of(addr);
         let seen = view
             .iter()
             .any(|(peer, addrs)| peer == flooder && addrs.iter().any(|a| a.contains(&mark)));
-        (seen || view.len() > bound).then(|| view.into_iter().map(|(peer, _)| peer).collect())
-    })
+        (seen || view.len() > bound).then_some(view)
+    });
+    let forged = format!("forged-{round}.invalid");
+    for (peer, addrs) in &view {
+        assert!(
+            peer != victim || addrs.iter().all(|a| !a.contains(&forged)),
+            "host {addr} took a forged heartbeat of {victim}: {addrs:?}"
+        );
+    }
+    view.into_iter().map(|(peer, _)| peer).collect()
 }
 
 /// Whether a new RPC connection from `node` to `peer` is served (answers a
@@ -251,11 +267,13 @@ fn a_fake_heartbeat_flood_leaves_the_view_to_real_hosts() {
         (listed(&addr0)? == real).then_some(())
     });
 
+    // The flooder also forges host 1's heartbeats.
+    let victim = cluster.hosts[1].peer_id.clone();
     let (pid0, rss_before) = (cluster.hosts[0].pid(), rss_mib(cluster.hosts[0].pid()));
     let (cpu_before, started) = (cpu_ns(pid0), Instant::now());
     let flooder = Spawned::start_program(
         Path::new(env!("CARGO_BIN_EXE_heartbeat-flood")),
-        &[&addr0, &FAKES.to_string()],
+        &[&addr0, &FAKES.to_string(), &victim],
     );
     let flooder_id = wait_until("the flooder's peer id", TIMEOUT, || {
         flooder
@@ -269,7 +287,7 @@ fn a_fake_heartbeat_flood_leaves_the_view_to_real_hosts() {
     // it has been through every fake of that round.
     let mut expected = real.clone();
     expected.insert(flooder_id.clone());
-    let after_flood = view_after_round(&addr0, &flooder_id, 1, expected.len());
+    let after_flood = view_after_round(&addr0, &flooder_id, &victim, 1, expected.len());
     assert_eq!(
         after_flood.len(),
         expected.len(),
@@ -303,7 +321,7 @@ fn a_fake_heartbeat_flood_leaves_the_view_to_real_hosts() {
     // Later rounds (the fakes again, with new sequence numbers) change
     // nothing either, and `ww ls /` lists the real hosts.
     assert_eq!(
-        view_after_round(&addr0, &flooder_id, 3, expected.len()),
+        view_after_round(&addr0, &flooder_id, &victim, 3, expected.len()),
         expected
     );
     assert_eq!(listed(&addr0), Some(expected.clone()));
@@ -328,6 +346,17 @@ fn a_fake_heartbeat_flood_leaves_the_view_to_real_hosts() {
     assert!(
         rss_after < rss_before + 64,
         "host 0 grew from {rss_before} to {rss_after} MiB"
+    );
+    // Each round also carried a heartbeat of host 1 under host 1's name,
+    // signed by the flooder's key, naming another address: host 0 rejected
+    // every one, and its view keeps host 1's own addresses.
+    // (`view_after_round` checked the addresses after rounds 1 and 3.)
+    assert!(
+        cluster.hosts[0]
+            .log()
+            .contains(&format!("a pubsub envelope not signed by {victim}")),
+        "{}",
+        cluster.hosts[0].log()
     );
     // Host 0 names the budget that refused the fakes.
     let log = cluster.hosts[0].log();

@@ -417,15 +417,19 @@ fn members_of(node: Option<&Node<QueueMachine, FsDir>>) -> Vec<Member> {
     membership
         .ids()
         .into_iter()
-        .map(|id| Member {
-            id,
-            peer_id: membership
-                .metadata_of(id)
-                .map(|meta| String::from_utf8_lossy(meta).into_owned())
-                .unwrap_or_default(),
-            voter: membership.is_voter(id),
-        })
+        .map(|id| member(id, membership.metadata_of(id), membership.is_voter(id)))
         .collect()
+}
+
+/// Member `id`, its peer id read from the metadata it was added with.
+fn member(id: u64, metadata: Option<&[u8]>, voter: bool) -> Member {
+    Member {
+        id,
+        peer_id: metadata
+            .map(|meta| String::from_utf8_lossy(meta).into_owned())
+            .unwrap_or_default(),
+        voter,
+    }
 }
 
 impl Replica {
@@ -438,15 +442,9 @@ impl Replica {
     fn leader(&self) -> Option<Member> {
         let node = self.node.as_ref()?;
         let id = node.leader_id()?;
-        node.is_member(id).then(|| Member {
-            id,
-            peer_id: node
-                .metadata_of(id)
-                .map(|meta| String::from_utf8_lossy(meta).into_owned())
-                .unwrap_or_default(),
-            // Only voters are elected.
-            voter: true,
-        })
+        // Only voters are elected.
+        node.is_member(id)
+            .then(|| member(id, node.metadata_of(id), true))
     }
 
     /// Points the outbox at the current members.

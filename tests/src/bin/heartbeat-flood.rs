@@ -1,11 +1,13 @@
 //! A peer that floods a host with signed fake heartbeats, for the
 //! end-to-end tests of the cluster view's budget.
 //!
-//! Usage: `heartbeat-flood ADDR COUNT`. Connects to the host at `ADDR` and,
-//! once a second until killed, publishes on the heartbeat topic `COUNT`
-//! heartbeats of hosts that do not exist, each correctly signed by a key of
-//! its own (made up here: anyone can), naming a closed loopback port, and
-//! then this peer's own heartbeat, which names the round in an address
+//! Usage: `heartbeat-flood ADDR COUNT VICTIM`. Connects to the host at
+//! `ADDR` and, once a second until killed, publishes on the heartbeat topic
+//! `COUNT` heartbeats of hosts that do not exist, each correctly signed by
+//! a key of its own (made up here: anyone can), naming a closed loopback
+//! port; then a forged heartbeat of the real host `VICTIM` (a peer id),
+//! signed by this peer's key under the victim's name, naming
+//! `/dns4/forged-N.invalid/tcp/9`; and then this peer's own heartbeat, which names the round in an address
 //! (`/dns4/round-N.invalid/tcp/9`). Prints `peer ID` (its own), then
 //! `round N` after each round.
 //!
@@ -61,6 +63,26 @@ fn signed_message(key: &Keypair, data: &[u8], seqno: u64) -> Result<Vec<u8>> {
     Ok(message)
 }
 
+/// A message sealed by `key` under `victim`'s name: the envelope's peer id
+/// replaced by the victim's, the signature left as `key` made it.
+fn forged_message(key: &Keypair, victim: &PeerId, data: &[u8], seqno: u64) -> Result<Vec<u8>> {
+    let mut sealed =
+        ww_net::signed::seal(key, HEARTBEAT_TOPIC, seqno, data).map_err(|err| anyhow!(err))?;
+    let (mine, theirs) = (key.public().to_peer_id().to_bytes(), victim.to_bytes());
+    // Layout: version, the peer id's length, the peer id.
+    if mine.len() != theirs.len() || sealed.get(2..2 + mine.len()) != Some(&mine[..]) {
+        anyhow::bail!(
+            "cannot put {victim}'s name on an envelope of {}",
+            key.public().to_peer_id()
+        );
+    }
+    sealed[2..2 + theirs.len()].copy_from_slice(&theirs);
+    let mut message = Vec::new();
+    field(&mut message, 2, &sealed);
+    field(&mut message, 4, HEARTBEAT_TOPIC.as_bytes());
+    Ok(message)
+}
+
 fn heartbeat(peer: &PeerId, addrs: &[String]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "peer_id": peer.to_base58(),
@@ -89,18 +111,19 @@ fn frame(subscribe: bool, messages: &[Vec<u8>]) -> Vec<u8> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, count] = args.as_slice() else {
-        anyhow::bail!("usage: heartbeat-flood ADDR COUNT");
+    let [addr, count, victim] = args.as_slice() else {
+        anyhow::bail!("usage: heartbeat-flood ADDR COUNT VICTIM");
     };
     let addr: Multiaddr = addr.parse().context("ADDR")?;
     let count: usize = count.parse().context("COUNT")?;
+    let victim: PeerId = victim.parse().context("VICTIM")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    tokio::task::LocalSet::new().block_on(&runtime, flood(addr, count))
+    tokio::task::LocalSet::new().block_on(&runtime, flood(addr, count, victim))
 }
 
-async fn flood(addr: Multiaddr, count: usize) -> Result<()> {
+async fn flood(addr: Multiaddr, count: usize, victim: PeerId) -> Result<()> {
     let key = Keypair::generate_ed25519();
     let me = key.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
@@ -165,6 +188,8 @@ async fn flood(addr: Multiaddr, count: usize) -> Result<()> {
         // processed every fake before it.
         // It names the round in an address the host keeps (never dials:
         // it is connected, and has no DNS transport).
+        let forged = heartbeat(&victim, &[format!("/dns4/forged-{round}.invalid/tcp/9")]);
+        messages.push(forged_message(&key, &victim, &forged, round)?);
         let mine = heartbeat(&me, &[format!("/dns4/round-{round}.invalid/tcp/9")]);
         messages.push(signed_message(&key, &mine, round)?);
         for chunk in messages.chunks(MESSAGES_PER_FRAME) {
