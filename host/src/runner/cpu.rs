@@ -15,9 +15,10 @@
 //! equal parts: each has a bucket of CPU time that refills at its part and
 //! holds at most [`CPU_BURST_MS`], every slice is charged to it, and a
 //! process in debt waits, off the run queue, until its part has paid the
-//! debt back, and while computing its slices end at the first tick, however
-//! short (others run to the first tick after half a tick), so that what
-//! waits behind one of its slices waits at most a tick. It is never killed
+//! debt back, and while computing its slices end at the first tick once
+//! they ran [`HELD_SLICE_US_MIN`] (others run to the first tick after half a
+//! tick), so that what waits behind one of its slices waits at most a
+//! tick. It is never killed
 //! for this (the busy limit still kills a
 //! guest that never calls its host). A slice that ends because the guest
 //! waits (for a message, a timer) ends the streak: the process is neither
@@ -38,6 +39,11 @@ use std::time::{Duration, Instant};
 
 use super::EPOCH_TICK_MS;
 use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, PREEMPTED_SLICES_MIN};
+
+/// The least a held process's slice runs before a tick may end it: long
+/// past any stale deadline's callback (which comes within microseconds of
+/// a resume), short against a tick.
+const HELD_SLICE_US_MIN: u64 = 100;
 
 /// One process's account.
 struct Account {
@@ -178,7 +184,12 @@ impl CpuShares {
 
     /// The time between the ends of two waits: one slice (`ran`, the last
     /// slice of the process that waits, and at least a tick) and as much
-    /// again for the rest of the loop as the guests leave it.
+    /// again for the rest of the loop as the guests leave it. A held slice
+    /// is often shorter than a tick; counting it as a tick keeps two waits
+    /// from ending within one timer tick (tokio's timers have 1 ms
+    /// resolution) and their slices from running back to back, at the
+    /// price of computing processes getting up to their part, not always
+    /// all of it.
     fn spacing(&self, ran: Duration) -> Duration {
         ran.max(Duration::from_millis(EPOCH_TICK_MS)) * 100 / self.percent
     }
@@ -201,8 +212,7 @@ pub(crate) struct Slice {
     /// Set when a tick cut the slice short.
     preempted: AtomicBool,
     /// Set while the process is held to its share (computing): its slices
-    /// end at the first tick, however short, so that what waits behind
-    /// one waits at most a tick.
+    /// end at the first tick once they ran [`HELD_SLICE_US_MIN`].
     held: AtomicBool,
 }
 
@@ -225,13 +235,22 @@ impl Slice {
     }
 
     /// Called by the epoch callback at a tick: whether the slice has
-    /// computed long enough to yield. A guest resuming after it waited
-    /// finds its deadline long past, and a short slice may straddle a
-    /// tick; neither is computing, so the slice goes on to the next tick.
+    /// computed long enough to yield: half a tick, or
+    /// [`HELD_SLICE_US_MIN`] for a held process. A guest resuming after it
+    /// waited finds its deadline long past, and a short slice may straddle
+    /// a tick; neither is computing, so the slice goes on to the next tick.
+    /// (Yielding there instead starved held processes: each resumed,
+    /// yielded at once, owed the poll, and waited again; one CI run
+    /// measured 32 spinners at 2% of the loop.)
     pub(crate) fn preempt(&self) -> bool {
         let ran_ns = duration_ns(self.base.elapsed())
             .saturating_sub(self.started_ns.load(Ordering::Relaxed));
-        if ran_ns < EPOCH_TICK_MS * 1_000_000 / 2 && !self.held.load(Ordering::Relaxed) {
+        let ran_ns_min = if self.held.load(Ordering::Relaxed) {
+            HELD_SLICE_US_MIN * 1_000
+        } else {
+            EPOCH_TICK_MS * 1_000_000 / 2
+        };
+        if ran_ns < ran_ns_min {
             return false;
         }
         self.preempted.store(true, Ordering::Relaxed);
@@ -468,16 +487,37 @@ mod tests {
     }
 
     #[test]
-    fn a_held_process_yields_at_the_first_tick_and_others_after_half_a_tick() {
+    fn a_slice_yields_after_half_a_tick_and_a_held_one_after_its_least_slice() {
         let slice = Slice::default();
-        slice.start();
-        // Just started: a process that is not held runs on to the next
-        // tick; one held to its share yields at once.
+        // Makes the slice look as if it started `us` ago (the sleep below
+        // puts `base` further back than that).
+        let started_ago = |us: u64| {
+            slice.start();
+            let now_ns = duration_ns(slice.base.elapsed());
+            slice
+                .started_ns
+                .store(now_ns - us * 1_000, Ordering::Relaxed);
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        // Just started (or resumed past a stale deadline): neither yields.
+        for held in [false, true] {
+            slice.held.store(held, Ordering::Relaxed);
+            started_ago(0);
+            assert!(!slice.preempt(), "held {held}");
+            assert!(!slice.preempted.load(Ordering::Relaxed));
+        }
+        // Past the least held slice only the held one yields...
+        slice.held.store(false, Ordering::Relaxed);
+        started_ago(HELD_SLICE_US_MIN + 20);
         assert!(!slice.preempt());
-        assert!(!slice.preempted.load(Ordering::Relaxed));
         slice.held.store(true, Ordering::Relaxed);
+        started_ago(HELD_SLICE_US_MIN + 20);
         assert!(slice.preempt());
         assert!(slice.preempted.load(Ordering::Relaxed));
+        // ... and past half a tick both do.
+        slice.held.store(false, Ordering::Relaxed);
+        started_ago(EPOCH_TICK_MS * 1_000 / 2 + 20);
+        assert!(slice.preempt());
         // A new slice starts unmarked.
         slice.start();
         assert!(!slice.preempted.load(Ordering::Relaxed));
