@@ -245,12 +245,12 @@ fn clock_spinning_guests_beside_a_raft_leader_cause_no_election_and_bounded_writ
         "the spinners ran {spinners_share:.3} of the loop"
     );
     assert!(waited_after > waited_before);
-    // The target is twice the idle p99. Measured here (20 runs): idle p99
-    // 3.5 to 7.5 ms, with the spinners 5.1 to 12.6 ms, median 1.56 times,
-    // 3 runs over 2 (a write may wait for one spinner slice, up to a tick
+    // The target is twice the idle p99. Measured here (16 runs): idle p99
+    // 4.0 to 5.0 ms, with the spinners 4.8 to 9.8 ms, median 1.80 times,
+    // 4 runs over 2 (a write may wait for one spinner slice, up to a tick
     // of 1 ms, at each of its crossings of the leader's loop, and four
-    // hosts share 2 cores). 50 ms more keeps
-    // the test from failing on a noisy machine while still failing without
+    // hosts share 2 cores; docs/architecture.md). 50 ms more keeps the
+    // test from failing on a noisy machine while still failing without
     // the share (p99 of 0.3 s and more, or an election).
     let bound = idle_p99 * 2 + Duration::from_millis(50);
     assert!(
