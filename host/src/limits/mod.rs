@@ -64,8 +64,9 @@ pub const DESCRIPTORS_RESERVED_MIN: usize = 256;
 /// the RPC and the guests that only answer. See `runner/cpu.rs`. Every
 /// computing slice may delay a Raft write's crossing of the loop, so the
 /// default is what keeps a write's p99 near twice its idle value beside 32
-/// spinners (measured: median 1.56 times at 12%, 17 of 20 runs under 2; 1.7
-/// to 2.4 times at 25%; see docs/architecture.md).
+/// spinners (measured: median 1.80 times at 12%, 12 of 16 runs under 2 on a
+/// noisy day, 1.56 and 17 of 20 on a quieter one; 1.7 to 2.4 times at 25%;
+/// see docs/architecture.md).
 pub const GUESTS_CPU_PERCENT_DEFAULT: u32 = 12;
 
 /// Slices cut short by the tick, one after the other, that make a process
@@ -75,6 +76,11 @@ pub const PREEMPTED_SLICES_MIN: u32 = 4;
 /// How long a process counts as computing after the tick last preempted
 /// it, in ms.
 pub const CPU_WINDOW_MS: u64 = 1_000;
+
+/// The least a slice of a process held to its share runs before a tick may
+/// end it, in µs: long past a stale deadline's callback (which comes within
+/// microseconds of a resume after a wait), short against a tick.
+pub const HELD_SLICE_US_MIN: u64 = 100;
 
 /// The CPU time a computing process may use at once before it waits for
 /// its part, in ms.

@@ -38,12 +38,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::EPOCH_TICK_MS;
-use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, PREEMPTED_SLICES_MIN};
-
-/// The least a held process's slice runs before a tick may end it: long
-/// past any stale deadline's callback (which comes within microseconds of
-/// a resume), short against a tick.
-const HELD_SLICE_US_MIN: u64 = 100;
+use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, HELD_SLICE_US_MIN, PREEMPTED_SLICES_MIN};
 
 /// One process's account.
 struct Account {
