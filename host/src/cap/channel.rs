@@ -10,7 +10,12 @@
 //!   channel whose receivers are all gone fails at once: nobody waits
 //!   forever on a channel that cannot move;
 //! - each message carries `origin`: the authenticated peer id of the host
-//!   through whose connection its sender was obtained (see [`restamp`]).
+//!   through whose connection its sender was obtained (see [`restamp`]);
+//! - a message queued by `call` also carries a one-shot `Reply`: the call
+//!   returns what the receiver answers through it, and fails if the
+//!   message or its `Reply` is dropped unanswered, or after
+//!   [`CALL_REPLY_TIMEOUT_MS`]. Across hosts that is one message each way
+//!   where a request and an answering send are two calls and two returns.
 //!
 //! # Budget
 //!
@@ -41,14 +46,15 @@ use std::rc::Rc;
 use capnp::capability::Rc as CapRc;
 use capnp_rpc::CapabilityServerSet;
 use libp2p::PeerId;
+use tokio::sync::oneshot;
 use tokio::sync::Notify;
 use ww_api::limits::CHANNEL_CAPACITY_MAX;
-use ww_api::{receiver, sender};
+use ww_api::{receiver, reply, sender};
 
 use super::invalid;
 use crate::limits::{
-    CAPS_PER_MESSAGE_MAX, CHANNELS_MAX, CHANNELS_RESERVED, CHANNEL_BYTES_MAX,
-    CHANNEL_HOST_BYTES_MAX, CHANNEL_RESERVED_BYTES, CHANNEL_WRITER_BYTES_MAX,
+    CALL_REPLY_TIMEOUT_MS, CAPS_PER_MESSAGE_MAX, CHANNELS_MAX, CHANNELS_RESERVED,
+    CHANNEL_BYTES_MAX, CHANNEL_HOST_BYTES_MAX, CHANNEL_RESERVED_BYTES, CHANNEL_WRITER_BYTES_MAX,
     MESSAGE_OVERHEAD_BYTES, RECV_BATCH_MAX, WRITER_CHANNELS_MAX,
 };
 
@@ -266,6 +272,8 @@ struct Message {
     data: Vec<u8>,
     caps: Vec<capnp::capability::Client>,
     origin: String,
+    /// Where the answer goes, for a message queued by `call`.
+    reply: Option<oneshot::Sender<Vec<u8>>>,
     /// Held until the message is received or its channel dropped.
     _charge: Charge,
 }
@@ -339,6 +347,33 @@ impl SenderServer {
             None => Writer::Others,
         }
     }
+}
+
+/// `Reply`: answers one `call`.
+struct ReplyServer {
+    answer: RefCell<Option<oneshot::Sender<Vec<u8>>>>,
+}
+
+impl reply::Server for ReplyServer {
+    async fn send(
+        self: CapRc<Self>,
+        params: reply::SendParams,
+        _: reply::SendResults,
+    ) -> Result<(), capnp::Error> {
+        let data = params.get()?.get_data()?.to_vec();
+        let Some(answer) = self.answer.borrow_mut().take() else {
+            return Err(invalid("this call was answered already"));
+        };
+        // The caller may have gone (it gave up waiting): nobody to tell.
+        let _ = answer.send(data);
+        Ok(())
+    }
+}
+
+fn reply_client(answer: oneshot::Sender<Vec<u8>>) -> reply::Client {
+    capnp_rpc::new_client(ReplyServer {
+        answer: RefCell::new(Some(answer)),
+    })
 }
 
 /// `Receiver`.
@@ -442,36 +477,38 @@ pub async fn restamp(
     }
 }
 
-impl sender::Server for SenderServer {
-    async fn send(
-        self: CapRc<Self>,
-        params: sender::SendParams,
-        _: sender::SendResults,
+impl SenderServer {
+    /// Copies `message` out of its request and charges its writer.
+    fn take(
+        &self,
+        message: ww_api::ww_capnp::message::Reader<'_>,
+    ) -> Result<(Vec<u8>, Vec<capnp::capability::Client>, Charge), capnp::Error> {
+        let data = message.get_data()?;
+        let cap_list = message.get_caps()?;
+        if cap_list.len() > CAPS_PER_MESSAGE_MAX {
+            return Err(invalid(format!(
+                "a message carries at most {CAPS_PER_MESSAGE_MAX} capabilities; got {}",
+                cap_list.len()
+            )));
+        }
+        // Charged before it waits: a send blocked on a full channel holds
+        // its copy as surely as a queued one.
+        let charge = self
+            .budget
+            .charge(self.writer(), data.len() + MESSAGE_OVERHEAD_BYTES, 0)?;
+        let mut caps = Vec::with_capacity(cap_list.len() as usize);
+        for entry in cap_list.iter() {
+            caps.push(entry.get_cap().get_as_capability()?);
+        }
+        Ok((data.to_vec(), caps, charge))
+    }
+
+    /// Waits for room, then queues.
+    async fn queue(
+        &self,
+        (data, caps, charge): (Vec<u8>, Vec<capnp::capability::Client>, Charge),
+        reply: Option<oneshot::Sender<Vec<u8>>>,
     ) -> Result<(), capnp::Error> {
-        let (data, caps, charge) = {
-            let message = params.get()?.get_message()?;
-            let data = message.get_data()?;
-            let cap_list = message.get_caps()?;
-            if cap_list.len() > CAPS_PER_MESSAGE_MAX {
-                return Err(invalid(format!(
-                    "a message carries at most {CAPS_PER_MESSAGE_MAX} capabilities; got {}",
-                    cap_list.len()
-                )));
-            }
-            // Charged before it waits: a send blocked on a full channel
-            // holds its copy as surely as a queued one.
-            let charge =
-                self.budget
-                    .charge(self.writer(), data.len() + MESSAGE_OVERHEAD_BYTES, 0)?;
-            let mut caps = Vec::with_capacity(cap_list.len() as usize);
-            for entry in cap_list.iter() {
-                caps.push(entry.get_cap().get_as_capability()?);
-            }
-            (data.to_vec(), caps, charge)
-        };
-        // The request's own message would be a second, uncharged copy held
-        // while the send waits.
-        drop(params);
         let state = &self.state;
         loop {
             if state.closed.get() {
@@ -493,11 +530,50 @@ impl sender::Server for SenderServer {
             data,
             caps,
             origin: self.origin.clone(),
+            reply,
             _charge: charge,
         });
         assert!(state.queue.borrow().len() <= state.capacity);
         state.arrival.notify_one();
         Ok(())
+    }
+}
+
+impl sender::Server for SenderServer {
+    async fn send(
+        self: CapRc<Self>,
+        params: sender::SendParams,
+        _: sender::SendResults,
+    ) -> Result<(), capnp::Error> {
+        let message = self.take(params.get()?.get_message()?)?;
+        // The request's own message would be a second, uncharged copy held
+        // while the send waits.
+        drop(params);
+        self.queue(message, None).await
+    }
+
+    async fn call(
+        self: CapRc<Self>,
+        params: sender::CallParams,
+        mut results: sender::CallResults,
+    ) -> Result<(), capnp::Error> {
+        let message = self.take(params.get()?.get_message()?)?;
+        drop(params);
+        let (answer, answered) = oneshot::channel();
+        self.queue(message, Some(answer)).await?;
+        let timeout = std::time::Duration::from_millis(CALL_REPLY_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, answered).await {
+            Ok(Ok(data)) => {
+                results.get().set_reply(&data);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(capnp::Error::failed(
+                "the receiver dropped the message without answering it".to_owned(),
+            )),
+            Err(_) => Err(capnp::Error::failed(format!(
+                "no answer within {CALL_REPLY_TIMEOUT_MS} ms (CALL_REPLY_TIMEOUT_MS)"
+            ))),
+        }
     }
 
     async fn close(
@@ -535,6 +611,9 @@ impl receiver::Server for ReceiverServer {
         state.bytes.set(state.bytes.get() - message.data.len());
         state.room.notify_one();
         out.set_origin(&message.origin);
+        if let Some(answer) = message.reply {
+            out.set_reply(reply_client(answer));
+        }
         let mut built = out.init_message();
         built.set_data(&message.data);
         let mut caps = built.init_caps(u32::try_from(message.caps.len()).unwrap_or(0));
@@ -593,6 +672,9 @@ impl receiver::Server for ReceiverServer {
             };
             let mut item = list.reborrow().get(index);
             item.set_origin(&message.origin);
+            if let Some(answer) = message.reply {
+                item.set_reply(reply_client(answer));
+            }
             let mut built = item.init_message();
             built.set_data(&message.data);
             let mut caps = built.init_caps(u32::try_from(message.caps.len()).unwrap_or(0));
@@ -871,5 +953,84 @@ mod tests {
             senders.usage_of(&Writer::Others).bytes,
             20 + MESSAGE_OVERHEAD_BYTES
         );
+    }
+
+    async fn call(sender: &sender::Client, data: &[u8]) -> Result<Vec<u8>, capnp::Error> {
+        let mut request = sender.call_request();
+        request.get().init_message().set_data(data);
+        let response = request.send().promise.await?;
+        Ok(response.get()?.get_reply()?.to_vec())
+    }
+
+    /// Receives one batch: each message's data and its `Reply`, if any.
+    async fn receive(receiver: &receiver::Client) -> Vec<(Vec<u8>, Option<reply::Client>)> {
+        let mut request = receiver.recv_batch_request();
+        request.get().set_max(RECV_BATCH_MAX);
+        let response = request.send().promise.await.unwrap();
+        let messages = response.get().unwrap().get_messages().unwrap();
+        messages
+            .iter()
+            .map(|item| {
+                let data = item.get_message().unwrap().get_data().unwrap().to_vec();
+                let reply = item.has_reply().then(|| item.get_reply().unwrap());
+                (data, reply)
+            })
+            .collect()
+    }
+
+    async fn answer(reply: &reply::Client, data: &[u8]) -> Result<(), capnp::Error> {
+        let mut request = reply.send_request();
+        request.get().set_data(data);
+        request.send().promise.await.map(drop)
+    }
+
+    #[tokio::test]
+    async fn a_call_returns_what_its_receiver_answers_once() {
+        let senders = Senders::default();
+        let (sender, receiver) = new_channel(&senders, 4, PeerId::random()).unwrap();
+        send(&sender, 3).await.unwrap();
+        let receive_and_answer = async {
+            let mut got = receive(&receiver).await;
+            if got.len() < 2 {
+                got.extend(receive(&receiver).await);
+            }
+            assert_eq!(got.len(), 2);
+            assert!(got[0].1.is_none(), "a plain send carries no reply");
+            assert_eq!(got[1].0, b"question");
+            let reply = got[1].1.take().expect("a call carries a reply");
+            answer(&reply, b"answer").await.unwrap();
+            let again = answer(&reply, b"again").await.unwrap_err().to_string();
+            assert!(again.contains("answered already"), "{again}");
+        };
+        let (answered, ()) = futures::join!(call(&sender, b"question"), receive_and_answer);
+        assert_eq!(answered.unwrap(), b"answer");
+        assert_eq!(senders.usage().bytes, 0, "a received call holds no bytes");
+    }
+
+    #[tokio::test]
+    async fn a_call_fails_when_its_reply_or_its_receiver_is_dropped_unanswered() {
+        let senders = Senders::default();
+        let (sender, receiver) = new_channel(&senders, 4, PeerId::random()).unwrap();
+        let drop_reply = async {
+            let got = receive(&receiver).await;
+            assert_eq!(got.len(), 1);
+            drop(got);
+        };
+        let (answered, ()) = futures::join!(call(&sender, b"q"), drop_reply);
+        let err = answered.unwrap_err().to_string();
+        assert!(err.contains("without answering"), "{err}");
+
+        // Queued, then the receiver goes: the queue is dropped with it.
+        let drop_receiver = async {
+            tokio::task::yield_now().await;
+            drop(receiver);
+        };
+        let (answered, ()) = futures::join!(call(&sender, b"q"), drop_receiver);
+        let err = answered.unwrap_err().to_string();
+        assert!(err.contains("without answering"), "{err}");
+        assert_eq!(senders.usage().bytes, 0);
+        // And a later call fails at once.
+        let err = call(&sender, b"q").await.unwrap_err().to_string();
+        assert!(err.contains("receiver is gone"), "{err}");
     }
 }

@@ -171,6 +171,11 @@ pub const RECV_BATCH_MAX: u32 = 4096;
 /// Most capabilities carried by one message.
 pub const CAPS_PER_MESSAGE_MAX: u32 = 64;
 
+/// Longest a `Sender.call` waits for its receiver's answer once queued.
+/// The caller usually gives up sooner (the Raft ROM's sends: 3 s); this
+/// bounds what a caller that never gives up holds on this host.
+pub const CALL_REPLY_TIMEOUT_MS: u64 = 30_000;
+
 /// Most bytes all of a host's channels hold, queued and waiting to be
 /// queued, with [`MESSAGE_OVERHEAD_BYTES`] per message. Without it, a
 /// caller creating channels holds [`CHANNEL_BYTES_MAX`] in each, with no

@@ -207,10 +207,24 @@ interface Sender {
   close @1 () -> ();
   # No more messages: later sends fail; receivers drain what is queued,
   # then see `closed`.
+
+  call @2 (message :Message) -> (reply :Data);
+  # Queues the message as `send` does, with a one-shot `Reply` that the
+  # receiver gets beside it, and returns what the receiver answers
+  # through it. One message each way across hosts, where a `send` and an
+  # answering `send` back cost two calls and two returns. Fails when the
+  # receiver drops the message or its `Reply` unanswered, when the channel
+  # closes first, or after the host's reply deadline.
+}
+
+interface Reply {
+  send @0 (data :Data) -> ();
+  # Answers the `call` that queued the message. Once: a second answer
+  # fails.
 }
 
 interface Receiver {
-  recv @0 () -> (message :Message, closed :Bool, origin :Text);
+  recv @0 () -> (message :Message, closed :Bool, origin :Text, reply :Reply);
   # The next message, in send order. Waits while the channel is empty.
   # `closed` is true (and `message` empty) once the channel is closed and
   # drained. `origin` is the authenticated libp2p peer id of the host whose
@@ -229,6 +243,8 @@ interface Receiver {
 struct Received {
   message @0 :Message;
   origin @1 :Text;
+  reply @2 :Reply;
+  # Set when the message came by `Sender.call`: answer through it.
 }
 
 # ---------------------------------------------------------------------------

@@ -20,5 +20,6 @@ pub mod ww_capnp {
 }
 
 pub use ww_capnp::{
-    anchor, executor, host, http, metrics, process, pub_sub, receiver, sender, subscription, topic,
+    anchor, executor, host, http, metrics, process, pub_sub, receiver, reply, sender, subscription,
+    topic,
 };

@@ -128,10 +128,30 @@ impl<K: Hash + Eq + Clone, T> Outbox<K, T> {
     where
         K: Borrow<Q>,
     {
+        debug_assert!(
+            self.queues.get(to).is_none_or(|queue| queue.claimed),
+            "take without a claim"
+        );
+        self.take_next(to)
+    }
+
+    /// Takes the next message's items for `to` as [`Outbox::take`] does,
+    /// claimed or not: for an answer to a call from `to`, which travels in
+    /// that call's return, not in a message of this outbox's own.
+    pub fn take_answer<Q: Hash + Eq + ?Sized>(&mut self, to: &Q) -> Vec<T>
+    where
+        K: Borrow<Q>,
+    {
+        self.take_next(to)
+    }
+
+    fn take_next<Q: Hash + Eq + ?Sized>(&mut self, to: &Q) -> Vec<T>
+    where
+        K: Borrow<Q>,
+    {
         let Some(queue) = self.queues.get_mut(to) else {
             return Vec::new();
         };
-        debug_assert!(queue.claimed, "take without a claim");
         let mut taken = Vec::new();
         let mut bytes = 0;
         while let Some((_, next_bytes)) = queue.items.front() {
@@ -281,6 +301,21 @@ mod tests {
             outbox.push(4, 9, 8).is_empty(),
             "bounds are per destination"
         );
+    }
+
+    #[test]
+    fn an_answer_takes_what_is_queued_while_a_message_is_in_flight() {
+        let mut outbox = new_outbox(100, 1 << 20);
+        assert!(outbox.take_answer(&1).is_empty());
+        outbox.push(1, 10, 8);
+        assert!(outbox.claim(&1));
+        assert_eq!(outbox.take(&1), vec![10]);
+        outbox.push(1, 11, 8);
+        assert_eq!(outbox.take_answer(&1), vec![11], "in flight or not");
+        assert_eq!(outbox.queued_bytes(&1), 0);
+        assert!(!outbox.claim(&1), "the claim stays");
+        outbox.release(&1);
+        assert!(!outbox.claim(&1), "nothing left to send");
     }
 
     #[test]

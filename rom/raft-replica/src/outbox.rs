@@ -7,16 +7,28 @@
 //! ([`raft_client::proto::frame_envelopes`]). A queue over
 //! [`QUEUED_BYTES_MAX`] drops its oldest envelopes: Raft resends what is
 //! lost, and a dead peer must not make this replica hoard memory.
+//!
+//! Every message goes by `Sender.call`, and the peer answers it at the end
+//! of the loop round that stepped it, with what it has queued for this
+//! replica by then ([`Outbox::answer_held`]): a follower's acknowledgement
+//! of an append rides the append's return. So an append and its
+//! acknowledgement cross the hosts' connection once each way, where two
+//! sends cost two calls and two returns (docs/raft-rom.md). Answers can
+//! overtake messages in flight the other way; Raft takes messages in any
+//! order.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use futures::channel::mpsc;
 use raft_client::access::GroupKey;
 use raft_client::outbox::{self, send_within, Limits};
 use raft_client::GuestRuntime;
 use raft_core::{SendError, Transport};
-use ww_guest::ww_api::{anchor, ops, sender};
+use ww_guest::ww_api::{anchor, ops, reply, sender};
+
+use crate::replica::Input;
 
 /// Most bytes queued for one peer.
 pub const QUEUED_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -42,6 +54,8 @@ struct Peer {
 struct State {
     peers: HashMap<u64, Peer>,
     queues: outbox::Outbox<u64, Vec<u8>>,
+    /// Calls from peers stepped this round, to answer at its end.
+    held: Vec<(u64, reply::Client)>,
 }
 
 /// The transport.
@@ -51,13 +65,20 @@ pub struct Outbox {
     version: String,
     /// Seals every message: peers step only what carries the group's MAC.
     key: GroupKey,
+    /// Where the answers to this replica's calls go: its loop's inputs.
+    inputs: mpsc::UnboundedSender<Input>,
     state: Rc<RefCell<State>>,
 }
 
 impl Outbox {
     /// Sends through `root` (this replica's host's cluster root), sealing
-    /// with `key`.
-    pub fn new(root: anchor::Client, version: String, key: GroupKey) -> Self {
+    /// with `key`; answers to its calls go to `inputs`.
+    pub fn new(
+        root: anchor::Client,
+        version: String,
+        key: GroupKey,
+        inputs: mpsc::UnboundedSender<Input>,
+    ) -> Self {
         let queues = outbox::Outbox::new(Limits {
             message_items_max: MESSAGE_ENVELOPES_MAX,
             queued_bytes_max: QUEUED_BYTES_MAX,
@@ -66,9 +87,11 @@ impl Outbox {
             root,
             version,
             key,
+            inputs,
             state: Rc::new(RefCell::new(State {
                 peers: HashMap::new(),
                 queues,
+                held: Vec::new(),
             })),
         }
     }
@@ -106,6 +129,30 @@ impl Outbox {
         self.state.borrow().queues.dropped_count()
     }
 
+    /// Holds the answer to a call from raft id `from` until
+    /// [`Outbox::answer_held`].
+    pub fn hold(&self, from: u64, reply: reply::Client) {
+        self.state.borrow_mut().held.push((from, reply));
+    }
+
+    /// Answers every call held this round: each with what is queued for
+    /// its caller (nothing, if nothing is). Call once a round, after
+    /// `process`: a caller's next message waits for its answer.
+    pub fn answer_held(&self) {
+        let held = std::mem::take(&mut self.state.borrow_mut().held);
+        for (from, reply) in held {
+            let envelopes = self.state.borrow_mut().queues.take_answer(&from);
+            let data = if envelopes.is_empty() {
+                Vec::new()
+            } else {
+                self.key.seal(raft_client::proto::frame_envelopes(
+                    envelopes.iter().map(Vec::as_slice),
+                ))
+            };
+            answer(&reply, &data);
+        }
+    }
+
     /// Starts sending what is queued, for every peer that is idle.
     pub fn flush(&self, now_ms: u64) {
         let ready = self.state.borrow().queues.ready();
@@ -116,7 +163,7 @@ impl Outbox {
 
     fn flush_peer(&self, id: u64, now_ms: u64) {
         let mut state = self.state.borrow_mut();
-        let State { peers, queues } = &mut *state;
+        let State { peers, queues, .. } = &mut *state;
         let Some(peer) = peers.get(&id).filter(|peer| !peer.peer_id.is_empty()) else {
             return;
         };
@@ -133,21 +180,44 @@ impl Outbox {
             return;
         };
         let envelopes = queues.take(&id);
+        // The answer comes from the host this call goes to: its origin.
+        let origin = peer.peer_id.clone();
         drop(state);
         let data = self.key.seal(raft_client::proto::frame_envelopes(
             envelopes.iter().map(Vec::as_slice),
         ));
-        let mut request = sender.send_request();
+        let mut request = sender.call_request();
         request.get().init_message().set_data(&data);
         let promise = request.send().promise;
         let this = self.clone();
         ww_guest::spawn(async move {
-            let problem = send_within(&GuestRuntime, promise)
-                .await
-                .err()
-                .map(|err| format!("a send to raft node {id} failed: {err}"));
+            let problem = match send_within(&GuestRuntime, promise).await {
+                Ok(response) => {
+                    this.take_answer(&response, &origin);
+                    None
+                }
+                Err(err) => Some(format!("a send to raft node {id} failed: {err}")),
+            };
             this.settle(id, None, problem);
         });
+    }
+
+    /// Hands a call's answer to the loop, as a message from `origin`.
+    fn take_answer(
+        &self,
+        response: &capnp::capability::Response<sender::call_results::Owned>,
+        origin: &str,
+    ) {
+        let data = match response.get().and_then(|results| results.get_reply()) {
+            Ok(data) if !data.is_empty() => data.to_vec(),
+            // Nothing to say, or an answer that does not decode (stepping
+            // checks what does).
+            _ => return,
+        };
+        // A closed loop is ending this replica: nothing to deliver to.
+        let _ = self
+            .inputs
+            .unbounded_send(Input::Envelopes(vec![(data, origin.to_owned(), None)]));
     }
 
     fn resolve(&self, id: u64, path: String) {
@@ -188,6 +258,17 @@ impl Outbox {
         }
         self.flush_peer(id, now_ms);
     }
+}
+
+/// Answers a call with `data`, without waiting: a caller that is gone
+/// needs nothing, and the caller's own deadline covers one that is stuck.
+pub fn answer(reply: &reply::Client, data: &[u8]) {
+    let mut request = reply.send_request();
+    request.get().set_data(data);
+    let promise = request.send().promise;
+    ww_guest::spawn(async move {
+        let _ = promise.await;
+    });
 }
 
 impl Peer {

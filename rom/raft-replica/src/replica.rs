@@ -14,7 +14,7 @@ use raft_core::{
     Bootstrap, ChangeId, Config, Error as RaftError, Event, FsDir, Join, Node, Options, Output,
     ReadId, RequestError, Role,
 };
-use ww_guest::ww_api::{anchor, host, ops, receiver, topic};
+use ww_guest::ww_api::{anchor, host, ops, receiver, reply, topic};
 use ww_guest::Env;
 
 use crate::outbox::Outbox;
@@ -64,11 +64,12 @@ const SESSIONS_MAX: u64 = 100_000;
 /// when the command it was about to send never left (raft-client).
 const SESSION_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
 
-enum Input {
+pub(crate) enum Input {
     /// Request messages: data, reply capability, origin peer id.
     Requests(Vec<(Vec<u8>, Option<capnp::capability::Client>, String)>),
-    /// Inbox messages: data, origin peer id.
-    Envelopes(Vec<(Vec<u8>, String)>),
+    /// Inbox messages: data, origin peer id, and for a peer's call, where
+    /// to answer it.
+    Envelopes(Vec<(Vec<u8>, String, Option<reply::Client>)>),
 }
 
 fn wall_ms() -> u64 {
@@ -191,6 +192,7 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
     anchor_cap(&root, &format!("{base}/request"), request_tx.client.clone()).await?;
     env.export(request_tx.clone());
 
+    let (inputs, mut input_rx) = mpsc::unbounded();
     let node = match Node::open(
         FsDir::open(LOG_DIR)?,
         config(),
@@ -212,15 +214,14 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         Err(err) => bail!("cannot open the Raft log in {LOG_DIR}: {err}"),
     };
 
-    let (inputs, mut input_rx) = mpsc::unbounded();
     ww_guest::spawn(pump_requests(request_rx, inputs.clone()));
-    ww_guest::spawn(pump_envelopes(inbox_rx, inputs));
+    ww_guest::spawn(pump_envelopes(inbox_rx, inputs.clone()));
 
     let mut replica = Replica {
         peer_id,
         version: version.clone(),
         node,
-        outbox: Outbox::new(root, version, key.clone()),
+        outbox: Outbox::new(root, version, key.clone(), inputs),
         key,
         replies: Replies::default(),
         proposals: HashMap::new(),
@@ -301,6 +302,9 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
             ww_guest::yield_now().await;
         }
         replica.process()?;
+        // What this round owes the peers that called: their answers carry
+        // the messages it queued for them.
+        replica.outbox.answer_held();
         replica.replies.flush();
         replica.outbox.flush(ww_guest::now_ms());
         replica.publish_status();
@@ -361,7 +365,8 @@ async fn pump_envelopes(receiver: receiver::Client, inputs: mpsc::UnboundedSende
                 .ok()
                 .and_then(|origin| origin.to_string().ok())
                 .unwrap_or_default();
-            batch.push((data, origin));
+            let reply = item.has_reply().then(|| item.get_reply().ok()).flatten();
+            batch.push((data, origin, reply));
         }
         inputs.unbounded_send(Input::Envelopes(batch)).is_ok()
     })
@@ -534,14 +539,22 @@ impl Replica {
 
     /// Steps Raft messages whose authenticated origin is the host the
     /// membership maps their sender to. raft-core checks everything else.
-    fn step(&mut self, envelopes: Vec<(Vec<u8>, String)>) {
+    fn step(&mut self, envelopes: Vec<(Vec<u8>, String, Option<reply::Client>)>) {
         let Some(node) = self.node.as_mut() else {
             self.dropped_messages += envelopes.len() as u64;
             self.last_drop = "not initialized yet".to_owned();
+            for (_, _, reply) in envelopes {
+                if let Some(reply) = reply {
+                    crate::outbox::answer(&reply, &[]);
+                }
+            }
             return;
         };
         let limits = node.envelope_limits();
-        for (data, origin) in envelopes {
+        for (data, origin, reply) in envelopes {
+            // Answered at the end of the round, to the raft id its last
+            // stepped envelope came from; at once (empty) if none was.
+            let mut caller = None;
             let data = match self.key.open(&data) {
                 Ok(data) => data,
                 Err(reason) => {
@@ -587,6 +600,12 @@ impl Replica {
                 if let Some(reason) = report.first_drop {
                     self.last_drop = format!("envelope from {origin}: {reason}");
                 }
+                caller = Some(header.from);
+            }
+            match (reply, caller) {
+                (Some(reply), Some(from)) => self.outbox.hold(from, reply),
+                (Some(reply), None) => crate::outbox::answer(&reply, &[]),
+                (None, _) => {}
             }
         }
     }
