@@ -901,6 +901,12 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         self.leader_id
     }
 
+    /// This replica's role and term, as [`Node::status`] reports them,
+    /// without building the rest of it (a replica asks every round).
+    pub fn role_and_term(&self) -> (Role, u64) {
+        (self.raw.raft.state.into(), self.raw.raft.term)
+    }
+
     /// Whether this replica is the leader.
     pub fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader

@@ -131,8 +131,13 @@ struct Replica {
     changes: HashMap<ChangeId, Slot>,
     events: topic::Client,
     publishing: std::rc::Rc<std::cell::Cell<bool>>,
-    last_status: Option<(String, u64, u64, Vec<Member>)>,
+    /// What the last published status said of role, term and leader, and
+    /// which membership it listed (see [`StatusKey`]).
+    last_status: Option<StatusKey>,
     last_status_ms: u64,
+    /// Counts the memberships this replica has pointed its outbox at: a
+    /// new one means a status to publish.
+    membership_generation: u64,
     queue_tick_seq: u64,
     last_queue_tick_ms: u64,
     dropped_messages: u64,
@@ -233,6 +238,7 @@ pub async fn run(env: Env) -> anyhow::Result<()> {
         publishing: std::rc::Rc::new(std::cell::Cell::new(false)),
         last_status: None,
         last_status_ms: 0,
+        membership_generation: 0,
         queue_tick_seq: wall_ms(),
         last_queue_tick_ms: 0,
         dropped_messages: 0,
@@ -373,6 +379,15 @@ async fn pump_envelopes(receiver: receiver::Client, inputs: mpsc::UnboundedSende
     .await;
 }
 
+/// What a published status says that watchers act on: role, term and
+/// leader, and the membership (by the generation that
+/// [`Replica::sync_peers`] counts, bumped on every change).
+#[derive(PartialEq)]
+struct StatusKey {
+    raft: Option<((Role, u64), Option<u64>)>,
+    membership_generation: u64,
+}
+
 /// Whether `output` answers a request with an error.
 fn failed(output: &Output) -> bool {
     match output {
@@ -453,7 +468,8 @@ impl Replica {
     }
 
     /// Points the outbox at the current members.
-    fn sync_peers(&self) {
+    fn sync_peers(&mut self) {
+        self.membership_generation += 1;
         let Some(node) = &self.node else { return };
         let members = self.members();
         if members.is_empty() {
@@ -958,7 +974,11 @@ impl Replica {
                         self.replies.answer(slot, response);
                     }
                 }
-                Output::Event(Event::MembershipChanged(_)) => membership_changed = true,
+                // A snapshot may carry another membership than the log
+                // held.
+                Output::Event(Event::MembershipChanged(_) | Event::SnapshotInstalled { .. }) => {
+                    membership_changed = true;
+                }
                 Output::Event(Event::Removed) => eprintln!("raft-replica: removed from the group"),
                 Output::Event(_) => {}
             }
@@ -981,19 +1001,22 @@ impl Replica {
         if self.publishing.get() {
             return;
         }
-        let status = self.status();
-        let key = (
-            status.role.clone(),
-            status.term,
-            status.leader_id,
-            status.members.clone(),
-        );
+        // Checked every round, so without building the status: its
+        // strings and membership cost more than the rest of an idle round.
+        let key = StatusKey {
+            raft: self
+                .node
+                .as_ref()
+                .map(|node| (node.role_and_term(), node.leader_id())),
+            membership_generation: self.membership_generation,
+        };
         let now = ww_guest::now_ms();
         if self.last_status.as_ref() == Some(&key) && now < self.last_status_ms + STATUS_EVERY_MS {
             return;
         }
         self.last_status = Some(key);
         self.last_status_ms = now;
+        let status = self.status();
         let mut request = self.events.publish_request();
         request.get().set_data(&proto::encode(&status));
         let promise = request.send().promise;
