@@ -568,8 +568,10 @@ impl Replica {
         };
         let limits = node.envelope_limits();
         for (data, origin, reply) in envelopes {
-            // Answered at the end of the round, to the raft id its last
-            // stepped envelope came from; at once (empty) if none was.
+            // A call is answered at the end of the round, to the raft id
+            // its last stepped envelope came from; at once, empty, if it
+            // opened but nothing in it was stepped. One that does not open
+            // is not answered: its `Reply` is dropped and the call fails.
             let mut caller = None;
             let data = match self.key.open(&data) {
                 Ok(data) => data,
