@@ -1022,10 +1022,18 @@ mod tests {
 
         // Queued, then the receiver goes: the queue is dropped with it.
         let drop_receiver = async {
-            tokio::task::yield_now().await;
+            // Not before the call is queued: then it would fail for
+            // another reason (no receiver to queue for).
+            while senders.usage().bytes == 0 {
+                tokio::task::yield_now().await;
+            }
             drop(receiver);
         };
-        let (answered, ()) = futures::join!(call(&sender, b"q"), drop_receiver);
+        let (answered, ()) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            futures::join!(call(&sender, b"q"), drop_receiver)
+        })
+        .await
+        .expect("the call was never queued, or never failed");
         let err = answered.unwrap_err().to_string();
         assert!(err.contains("without answering"), "{err}");
         assert_eq!(senders.usage().bytes, 0);

@@ -145,9 +145,7 @@ impl Outbox {
             let data = if envelopes.is_empty() {
                 Vec::new()
             } else {
-                self.key.seal(raft_client::proto::frame_envelopes(
-                    envelopes.iter().map(Vec::as_slice),
-                ))
+                self.seal(&envelopes)
             };
             answer(&reply, &data);
         }
@@ -183,9 +181,7 @@ impl Outbox {
         // The answer comes from the host this call goes to: its origin.
         let origin = peer.peer_id.clone();
         drop(state);
-        let data = self.key.seal(raft_client::proto::frame_envelopes(
-            envelopes.iter().map(Vec::as_slice),
-        ));
+        let data = self.seal(&envelopes);
         let mut request = sender.call_request();
         request.get().init_message().set_data(&data);
         let promise = request.send().promise;
@@ -200,6 +196,13 @@ impl Outbox {
             };
             this.settle(id, None, problem);
         });
+    }
+
+    /// One message of `envelopes`, framed and sealed with the group's MAC.
+    fn seal(&self, envelopes: &[Vec<u8>]) -> Vec<u8> {
+        self.key.seal(raft_client::proto::frame_envelopes(
+            envelopes.iter().map(Vec::as_slice),
+        ))
     }
 
     /// Hands a call's answer to the loop, as a message from `origin`.
