@@ -39,6 +39,21 @@ pub const PUBSUB_ENVELOPE_FROM_BYTES_MAX: usize = 64;
 /// 64.
 pub const PUBSUB_ENVELOPE_SIGNATURE_BYTES_MAX: usize = 128;
 
+/// Farthest a pubsub envelope's seal time (its sequence number, in µs
+/// since the Unix epoch) may lie from this host's clock, either way, in
+/// milliseconds. gossipsub drops a second copy of a message only while it
+/// remembers the first ([`PUBSUB_SEEN_MS`]); an envelope replayed after
+/// that would be taken again. Refusing what was sealed longer ago than this
+/// closes the gap, at the price that hosts' clocks must agree to within it.
+pub const PUBSUB_ENVELOPE_SKEW_MS_MAX: u64 = 20_000;
+
+/// How long gossipsub remembers the id of a message it has seen, in
+/// milliseconds. It must cover a copy accepted at one end of the window
+/// [`PUBSUB_ENVELOPE_SKEW_MS_MAX`] allows and replayed at the other end.
+pub const PUBSUB_SEEN_MS: u64 = 60_000;
+
+const _: () = assert!(PUBSUB_SEEN_MS > 2 * PUBSUB_ENVELOPE_SKEW_MS_MAX);
+
 /// Bytes of publishes waiting for a first subscriber to their topic, each
 /// for up to `PUBLISH_WAIT_MS`, on one host. Past it (or past
 /// [`PENDING_PUBLISHES_MAX`]) a publish that would wait is refused at once,

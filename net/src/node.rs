@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use super::inbound::{self, InboundStream};
 use super::limits::{
     CONNECTIONS_MAX, CONNECTIONS_PENDING_INCOMING_MAX, CONNECTIONS_PENDING_OUTGOING_MAX,
-    CONNECTIONS_PER_PEER_MAX, PENDING_PUBLISHES_BYTES_MAX, PENDING_PUBLISHES_MAX,
+    CONNECTIONS_PER_PEER_MAX, PENDING_PUBLISHES_BYTES_MAX, PENDING_PUBLISHES_MAX, PUBSUB_SEEN_MS,
 };
 use super::pubsub::{Hub, Membership};
 use super::signed::{self, Sealer};
@@ -219,6 +219,7 @@ impl Node {
             pending_dials: HashMap::new(),
             dialing: HashSet::new(),
             heartbeats_refused: 0,
+            envelopes_out_of_window: 0,
             sealer,
         };
         tokio::task::spawn_local(task.run());
@@ -426,6 +427,9 @@ fn new_behaviour(key: &Keypair) -> Result<Behaviour, Box<dyn std::error::Error +
         // one peer's flood of fakes costs the hosts it reaches directly,
         // not the whole cluster.
         .validate_messages()
+        // An envelope sealed outside the clock window is refused
+        // (`signed`); inside it, a copy is dropped as seen.
+        .duplicate_cache_time(Duration::from_millis(PUBSUB_SEEN_MS))
         .max_transmit_size(PUBSUB_MESSAGE_BYTES_MAX + signed::ENVELOPE_OVERHEAD_BYTES_MAX + 4096)
         .build()
         .map_err(|err| format!("gossipsub config: {err}"))?;
@@ -475,6 +479,8 @@ struct SwarmTask {
     dialing: HashSet<PeerId>,
     /// Heartbeats whose host the view did not admit, since the start.
     heartbeats_refused: u64,
+    /// Envelopes refused for a seal time outside the clock window.
+    envelopes_out_of_window: u64,
     /// Signs what this host publishes (see `signed`).
     sealer: Sealer,
 }
@@ -816,13 +822,29 @@ impl SwarmTask {
                 let heartbeat = topic == HEARTBEAT_TOPIC;
                 // A heartbeat's signature is checked in `on_heartbeat`,
                 // after the view's bounds; any other message's here.
-                let checked = signed::open(&message.data).and_then(|opened| {
-                    if heartbeat {
-                        Ok(opened)
-                    } else {
-                        opened.verify(topic).map(|()| opened)
+                let opened = match signed::open(&message.data) {
+                    Ok(opened) => opened,
+                    Err(reason) => {
+                        debug!(%propagation_source, %topic, "dropping a pubsub message: {reason}");
+                        self.reject(&message_id, &propagation_source);
+                        return;
                     }
-                });
+                };
+                // Too old for gossipsub to remember as seen: a replay.
+                if let Err(reason) = opened.check_age(signed::now_us()) {
+                    self.envelopes_out_of_window += 1;
+                    // Logged at 1, 2, 4, 8... refusals.
+                    if self.envelopes_out_of_window.is_power_of_two() {
+                        warn!(%propagation_source, %topic, refused = self.envelopes_out_of_window, "dropping a pubsub message: {reason}");
+                    }
+                    self.reject(&message_id, &propagation_source);
+                    return;
+                }
+                let checked = if heartbeat {
+                    Ok(opened)
+                } else {
+                    opened.verify(topic).map(|()| opened)
+                };
                 let acceptance = match checked {
                     Err(reason) => {
                         debug!(%propagation_source, %topic, "dropping a pubsub message: {reason}");
@@ -863,6 +885,15 @@ impl SwarmTask {
             }
             _ => {}
         }
+    }
+
+    /// Tells gossipsub not to forward the message `id`, and to count it
+    /// against `source`.
+    fn reject(&mut self, id: &gossipsub::MessageId, source: &PeerId) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, MessageAcceptance::Reject);
     }
 
     /// Takes a heartbeat into the view, and says whether gossipsub should

@@ -21,13 +21,23 @@
 //!
 //! The signed bytes are [`DOMAIN`], the topic's length (u32) and the topic,
 //! then the envelope from `from_len` through `seqno`, then the payload.
+//!
+//! `seqno` is the seal time, in microseconds since the Unix epoch (raised
+//! by one where two seals fall in the same microsecond). gossipsub drops a
+//! copy of a message it still remembers; [`Opened::check_age`] refuses one
+//! sealed too long ago for it to be remembered, so a recorded envelope
+//! cannot be replayed later. Hosts' clocks must agree to within
+//! `PUBSUB_ENVELOPE_SKEW_MS_MAX`.
 
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::PeerId;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::limits::{
     PUBSUB_ENVELOPE_FROM_BYTES_MAX as FROM_BYTES_MAX,
     PUBSUB_ENVELOPE_SIGNATURE_BYTES_MAX as SIGNATURE_BYTES_MAX,
+    PUBSUB_ENVELOPE_SKEW_MS_MAX as SKEW_MS_MAX,
 };
 
 /// Separates these signatures from any other use of a host's key.
@@ -40,7 +50,8 @@ pub const ENVELOPE_OVERHEAD_BYTES_MAX: usize = 1 + 1 + FROM_BYTES_MAX + 8 + 1 + 
 
 /// Seals `payload` for `topic`, signed by `key`. `seqno` makes each
 /// publication distinct (gossipsub names a message by a hash of its bytes,
-/// and drops a second one with the same name).
+/// and drops a second one with the same name), and is its seal time in µs
+/// since the Unix epoch ([`Opened::check_age`]).
 ///
 /// # Errors
 ///
@@ -64,31 +75,39 @@ pub fn seal(key: &Keypair, topic: &str, seqno: u64, payload: &[u8]) -> Result<Ve
     Ok(envelope)
 }
 
-/// A host's sealer: its key and the next sequence number.
+/// The wall clock, in µs since the Unix epoch (0 before it).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
+}
+
+/// A host's sealer: its key and the least next sequence number.
 pub struct Sealer {
     key: Keypair,
     next_seqno: u64,
 }
 
 impl Sealer {
-    /// A sealer for `key`, starting at a random sequence number: a host
-    /// that restarts must not repeat an envelope it sent before (its
-    /// peers would drop the copy as a duplicate).
+    /// A sealer for `key`.
     pub fn new(key: Keypair) -> Self {
-        Self {
-            key,
-            next_seqno: rand::random(),
-        }
+        Self { key, next_seqno: 0 }
     }
 
-    /// Seals `payload` for `topic` (see [`seal`]).
+    /// Seals `payload` for `topic` (see [`seal`]), with the clock's time as
+    /// its sequence number, or one past the last one if the clock has not
+    /// moved on since (or went back): each of this host's envelopes is
+    /// distinct, and one sealed after a restart is not a copy of one sealed
+    /// before.
     ///
     /// # Errors
     ///
     /// As [`seal`].
     pub fn seal(&mut self, topic: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-        let seqno = self.next_seqno;
-        self.next_seqno = self.next_seqno.wrapping_add(1);
+        let seqno = now_us().max(self.next_seqno);
+        self.next_seqno = seqno.saturating_add(1);
         seal(&self.key, topic, seqno, payload)
     }
 }
@@ -109,6 +128,7 @@ fn signed_bytes(topic: &str, header: &[u8], payload: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Opened<'a> {
     from: PeerId,
+    seqno: u64,
     /// `from_len` through `seqno`, as signed.
     header: &'a [u8],
     signature: &'a [u8],
@@ -133,7 +153,9 @@ pub fn open(bytes: &[u8]) -> Result<Opened<'_>, String> {
     }
     let from = PeerId::from_bytes(reader.take(from_len)?)
         .map_err(|err| format!("envelope peer id: {err}"))?;
-    reader.take(8)?;
+    let mut seqno = [0u8; 8];
+    seqno.copy_from_slice(reader.take(8)?);
+    let seqno = u64::from_be_bytes(seqno);
     let header = &bytes[header_start..bytes.len() - reader.0.len()];
     let signature_len = usize::from(reader.take(1)?[0]);
     if signature_len > SIGNATURE_BYTES_MAX {
@@ -142,6 +164,7 @@ pub fn open(bytes: &[u8]) -> Result<Opened<'_>, String> {
     let signature = reader.take(signature_len)?;
     Ok(Opened {
         from,
+        seqno,
         header,
         signature,
         payload: reader.0,
@@ -165,6 +188,30 @@ impl Opened<'_> {
     /// The publisher the envelope claims.
     pub fn from(&self) -> PeerId {
         self.from
+    }
+
+    /// Refuses an envelope whose seal time (its sequence number) lies more
+    /// than `PUBSUB_ENVELOPE_SKEW_MS_MAX` from `now_us` either way. Cheap:
+    /// check it before [`Opened::verify`]. A forged time fails `verify`.
+    ///
+    /// # Errors
+    ///
+    /// A readable reason naming the age and the bound.
+    pub fn check_age(&self, now_us: u64) -> Result<(), String> {
+        let skew_us = SKEW_MS_MAX * 1_000;
+        if self.seqno.abs_diff(now_us) <= skew_us {
+            return Ok(());
+        }
+        let (ms, when) = if self.seqno < now_us {
+            ((now_us - self.seqno) / 1_000, "ago")
+        } else {
+            ((self.seqno - now_us) / 1_000, "ahead of this host's clock")
+        };
+        Err(format!(
+            "a pubsub envelope of {} sealed {ms} ms {when}, past PUBSUB_ENVELOPE_SKEW_MS_MAX \
+             ({SKEW_MS_MAX} ms): a replay, or clocks that disagree",
+            self.from
+        ))
     }
 
     /// The payload, as the envelope carries it.
@@ -255,5 +302,46 @@ mod tests {
         }
         assert!(open(&[VERSION, 200]).unwrap_err().contains("200 bytes"));
         assert!(open(&[2]).is_err());
+    }
+
+    #[test]
+    fn an_envelope_sealed_outside_the_clock_window_is_refused() {
+        let key = Keypair::generate_ed25519();
+        let now = 1_700_000_000_000_000;
+        let skew_us = SKEW_MS_MAX * 1_000;
+        for (sealed_at, fresh) in [
+            (now, true),
+            (now - skew_us, true),
+            (now + skew_us, true),
+            (now - skew_us - 1, false),
+            (now + skew_us + 1, false),
+            (1, false),
+            (u64::MAX, false),
+        ] {
+            let envelope = seal(&key, TOPIC, sealed_at, b"x").unwrap();
+            let opened = open(&envelope).unwrap();
+            assert_eq!(
+                opened.check_age(now).is_ok(),
+                fresh,
+                "sealed at {sealed_at}"
+            );
+        }
+        let stale = seal(&key, TOPIC, now - 60_000_000, b"x").unwrap();
+        let reason = open(&stale).unwrap().check_age(now).unwrap_err();
+        assert!(reason.contains("sealed 60000 ms ago"), "{reason}");
+    }
+
+    #[test]
+    fn a_sealer_stamps_the_clock_and_never_repeats() {
+        let mut sealer = Sealer::new(Keypair::generate_ed25519());
+        let before = now_us();
+        let seqnos: Vec<u64> = (0..1_000)
+            .map(|_| open(&sealer.seal(TOPIC, b"x").unwrap()).unwrap().seqno)
+            .collect();
+        let after = now_us();
+        assert!(seqnos.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(seqnos[0] >= before && seqnos[999] <= after + 1_000);
+        let sealed_now = sealer.seal(TOPIC, b"x").unwrap();
+        assert!(open(&sealed_now).unwrap().check_age(now_us()).is_ok());
     }
 }

@@ -105,6 +105,10 @@ fn view_after_round(
             peer != victim || addrs.iter().all(|a| !a.contains(&forged)),
             "host {addr} took a forged heartbeat of {victim}: {addrs:?}"
         );
+        assert!(
+            addrs.iter().all(|a| !a.contains("stale-")),
+            "host {addr} took a replayed heartbeat of {peer}: {addrs:?}"
+        );
     }
     view.into_iter().map(|(peer, _)| peer).collect()
 }
@@ -357,6 +361,16 @@ fn a_fake_heartbeat_flood_leaves_the_view_to_real_hosts() {
             .contains(&format!("a pubsub envelope not signed by {victim}")),
         "{}",
         cluster.hosts[0].log()
+    );
+    // Each round ended with the flooder's own heartbeat, correctly signed
+    // but sealed two minutes before: a recording replayed after gossipsub
+    // forgot it. Host 0 refused every one by its seal time.
+    let log = cluster.hosts[0].log();
+    let sealed_by_flooder = format!("a pubsub envelope of {flooder_id} sealed ");
+    assert!(
+        log.lines().any(|line| line.contains(&sealed_by_flooder)
+            && line.contains("ms ago, past PUBSUB_ENVELOPE_SKEW_MS_MAX")),
+        "{log}"
     );
     // Host 0 names the budget that refused the fakes.
     let log = cluster.hosts[0].log();

@@ -7,8 +7,11 @@
 //! a key of its own (made up here: anyone can), naming a closed loopback
 //! port; then a forged heartbeat of the real host `VICTIM` (a peer id),
 //! signed by this peer's key under the victim's name, naming
-//! `/dns4/forged-N.invalid/tcp/9`; and then this peer's own heartbeat, which names the round in an address
-//! (`/dns4/round-N.invalid/tcp/9`). Prints `peer ID` (its own), then
+//! `/dns4/forged-N.invalid/tcp/9`; then this peer's own heartbeat, which
+//! names the round in an address (`/dns4/round-N.invalid/tcp/9`); and last
+//! its own heartbeat again, correctly signed but sealed two minutes ago, as
+//! a recording replayed after gossipsub forgot it would be, naming
+//! `/dns4/stale-N.invalid/tcp/9`. Prints `peer ID` (its own), then
 //! `round N` after each round.
 //!
 //! A host's node seals only with its own key, so this peer speaks gossipsub
@@ -35,6 +38,9 @@ const FAKE_TTL_MS: u32 = 600_000;
 /// Publications per frame, well under gossipsub's 5,000 per RPC.
 const MESSAGES_PER_FRAME: usize = 64;
 const ROUND_PAUSE_MS: u64 = 1_000;
+/// How long ago the replayed heartbeat claims to have been sealed: past a
+/// host's clock window (`PUBSUB_ENVELOPE_SKEW_MS_MAX`).
+const STALE_AGE_US: u64 = 120_000_000;
 
 fn varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -179,19 +185,23 @@ async fn flood(addr: Multiaddr, count: usize, victim: PeerId) -> Result<()> {
     let mut out = std::io::stdout();
     writeln!(out, "peer {me}")?;
     for round in 1u64.. {
-        let mut messages = Vec::with_capacity(count + 1);
+        let mut messages = Vec::with_capacity(count + 3);
+        // Seal times, as a host's sealer stamps them.
+        let now_us = ww_net::signed::now_us();
         for fake in &fakes {
             let data = heartbeat(&fake.public().to_peer_id(), &fake_addrs);
-            messages.push(signed_message(fake, &data, round)?);
+            messages.push(signed_message(fake, &data, now_us)?);
         }
         // Last, on the same stream: once the host lists this peer, it has
         // processed every fake before it.
         // It names the round in an address the host keeps (never dials:
         // it is connected, and has no DNS transport).
         let forged = heartbeat(&victim, &[format!("/dns4/forged-{round}.invalid/tcp/9")]);
-        messages.push(forged_message(&key, &victim, &forged, round)?);
+        messages.push(forged_message(&key, &victim, &forged, now_us)?);
         let mine = heartbeat(&me, &[format!("/dns4/round-{round}.invalid/tcp/9")]);
-        messages.push(signed_message(&key, &mine, round)?);
+        messages.push(signed_message(&key, &mine, now_us + 1)?);
+        let stale = heartbeat(&me, &[format!("/dns4/stale-{round}.invalid/tcp/9")]);
+        messages.push(signed_message(&key, &stale, now_us - STALE_AGE_US)?);
         for chunk in messages.chunks(MESSAGES_PER_FRAME) {
             stream.write_all(&frame(false, chunk)).await?;
         }
