@@ -35,6 +35,13 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 /// Capacity of the channel replicas answer on.
 const REPLY_CHANNEL_CAPACITY: u32 = 4096;
 
+/// Longest a sent batch keeps the next one to the same replica waiting for
+/// its answers (see [`send_queued`]). A batch is usually answered in one
+/// commit, a few milliseconds (docs/benchmarks.md); past this the next
+/// batch leaves anyway, so a slow or lost answer costs the requests queued
+/// behind it at most this much.
+const BATCH_ANSWER_WAIT_MS: u64 = 10;
+
 /// Most bytes of requests queued for one replica while a message to it is
 /// in flight. Past it the oldest calls fail with a retryable error: a
 /// replica that stopped answering must not make the client hoard memory.
@@ -115,6 +122,11 @@ struct Inner<R: Runtime> {
     next_request: Cell<u64>,
     /// Requests queued per replica (by host), one message in flight each.
     outbox: RefCell<Outbox<String, (u64, Request)>>,
+    /// Per replica, the batch whose answers its outbox's claim waits for:
+    /// the batch's number and its request ids.
+    answering: RefCell<HashMap<String, (u64, Vec<u64>)>>,
+    /// The number of the next batch sent.
+    next_batch: Cell<u64>,
     /// The highest term a replica reported leading in (status events).
     leader_term: Cell<u64>,
     /// Woken when status events name a new leader, so that calls waiting
@@ -243,6 +255,8 @@ impl<R: Runtime> Group<R> {
                     message_items_max: BATCH_REQUESTS_MAX,
                     queued_bytes_max: QUEUED_BYTES_MAX,
                 })),
+                answering: RefCell::new(HashMap::new()),
+                next_batch: Cell::new(0),
                 leader_term: Cell::new(0),
                 leader_waiters: RefCell::new(Vec::new()),
                 keepalive: RefCell::new(Vec::new()),
@@ -813,8 +827,19 @@ async fn yield_once() {
     .await;
 }
 
-/// Sends what is queued for claimed `peer` as one message, then releases
-/// the claim and flushes again when the send completes.
+/// Sends what is queued for claimed `peer` as one message. The claim is
+/// released, and what queued meanwhile flushed, when the batch's answers
+/// have all come ([`receive_replies`]), when its send failed, or after
+/// [`BATCH_ANSWER_WAIT_MS`], whichever is first.
+///
+/// Why wait for the answers, not only for the send: requests that queue
+/// while a batch is being committed then reach the leader together, as one
+/// batch for one of its rounds. Released at the send's return, they went
+/// in a batch of their own, which the leader proposed in a round of its
+/// own and could not replicate before the first batch's append was
+/// answered; closed-loop callers then settled into two cohorts, each
+/// paying whole rounds on every replica for half the writes
+/// (docs/benchmarks.md).
 fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: String) {
     let batch = inner.outbox.borrow_mut().take(&peer);
     let replica = inner.replicas.borrow().get(&peer).cloned();
@@ -872,10 +897,43 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: String) {
             );
             inner.replicas.borrow_mut().remove(&peer);
             inner.direct.forget(&peer);
+            release(&inner, &peer);
+            return;
         }
-        inner.outbox.borrow_mut().release(&peer);
-        flush(&inner, &peer);
+        if answered(&inner, &ids) {
+            release(&inner, &peer);
+            return;
+        }
+        let batch = inner.next_batch.get();
+        inner.next_batch.set(batch + 1);
+        inner
+            .answering
+            .borrow_mut()
+            .insert(peer.clone(), (batch, ids));
+        drop(inner);
+        runtime
+            .sleep(Duration::from_millis(BATCH_ANSWER_WAIT_MS))
+            .await;
+        let Some(inner) = weak.upgrade() else { return };
+        let waiting =
+            matches!(inner.answering.borrow().get(&peer), Some((number, _)) if *number == batch);
+        if waiting {
+            inner.answering.borrow_mut().remove(&peer);
+            release(&inner, &peer);
+        }
     }));
+}
+
+/// Whether none of `ids` waits for an answer any more.
+fn answered<R: Runtime>(inner: &Inner<R>, ids: &[u64]) -> bool {
+    let pending = inner.pending.borrow();
+    ids.iter().all(|id| !pending.contains_key(id))
+}
+
+/// Ends `peer`'s claim and sends what queued meanwhile.
+fn release<R: Runtime>(inner: &Rc<Inner<R>>, peer: &str) {
+    inner.outbox.borrow_mut().release(peer);
+    flush(inner, peer);
 }
 
 fn request_size(request: &Request) -> usize {
@@ -970,6 +1028,19 @@ async fn receive_replies<R: Runtime>(inner: std::rc::Weak<Inner<R>>, receiver: r
                     let _ = done.send(response);
                 }
             }
+        }
+        drop(pending);
+        // Replicas whose batch in flight is now answered take the next.
+        let done: Vec<String> = inner
+            .answering
+            .borrow()
+            .iter()
+            .filter(|(_, (_, ids))| answered(&inner, ids))
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        for peer in done {
+            inner.answering.borrow_mut().remove(&peer);
+            release(&inner, &peer);
         }
         true
     })
