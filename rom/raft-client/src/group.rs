@@ -122,11 +122,9 @@ struct Inner<R: Runtime> {
     next_request: Cell<u64>,
     /// Requests queued per replica (by host), one message in flight each.
     outbox: RefCell<Outbox<String, (u64, Request)>>,
-    /// Per replica, the batch whose answers its outbox's claim waits for:
-    /// the batch's number and its request ids.
-    answering: RefCell<HashMap<String, (u64, Vec<u64>)>>,
-    /// The number of the next batch sent.
-    next_batch: Cell<u64>,
+    /// Per replica, the request ids of the batch whose answers its
+    /// outbox's claim waits for.
+    answering: RefCell<HashMap<String, Vec<u64>>>,
     /// The highest term a replica reported leading in (status events).
     leader_term: Cell<u64>,
     /// Woken when status events name a new leader, so that calls waiting
@@ -256,7 +254,6 @@ impl<R: Runtime> Group<R> {
                     queued_bytes_max: QUEUED_BYTES_MAX,
                 })),
                 answering: RefCell::new(HashMap::new()),
-                next_batch: Cell::new(0),
                 leader_term: Cell::new(0),
                 leader_waiters: RefCell::new(Vec::new()),
                 keepalive: RefCell::new(Vec::new()),
@@ -904,19 +901,16 @@ fn send_queued<R: Runtime>(inner: &Rc<Inner<R>>, peer: String) {
             release(&inner, &peer);
             return;
         }
-        let batch = inner.next_batch.get();
-        inner.next_batch.set(batch + 1);
-        inner
-            .answering
-            .borrow_mut()
-            .insert(peer.clone(), (batch, ids));
+        // Request ids are never reused: the first names this batch.
+        let first = ids[0];
+        inner.answering.borrow_mut().insert(peer.clone(), ids);
         drop(inner);
         runtime
             .sleep(Duration::from_millis(BATCH_ANSWER_WAIT_MS))
             .await;
         let Some(inner) = weak.upgrade() else { return };
         let waiting =
-            matches!(inner.answering.borrow().get(&peer), Some((number, _)) if *number == batch);
+            matches!(inner.answering.borrow().get(&peer), Some(ids) if ids.first() == Some(&first));
         if waiting {
             inner.answering.borrow_mut().remove(&peer);
             release(&inner, &peer);
@@ -1035,7 +1029,7 @@ async fn receive_replies<R: Runtime>(inner: std::rc::Weak<Inner<R>>, receiver: r
             .answering
             .borrow()
             .iter()
-            .filter(|(_, (_, ids))| answered(&inner, ids))
+            .filter(|(_, ids)| answered(&inner, ids))
             .map(|(peer, _)| peer.clone())
             .collect();
         for peer in done {
