@@ -77,9 +77,10 @@ pub const PREEMPTED_SLICES_MIN: u32 = 4;
 /// it, in ms.
 pub const CPU_WINDOW_MS: u64 = 1_000;
 
-/// The least a slice of a process held to its share runs before a tick may
-/// end it, in µs: long past a stale deadline's callback (which comes within
-/// microseconds of a resume after a wait), short against a tick.
+/// The least a slice of a process held to its share runs before a tick or
+/// its next host call ends it, in µs: long past a stale deadline's callback
+/// (which comes within microseconds of a resume after a wait), short
+/// against a tick.
 pub const HELD_SLICE_US_MIN: u64 = 100;
 
 /// The CPU time a computing process may use at once before it waits for

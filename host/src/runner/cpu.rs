@@ -15,9 +15,12 @@
 //! equal parts: each has a bucket of CPU time that refills at its part and
 //! holds at most [`CPU_BURST_MS`], every slice is charged to it, and a
 //! process in debt waits, off the run queue, until its part has paid the
-//! debt back, and while computing its slices end at the first tick once
-//! they ran [`HELD_SLICE_US_MIN`] (others run to the first tick after half a
-//! tick), so that what waits behind one of its slices waits at most a
+//! debt back, and while computing its slices end once they ran
+//! [`HELD_SLICE_US_MIN`]: at the guest's first host call after that (the
+//! call moves its epoch deadline to now), or else at the next tick (others
+//! run to the first tick after half a tick). What waits behind a held
+//! slice of a guest that calls its host (a clock read, a stream write)
+//! waits about [`HELD_SLICE_US_MIN`], behind one that never calls at most a
 //! tick. It is never killed
 //! for this (the busy limit still kills a
 //! guest that never calls its host). A slice that ends because the guest
@@ -227,6 +230,22 @@ impl Slice {
         self.started_ns
             .store(duration_ns(self.base.elapsed()), Ordering::Relaxed);
         self.preempted.store(false, Ordering::Relaxed);
+    }
+
+    /// Called as the guest calls its host: whether this is a held
+    /// process's slice that has run [`HELD_SLICE_US_MIN`], so that its next
+    /// epoch check should end it (the caller moves the deadline to the
+    /// current epoch) instead of the next tick. A held process that calls
+    /// its host as it computes (a clock read, a stream write) thus yields
+    /// within about that long; one that never calls still yields at the
+    /// tick.
+    pub(crate) fn held_slice_spent(&self) -> bool {
+        if !self.held.load(Ordering::Relaxed) {
+            return false;
+        }
+        let ran_ns = duration_ns(self.base.elapsed())
+            .saturating_sub(self.started_ns.load(Ordering::Relaxed));
+        ran_ns >= HELD_SLICE_US_MIN * 1_000
     }
 
     /// Called by the epoch callback at a tick: whether the slice has
@@ -498,15 +517,19 @@ mod tests {
         for held in [false, true] {
             slice.held.store(held, Ordering::Relaxed);
             started_ago(0);
+            assert!(!slice.held_slice_spent(), "held {held}");
             assert!(!slice.preempt(), "held {held}");
             assert!(!slice.preempted.load(Ordering::Relaxed));
         }
-        // Past the least held slice only the held one yields...
+        // Past the least held slice only the held one yields, at a tick or
+        // at its next host call...
         slice.held.store(false, Ordering::Relaxed);
         started_ago(HELD_SLICE_US_MIN + 20);
+        assert!(!slice.held_slice_spent());
         assert!(!slice.preempt());
         slice.held.store(true, Ordering::Relaxed);
         started_ago(HELD_SLICE_US_MIN + 20);
+        assert!(slice.held_slice_spent());
         assert!(slice.preempt());
         assert!(slice.preempted.load(Ordering::Relaxed));
         // ... and past half a tick both do.
