@@ -240,12 +240,12 @@ impl Slice {
     /// within about that long; one that never calls still yields at the
     /// tick.
     pub(crate) fn held_slice_spent(&self) -> bool {
-        if !self.held.load(Ordering::Relaxed) {
-            return false;
-        }
-        let ran_ns = duration_ns(self.base.elapsed())
-            .saturating_sub(self.started_ns.load(Ordering::Relaxed));
-        ran_ns >= HELD_SLICE_US_MIN * 1_000
+        self.held.load(Ordering::Relaxed) && self.ran_ns() >= HELD_SLICE_US_MIN * 1_000
+    }
+
+    /// How long the current slice has run, in ns.
+    fn ran_ns(&self) -> u64 {
+        duration_ns(self.base.elapsed()).saturating_sub(self.started_ns.load(Ordering::Relaxed))
     }
 
     /// Called by the epoch callback at a tick: whether the slice has
@@ -257,8 +257,7 @@ impl Slice {
     /// yielded at once, owed the poll, and waited again; one CI run
     /// measured 32 spinners at 2% of the loop.)
     pub(crate) fn preempt(&self) -> bool {
-        let ran_ns = duration_ns(self.base.elapsed())
-            .saturating_sub(self.started_ns.load(Ordering::Relaxed));
+        let ran_ns = self.ran_ns();
         let ran_ns_min = if self.held.load(Ordering::Relaxed) {
             HELD_SLICE_US_MIN * 1_000
         } else {
