@@ -100,7 +100,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             busy_ms_max: args.busy_limit_ms,
         },
         stdio: Stdio::Inherit,
-        cpu_ns: Rc::default(),
+        cpu: Rc::default(),
     };
     let running = runner::start(&runtime, &rom, spec, host.client)?;
     let status = running.exit.await;

@@ -63,6 +63,7 @@ pub fn render(ctx: &HostContext) -> String {
     let restarts = Family::<Labels, CounterF>::default();
     let uptime = Family::<Labels, GaugeF>::default();
     let cpu = Family::<Labels, CounterF>::default();
+    let slices = Family::<Labels, CounterF>::default();
     for proc in &processes {
         let labels = vec![
             ("pid".to_owned(), proc.id.to_string()),
@@ -75,6 +76,7 @@ pub fn render(ctx: &HostContext) -> String {
             .get_or_create(&labels)
             .set(proc.uptime_ms as f64 / 1000.0);
         cpu.get_or_create(&labels).inc_by(proc.cpu_ns as f64 / 1e9);
+        slices.get_or_create(&labels).inc_by(proc.cpu_slices as f64);
     }
     registry.register(
         "ww_process_restarts",
@@ -90,6 +92,11 @@ pub fn render(ctx: &HostContext) -> String {
         "ww_process_cpu_seconds",
         "Time each process's guest ran on the host's thread, host calls included, summed over its incarnations",
         cpu,
+    );
+    registry.register(
+        "ww_process_cpu_slices",
+        "Polls of each process's guest on the host's thread, summed over its incarnations (cpu seconds over slices: the mean time others wait behind one)",
+        slices,
     );
     let runtime = ctx.processes.runtime();
     let cpu_wait = Family::<Labels, CounterF>::default();

@@ -43,6 +43,35 @@ use std::time::{Duration, Instant};
 use super::EPOCH_TICK_MS;
 use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, HELD_SLICE_US_MIN, PREEMPTED_SLICES_MIN};
 
+/// A process's use of the host's thread, summed over its incarnations
+/// (the executor keeps one per process, for `/metrics` and `ww ps`).
+#[derive(Debug, Default)]
+pub struct CpuUse {
+    /// Time its guest was polled, host calls included, in ns.
+    ns: Cell<u64>,
+    /// Polls that ran its guest: its slices. The time over the slices is
+    /// the mean slice, which says how long what shares the loop waits
+    /// behind it (about [`HELD_SLICE_US_MIN`] while it is held).
+    slices: Cell<u64>,
+}
+
+impl CpuUse {
+    /// Time its guest was polled, in ns.
+    pub fn ns(&self) -> u64 {
+        self.ns.get()
+    }
+
+    /// Polls that ran its guest.
+    pub fn slices(&self) -> u64 {
+        self.slices.get()
+    }
+
+    fn add(&self, ran_ns: u64) {
+        self.ns.set(self.ns.get().saturating_add(ran_ns));
+        self.slices.set(self.slices.get().saturating_add(1));
+    }
+}
+
 /// One process's account.
 struct Account {
     /// Time it waited for its CPU share, in ns (its run time goes to the
@@ -285,29 +314,29 @@ pub(crate) struct Metered<F> {
     slice: Arc<Slice>,
     /// Kept ticking while the guest is polled.
     ticks: Arc<super::ticker::Ticks>,
-    /// Where every poll's time is added, in ns (the executor's sum over a
-    /// process's incarnations, for `/metrics`).
-    cpu_ns: Rc<Cell<u64>>,
+    /// Where every poll is counted (the executor's sum over a process's
+    /// incarnations).
+    cpu: Rc<CpuUse>,
     share: Option<Share>,
     waiting: Option<(Pin<Box<tokio::time::Sleep>>, Instant)>,
 }
 
 impl<F: Future> Metered<F> {
-    /// Meters `inner`, whose epoch callback reads `slice`, adding the time
-    /// of each poll to `cpu_ns`; `share` names the host's accounts and the
+    /// Meters `inner`, whose epoch callback reads `slice`, adding each poll
+    /// to `cpu`; `share` names the host's accounts and the
     /// process's pid when it is held to a share.
     pub(crate) fn new(
         slice: Arc<Slice>,
         ticks: Arc<super::ticker::Ticks>,
         share: Option<(Rc<CpuShares>, u64)>,
-        cpu_ns: Rc<Cell<u64>>,
+        cpu: Rc<CpuUse>,
         inner: F,
     ) -> Self {
         Self {
             inner: Box::pin(inner),
             slice,
             ticks,
-            cpu_ns,
+            cpu,
             share: share.map(|(shares, pid)| Share {
                 account: shares.open(pid),
                 shares,
@@ -343,7 +372,7 @@ impl<F: Future> Future for Metered<F> {
         let now = Instant::now();
         this.ticks.exit();
         let ran_ns = duration_ns(now.duration_since(started));
-        this.cpu_ns.set(this.cpu_ns.get().saturating_add(ran_ns));
+        this.cpu.add(ran_ns);
         let Some(share) = &this.share else {
             return polled;
         };

@@ -22,6 +22,7 @@ pub use cache::{Rom, RomCache};
 #[cfg(test)]
 pub(crate) use caller::as_process;
 pub use caller::calling_process;
+pub use cpu::CpuUse;
 pub use descriptors::{default_max as default_descriptors_max, raise_open_files_limit};
 pub use limits::Limits;
 pub use process::{start, ExitKind, ExitStatus, Running, SpawnSpec, Stdio};

@@ -2,7 +2,6 @@
 //! streams carry a capnp-rpc connection to the host, and whose stdio is the
 //! user's (`ww run`) or the host's log (a spawned process).
 
-use std::cell::Cell;
 use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -56,10 +55,9 @@ pub struct SpawnSpec {
     pub limits: Limits,
     /// Where stdin, stdout and stderr go.
     pub stdio: Stdio,
-    /// Where the guest's time on the host's thread is added, in
-    /// nanoseconds (the executor keeps one per process, summed over its
-    /// incarnations).
-    pub cpu_ns: Rc<Cell<u64>>,
+    /// Where the guest's time and slices on the host's thread are counted
+    /// (the executor keeps one per process, summed over its incarnations).
+    pub cpu: Rc<super::CpuUse>,
 }
 
 /// How a process ended.
@@ -320,13 +318,7 @@ pub fn start(
     // A host's processes share its event loop, so they are held to their
     // CPU shares; `ww run`'s one process has the loop to itself.
     let share = process.map(|pid| (runtime.cpu.clone(), pid));
-    let metered = Metered::new(
-        slice,
-        runtime.ticks.clone(),
-        share,
-        spec.cpu_ns.clone(),
-        guest,
-    );
+    let metered = Metered::new(slice, runtime.ticks.clone(), share, spec.cpu.clone(), guest);
     let handle = tokio::task::spawn_local(metered);
     let task = handle.abort_handle();
     let exit = async move {

@@ -101,7 +101,7 @@ pub async fn spawn(
         ended: Notify::new(),
         wake: Notify::new(),
         launched: Notify::new(),
-        cpu_ns: Rc::default(),
+        cpu: Rc::default(),
     });
     processes.table.borrow_mut().insert(id, proc.clone());
     tokio::task::spawn_local(supervise(ctx.clone(), proc.clone(), rom));
@@ -269,7 +269,7 @@ async fn run_once(ctx: &Rc<HostContext>, proc: &Rc<Proc>, rom: &Rom) -> ExitStat
         quota,
         limits: Limits::default(),
         stdio: Stdio::Log { pid: proc.id },
-        cpu_ns: proc.cpu_ns.clone(),
+        cpu: proc.cpu.clone(),
     };
     let host = (ctx.process_host)(ctx.clone(), proc);
     let running = match runner::start(&ctx.processes.runtime, rom, spec, host.client) {

@@ -99,8 +99,8 @@ pub struct Proc {
     pub(super) wake: Notify,
     /// Notified when an incarnation has started (its capability is set).
     pub(super) launched: Notify,
-    /// Its time on the host's thread, summed over incarnations (ns).
-    pub(super) cpu_ns: Rc<Cell<u64>>,
+    /// Its time and slices on the host's thread, summed over incarnations.
+    pub(super) cpu: Rc<runner::CpuUse>,
 }
 
 impl Proc {
@@ -147,6 +147,8 @@ pub struct ProcSummary {
     pub uptime_ms: u64,
     /// Its time on the host's thread, summed over incarnations.
     pub cpu_ns: u64,
+    /// Its slices (polls of its guest), summed over incarnations.
+    pub cpu_slices: u64,
 }
 
 impl Processes {
@@ -197,7 +199,8 @@ impl Processes {
                 } else {
                     0
                 },
-                cpu_ns: proc.cpu_ns.get(),
+                cpu_ns: proc.cpu.ns(),
+                cpu_slices: proc.cpu.slices(),
             })
             .collect()
     }
