@@ -56,6 +56,12 @@
 //!    call `process`; in between, nothing may step, tick or propose (those
 //!    methods panic): raft-rs must not change state between taking a Ready
 //!    and advancing it.
+//! 7. Optionally, call [`Node::process_messages`] instead of `process`,
+//!    let its sends leave, then call [`Node::background_step`] (snapshot
+//!    and compaction work): a snapshot chunk then never delays the
+//!    acknowledgements and answers of the round. Call it whenever
+//!    [`Node::has_ready`] is true, or the snapshot never finishes and the
+//!    log is never compacted.
 //!
 //! # Durability
 //!
@@ -66,7 +72,8 @@
 //! the last segment into a fresh synced file so that bytes a failed sync
 //! left in the page cache are never taken for durable. A snapshot is
 //! captured in one call ([`StateMachine::begin_snapshot`]), serialized and
-//! written a bounded chunk per [`Node::process`] call, and relied on (the
+//! written a bounded chunk per [`Node::process`] (or
+//! [`Node::background_step`]) call, and relied on (the
 //! log compacted below it) only once it is synced and renamed into place;
 //! a crash before that leaves the previous snapshot and the log. See
 //! `docs/raft-core.md` for the file formats and for what an operator does

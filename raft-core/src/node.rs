@@ -488,7 +488,7 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     /// step, tick or propose until [`Node::process`] has persisted the
     /// staged Ready. A violation is a bug in the caller's loop, never the
     /// effect of input from a peer or client, hence a panic.
-    fn assert_not_staged(&self, what: &str) {
+    pub(crate) fn assert_not_staged(&self, what: &str) {
         assert!(
             self.staged.is_none(),
             "raft-core: {what} between send_early and process (see the crate docs)"

@@ -98,11 +98,11 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
 
     /// Does all pending work: issues queued reads, handles Readies (persist
     /// with one write and one `sync_data` each, send one batch per peer,
-    /// apply), does one bounded piece of snapshot work (a capture, a chunk
-    /// of about `Config::snapshot_chunk_bytes_max`, the install, or a piece
-    /// of compaction: a snapshot spreads over many calls), and returns the
-    /// outputs produced since the last call (including [`Node::tick`]
-    /// timeouts).
+    /// apply), does one bounded piece of background work
+    /// ([`Node::background_step`]: a snapshot spreads over many calls), and
+    /// returns the outputs produced since the last call (including
+    /// [`Node::tick`] timeouts). It is [`Node::process_messages`] and then
+    /// [`Node::background_step`].
     ///
     /// Call it after every batch of inputs (ticks, steps, proposals, reads).
     /// Everything proposed since the last call goes into the same Ready, so
@@ -117,6 +117,25 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     /// was acknowledged is durable, what was not may be lost, as Raft
     /// allows).
     pub fn process(&mut self, transport: &mut impl Transport) -> Result<Vec<Output>, Error> {
+        let outputs = self.process_messages(transport)?;
+        self.background_step()?;
+        Ok(outputs)
+    }
+
+    /// [`Node::process`] without its background work: issues queued reads
+    /// and handles Readies (persist, send, apply), and returns the outputs.
+    /// A caller whose sends leave only once it yields (an async transport)
+    /// calls it, lets the sends leave, and only then calls
+    /// [`Node::background_step`], so that a snapshot chunk never delays the
+    /// acknowledgements, appends and answers of the same round.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::process`].
+    pub fn process_messages(
+        &mut self,
+        transport: &mut impl Transport,
+    ) -> Result<Vec<Output>, Error> {
         if let Some(reason) = &self.failed {
             return Err(Error::Failed(reason.clone()));
         }
@@ -127,14 +146,39 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         Ok(self.outputs.drain(..).collect())
     }
 
+    /// One bounded piece of background work: capturing a snapshot when one
+    /// is due, writing the next chunk of about
+    /// `Config::snapshot_chunk_bytes_max` of the one in progress or
+    /// installing it once durable, and a piece of compaction below it.
+    /// [`Node::has_ready`] stays true while any is left, so a caller that
+    /// calls [`Node::process_messages`] must call this too, after every
+    /// `process_messages` or at least while `has_ready` is true.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::process`]; the node is then failed.
+    ///
+    /// # Panics
+    ///
+    /// Between [`Node::send_early`] and `process_messages`, like
+    /// [`Node::step`] (a bug in the caller's loop).
+    pub fn background_step(&mut self) -> Result<(), Error> {
+        self.assert_not_staged("background_step");
+        if let Some(reason) = &self.failed {
+            return Err(Error::Failed(reason.clone()));
+        }
+        if let Err(error) = self.snapshot_step() {
+            self.failed = Some(error.to_string());
+            return Err(error);
+        }
+        Ok(())
+    }
+
     fn process_inner(&mut self, transport: &mut impl Transport) -> Result<(), Error> {
         if let Some(staged) = self.staged.take() {
             self.finish_ready(staged, transport)?;
         }
         self.issue_reads();
-        // Snapshot work is done once per call, bounded: a snapshot spreads
-        // over many calls instead of stalling one (docs/raft-core.md).
-        self.snapshot_step()?;
         for _ in 0..READY_ROUNDS_MAX_COUNT {
             if !self.raw.has_ready() {
                 break;
@@ -707,12 +751,46 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
             .compaction_step(self.config.compact_entries_per_process_max_count)
     }
 
+    /// Whether the applied index has crossed one of this node's snapshot
+    /// points since its last snapshot. The points are every
+    /// `snapshot_interval_entries`, shifted by the node's rank among the
+    /// voters times the interval over their count, so that the replicas of
+    /// a group take their snapshots one after the other, not all at once:
+    /// a quorum then always has members that are not writing one, and
+    /// replicas that share a disk do not write theirs together (three at
+    /// once made every round of the snapshot five times longer,
+    /// docs/raft-core.md).
+    fn snapshot_due(&self) -> bool {
+        let interval = self.config.snapshot_interval_entries;
+        if self.applied < self.last_snapshot_index.saturating_add(interval / 2) {
+            // Neither point is near: no need to rank the voters.
+            return self.applied >= self.last_snapshot_index.saturating_add(interval);
+        }
+        let conf = self.raw.raft.prs().conf();
+        let voters = conf.voters().ids();
+        let count = voters.len() as u64;
+        let rank = voters.iter().filter(|id| *id < self.id).count() as u64;
+        let phase = if count == 0 {
+            0
+        } else {
+            (u128::from(interval) * u128::from(rank.min(count - 1)) / u128::from(count)) as u64
+        };
+        // Point k is at 1 + k * interval + phase (a group's log starts after
+        // its first snapshot, at index 1); `slot` counts the points at or
+        // below an index (phase < interval, so no underflow).
+        let slot = |index: u64| {
+            (u128::from(index.saturating_sub(1)) + u128::from(interval - phase))
+                / u128::from(interval)
+        };
+        slot(self.applied) > slot(self.last_snapshot_index)
+    }
+
     /// Captures the state at the applied index when a snapshot is due: the
     /// state machine's bytes and the driver's part (sessions, metadata,
     /// removed ids, log time), all at once so that they agree. Writing them
     /// to disk is left to later [`Node::snapshot_step`]s.
     fn maybe_begin_snapshot(&mut self) -> Result<(), Error> {
-        let due = self.applied >= self.last_snapshot_index + self.config.snapshot_interval_entries;
+        let due = self.snapshot_due();
         let wanted = self.raw.store().snapshot_wanted();
         if !(due || wanted) || self.applied <= self.last_snapshot_index {
             return Ok(());
