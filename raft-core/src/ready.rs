@@ -763,8 +763,10 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
     fn snapshot_due(&self) -> bool {
         let interval = self.config.snapshot_interval_entries;
         if self.applied < self.last_snapshot_index.saturating_add(interval / 2) {
-            // Neither point is near: no need to rank the voters.
-            return self.applied >= self.last_snapshot_index.saturating_add(interval);
+            // At least half an interval between two: the first point after
+            // a snapshot from the leader, or after the bootstrap's, may be
+            // just past it. (And no voters to rank on most calls.)
+            return false;
         }
         let conf = self.raw.raft.prs().conf();
         let voters = conf.voters().ids();
@@ -773,7 +775,11 @@ impl<S: StateMachine, D: Dir> Node<S, D> {
         let phase = if count == 0 {
             0
         } else {
-            (u128::from(interval) * u128::from(rank.min(count - 1)) / u128::from(count)) as u64
+            // Below `interval`, so it fits.
+            u64::try_from(
+                u128::from(interval) * u128::from(rank.min(count - 1)) / u128::from(count),
+            )
+            .unwrap_or(0)
         };
         // Point k is at 1 + k * interval + phase (a group's log starts after
         // its first snapshot, at index 1); `slot` counts the points at or
