@@ -44,7 +44,7 @@ use super::EPOCH_TICK_MS;
 use crate::limits::{CPU_BURST_MS, CPU_WINDOW_MS, HELD_SLICE_US_MIN, PREEMPTED_SLICES_MIN};
 
 /// A process's use of the host's thread, summed over its incarnations
-/// (the executor keeps one per process, for `/metrics` and `ww ps`).
+/// (the executor keeps one per process, for `/metrics`).
 #[derive(Debug, Default)]
 pub struct CpuUse {
     /// Time its guest was polled, host calls included, in ns.
