@@ -126,6 +126,10 @@ pub struct SimReport {
     pub io_fault_count: u64,
     /// Bits flipped in synced data.
     pub bitflip_count: u64,
+    /// Of those, flips in a file the replica had already removed when it
+    /// stopped (a compacted segment whose removal was not yet durable): the
+    /// next open does not read it, so it must start.
+    pub bitflips_in_removed_files_count: u64,
     /// Replicas that refused to start on a flipped bit and were replaced.
     pub corrupt_refusal_count: u64,
     /// Forged or garbage messages injected (all dropped).

@@ -153,6 +153,8 @@ fn main() -> ExitCode {
                         totals.io_fault_count += report.io_fault_count;
                         totals.bitflip_count += report.bitflip_count;
                         totals.corrupt_refusal_count += report.corrupt_refusal_count;
+                        totals.bitflips_in_removed_files_count +=
+                            report.bitflips_in_removed_files_count;
                         totals.forged_count += report.forged_count;
                         totals.early_rounds_count += report.early_rounds_count;
                         totals.elapsed_ms += report.elapsed_ms;
@@ -181,7 +183,7 @@ fn main() -> ExitCode {
     let wall = started.elapsed();
     println!(
         "sim: workload={} nodes={} seeds {}..{}: {} passed, {} failed in {:.1} s ({} jobs); \
-         {} requests, {} crashes, {} partitions, {} membership changes, {} snapshot installs, {} torn tails, {} I/O faults, {} bit flips ({} replicas refused to start), {} forged messages, {} rounds split by send_early, {:.0} s simulated",
+         {} requests, {} crashes, {} partitions, {} membership changes, {} snapshot installs, {} torn tails, {} I/O faults, {} bit flips ({} replicas refused to start, {} in files already removed), {} forged messages, {} rounds split by send_early, {:.0} s simulated",
         args.workload,
         args.nodes,
         args.start,
@@ -199,6 +201,7 @@ fn main() -> ExitCode {
         totals.io_fault_count,
         totals.bitflip_count,
         totals.corrupt_refusal_count,
+        totals.bitflips_in_removed_files_count,
         totals.forged_count,
         totals.early_rounds_count,
         totals.elapsed_ms as f64 / 1000.0,
