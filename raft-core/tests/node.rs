@@ -969,10 +969,11 @@ fn the_replicas_of_a_group_take_their_snapshots_at_different_indexes() {
         }
     }
     for (replica, indexes) in taken.iter_mut().enumerate() {
-        indexes.remove(&1); // the bootstrap's
-                            // The first comes at the first point at least half an interval
-                            // after the bootstrap's, which for some replicas is off their
-                            // points; from the second on, each is on its own.
+        // Not the bootstrap's snapshot (index 1), nor the first after it:
+        // that comes at the first point at least half an interval later,
+        // which for some replicas is off their points. From the second on,
+        // each is on its own points.
+        indexes.remove(&1);
         let first = indexes.pop_first();
         assert!(
             first.is_some() && indexes.len() >= 2,

@@ -26,12 +26,12 @@ const SPINNERS: usize = 32;
 
 /// Concurrent writers, each writing [`WRITES`] keys one after the other.
 const CLIENTS: usize = 16;
+const WRITES: usize = 500;
 
 /// The spinners' mean slice while they are held, in µs: three times the
 /// host's least held slice (`HELD_SLICE_US_MIN`, 100 µs), half the mean of
 /// slices that end at the tick.
 const MEAN_HELD_SLICE_US_MAX: f64 = 300.0;
-const WRITES: usize = 500;
 
 /// Resident memory of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {

@@ -897,57 +897,60 @@ impl Replica {
         );
     }
 
+    /// Runs one call into raft-core, its time added to `process_us`.
+    /// `None` when the replica has no node yet. raft-core's rule: after an
+    /// error, reopen. Failing the loop does that: the supervisor restarts
+    /// this replica from its volume.
+    fn with_node<T>(
+        &mut self,
+        call: impl FnOnce(&mut Node<QueueMachine, FsDir>, &mut Outbox) -> Result<T, raft_core::Error>,
+    ) -> anyhow::Result<Option<(T, Duration)>> {
+        let Some(node) = self.node.as_mut() else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let result = call(node, &mut self.outbox);
+        let took = started.elapsed();
+        self.activity.process_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        match result {
+            Ok(value) => Ok(Some((value, took))),
+            Err(err) => bail!("raft failed, restarting from the log: {err}"),
+        }
+    }
+
     /// [`raft_core::Node::send_early`]: how many envelopes left ahead of
     /// this replica's fsync.
     fn send_early(&mut self) -> anyhow::Result<usize> {
-        let Some(node) = self.node.as_mut() else {
-            return Ok(0);
-        };
-        let started = Instant::now();
-        let sent = match node.send_early(&mut self.outbox) {
-            Ok(sent) => sent,
-            Err(err) => bail!("raft failed, restarting from the log: {err}"),
-        };
-        self.activity.process_us +=
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        Ok(sent)
+        let sent = self.with_node(|node, outbox| node.send_early(outbox))?;
+        Ok(sent.map_or(0, |(sent, _)| sent))
     }
 
     /// Snapshot and compaction work, a bounded piece (raft-core's
-    /// `Node::background_step`).
+    /// `Node::background_step`). A slow one counts as a slow round: the
+    /// loop stalled for it just the same.
     fn background_step(&mut self) -> anyhow::Result<()> {
-        let Some(node) = self.node.as_mut() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        if let Err(err) = node.background_step() {
-            bail!("raft failed, restarting from the log: {err}");
+        if let Some(((), took)) = self.with_node(|node, _| node.background_step())? {
+            self.count_slow(took);
         }
-        self.activity.process_us +=
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Ok(())
     }
 
-    fn process(&mut self) -> anyhow::Result<()> {
-        let Some(node) = self.node.as_mut() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        let outputs = match node.process_messages(&mut self.outbox) {
-            Ok(outputs) => outputs,
-            // raft-core's rule: after an error, reopen. Exiting does that:
-            // the supervisor restarts this replica from its volume.
-            Err(err) => bail!("raft failed, restarting from the log: {err}"),
-        };
-        let took = started.elapsed();
-        self.activity.rounds += 1;
-        self.activity.process_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    fn count_slow(&mut self, took: Duration) {
         if took > Duration::from_millis(10) {
             self.activity.slow_rounds_10ms += 1;
         }
         if took > Duration::from_millis(100) {
             self.activity.slow_rounds_100ms += 1;
         }
+    }
+
+    fn process(&mut self) -> anyhow::Result<()> {
+        let Some((outputs, took)) = self.with_node(|node, outbox| node.process_messages(outbox))?
+        else {
+            return Ok(());
+        };
+        self.activity.rounds += 1;
+        self.count_slow(took);
         // Error answers name the leader; most rounds have none.
         let leader = if outputs.iter().any(failed) {
             self.leader()
